@@ -1,0 +1,24 @@
+"""sweeper: hyperparameter sweeps for image transfer learning on Ray Tune, Optuna TPE and ASHA.
+
+The names below are the public Python API; the modules behind them each hold one stage of
+the data flow (spec -> data -> backbones/model -> trial -> driver -> leaderboard).
+"""
+
+__version__ = "0.1.0"
+
+from .backbones import REGISTRY, Backbone
+from .errors import DataError, SpecError, SweeperError
+from .spec import Budget, DataSpec, Space, Spec, load_spec
+
+__all__ = [
+    "REGISTRY",
+    "Backbone",
+    "Budget",
+    "DataError",
+    "DataSpec",
+    "Space",
+    "Spec",
+    "SpecError",
+    "SweeperError",
+    "load_spec",
+]

@@ -1,0 +1,129 @@
+"""The `sweeper` command line. Exit codes: 0 success, 2 bad input (one line, no traceback), 1 a bug."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import SweeperError
+
+EXAMPLES = """\
+examples:
+  sweeper demo                                   # a whole sweep on real digits, offline
+  sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4
+  sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379
+  sweeper leaderboard results/cats-vs-dogs --top 5 --format md
+  sweeper backbones
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other bad input
+        raise SweeperError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sweeper",
+        description="Hyperparameter sweeps for image transfer learning: Ray Tune, Optuna TPE and ASHA "
+        "over pretrained Keras backbones.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run the sweep a spec file declares", epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("spec", type=Path, help="the spec file (YAML)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
+    run.add_argument("--trials", type=int, help="override budget.trials")
+    run.add_argument("--max-epochs", type=int, help="override budget.max_epochs")
+    run.add_argument("--name", help="override the sweep's name (its folder under --out)")
+    run.add_argument("--address", help="attach to a running Ray cluster, e.g. 10.0.0.5:6379 or auto")
+    _add_common(run)
+
+    board = commands.add_parser("leaderboard", help="show a sweep's trials, best first")
+    board.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
+    board.add_argument("--top", type=int, help="show only the K best trials")
+    board.add_argument("--sort", metavar="COL", help="sort by this column, ascending; descending with a minus: --sort=-learning_rate")
+    board.add_argument("--format", choices=("table", "csv", "json", "md"), default="table")
+
+    commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, weights")
+
+    demo = commands.add_parser("demo", help="run the embedded quickstart sweep on real digits, offline")
+    demo.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
+    _add_common(demo)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-dir", type=Path, help="folder with Keras ImageNet weight files (also: $SWEEPER_WEIGHTS)")
+    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached (default: <out>/.cache)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Piped or logged output (CI, `| tee`) is read later in a wide viewer: do not wrap it at 80 columns.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    try:
+        args = build_parser().parse_args(argv)
+        return _dispatch(args, console)
+    except SweeperError as exc:
+        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted")
+        return 130
+    except Exception:  # a bug: show everything
+        traceback.print_exc()
+        return 1
+
+
+def _dispatch(args, console: Console) -> int:
+    if args.command == "backbones":
+        print_backbones(console)
+    elif args.command == "leaderboard":
+        from .leaderboard import show
+
+        show(args.sweep, top=args.top, sort=args.sort, fmt=args.format, console=console)
+    elif args.command == "run":
+        from .driver import RunOptions, run_sweep
+        from .spec import load_spec
+
+        overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
+        spec = load_spec(args.spec, overrides)
+        run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
+                                   cache_dir=args.cache_dir), console)
+    elif args.command == "demo":
+        from .demo import run_demo
+        from .driver import RunOptions
+
+        run_demo(RunOptions(out=args.out, weights_dir=args.weights_dir, cache_dir=args.cache_dir), console)
+    return 0
+
+
+def print_backbones(console: Console) -> None:
+    from rich.table import Table
+
+    from .backbones import REGISTRY, cut_choices
+    from .weights import find_local, search_dirs
+
+    table = Table(title="backbones; `space.cut` takes any name in the cut column", title_justify="left")
+    table.add_column("backbone", no_wrap=True)
+    table.add_column("px", no_wrap=True)
+    table.add_column("scaling", no_wrap=True)
+    table.add_column("cut", overflow="fold")
+    table.add_column("weights", no_wrap=True)
+    for b in REGISTRY.values():
+        if not b.pretrained:
+            weights = "scratch"
+        else:
+            weights = "[green]found[/]" if find_local(b, b.default_size) else "[yellow]missing[/]"
+        table.add_row(b.name, f"{b.default_size} ≥{b.min_size}", b.preprocess, ", ".join(cut_choices(b)), weights)
+    console.print(table)
+    console.print("px: default input size ≥ minimum.  scaling: tf = [-1, 1]; caffe = BGR minus the ImageNet mean;")
+    console.print("unit = [0, 1]; none = done inside the model.  scratch: no pretrained weights exist.")
+    console.print(f"weights are looked for in: {', '.join(str(d) for d in search_dirs())}")

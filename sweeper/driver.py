@@ -1,0 +1,305 @@
+"""The driver: from a validated spec to a finished Ray Tune sweep in `results/<sweep>/`.
+
+Optuna's TPE proposes configurations (define-by-run, for the conditional `cut`), ASHA stops
+weak trials at its rungs, and a callback keeps the leaderboard files current. The driver
+never imports TensorFlow: trials do, in Ray's worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+from ray import tune
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__, images, leaderboard
+from .backbones import REGISTRY
+from .data import DatasetIndex, build_index
+from .errors import SweeperError
+from .search_space import DefineByRun, space_size
+from .spec import Range, Spec, values_of
+from .trial import TrialContext, run_trial
+from .weights import find_local
+
+SWEEP_META = "sweep.json"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: Path = Path("results")
+    address: str | None = None  # an existing Ray cluster; None starts Ray locally
+    weights_dir: Path | None = None
+    cache_dir: Path | None = None  # default: <out>/.cache, shared by the sweeps in <out>
+
+
+def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
+    """Run the whole sweep; returns the sweep folder."""
+    console = console or Console()
+    started = time.time()
+    sweep_dir = (options.out / spec.name).resolve()
+    if sweep_dir.exists() and any(sweep_dir.iterdir()):
+        raise SweeperError(
+            f"{sweep_dir} already exists; choose another --name, or continue it with `sweeper resume {sweep_dir}`"
+        )
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweeperError(f"{options.out}: cannot create the results folder ({exc.strerror})") from None
+    cache_dir = (options.cache_dir or options.out / ".cache").resolve()
+    weights_dir = options.weights_dir or spec.weights_dir
+
+    index = prepare_data(spec, cache_dir, console)
+    _save_run_files(spec, sweep_dir, index, options)
+    _warn_missing_weights(spec, weights_dir, console)
+
+    context = TrialContext(
+        index=index,
+        task=spec.task,
+        objective=spec.objective,
+        mode=spec.mode,
+        max_epochs=spec.budget.max_epochs,
+        weights=spec.weights,
+        weights_dir=str(weights_dir) if weights_dir else None,
+        cache_dir=str(cache_dir),
+        cpus=max(1, int(spec.budget.cpus_per_trial)),
+        seed=spec.budget.seed,
+    )
+    _init_ray(options.address)
+    size = space_size(spec.space)
+    console.print(
+        f"[bold]{spec.name}[/]: {spec.budget.trials} trials over "
+        f"{'a continuous space' if size is None else f'{size} configurations'}, "
+        f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
+        f"objective {spec.objective} ({spec.mode})"
+    )
+    board = LeaderboardCallback(sweep_dir, spec, console)
+    tuner = _make_tuner(spec, context, sweep_dir, board)
+    tuner.fit()
+
+    rows = leaderboard.read(sweep_dir)
+    leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
+    minutes = (time.time() - started) / 60
+    console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}")
+    return sweep_dir
+
+
+def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
+    """Index the data, decode every image once at each size in the space, and summarise it."""
+    index = build_index(spec.data, spec.task)
+    image_size = spec.space.image_size
+    sizes = [int(image_size.low)] if isinstance(image_size, Range) else sorted(values_of(image_size))
+    for size in sizes:
+        with _progress(console) as progress:
+            task = progress.add_task(f"decoding images at {size} px", total=len(index.paths))
+            index, _ = images.load_images(
+                index, size, cache_dir, spec.data.on_bad_image, progress=lambda: progress.advance(task)
+            )
+    _print_data_summary(index, console)
+    return index
+
+
+def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, board: LeaderboardCallback):
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    budget = spec.budget
+    sampler = optuna.samplers.TPESampler(
+        seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
+    )
+    searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler)
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=budget.max_epochs,
+        grace_period=budget.grace_epochs,
+        reduction_factor=budget.reduction_factor,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=context),
+        {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial},
+    )
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            metric=spec.objective,
+            mode=spec.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=budget.trials,
+            max_concurrent_trials=budget.concurrent_trials,
+            time_budget_s=budget.time_limit,
+            reuse_actors=True,  # keeps TensorFlow imported between trials
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_dir.name,
+            storage_path=str(sweep_dir.parent),
+            stop=StopAt(spec.objective, spec.mode, budget.stop_at) if budget.stop_at is not None else None,
+            failure_config=tune.FailureConfig(max_failures=budget.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=spec.objective, checkpoint_score_order=spec.mode
+            ),
+            callbacks=[board],
+            verbose=0,
+        ),
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"  # Tune's default name spells out the config and gets too long
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        if address:
+            raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
+        raise
+
+
+class StopAt(tune.Stopper):
+    """Ends the whole sweep once any trial reaches the target value of the objective."""
+
+    def __init__(self, metric: str, mode: str, target: float):
+        self.metric, self.mode, self.target, self.reached = metric, mode, target, False
+
+    def __call__(self, trial_id, result) -> bool:
+        value = result.get(self.metric)
+        if value is not None and (value >= self.target if self.mode == "max" else value <= self.target):
+            self.reached = True
+        return False
+
+    def stop_all(self) -> bool:
+        return self.reached
+
+
+class LeaderboardCallback(tune.Callback):
+    """Rewrites the leaderboard files whenever a trial reports or ends, and prints one line per ended trial."""
+
+    def __init__(self, sweep_dir: Path, spec: Spec, console: Console):
+        self.sweep_dir, self.spec, self.console = sweep_dir, spec, console
+        self.rows: dict[str, dict] = {}
+        self.ended = 0
+
+    def __getstate__(self):  # Tune pickles its callbacks with the experiment; a console does not pickle
+        return {**self.__dict__, "console": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, console=Console())
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._update(trial, "running", result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        status = "completed" if result.get("epoch", 0) >= self.spec.budget.max_epochs else "stopped"
+        self._end(trial, status, result)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, "error", trial.last_result or {}, _error_message(trial))
+
+    def _end(self, trial, status, result, error=""):
+        row = self._update(trial, status, result, error)
+        self.ended += 1
+        objective = self.spec.objective
+        value = row.get(objective)
+        shown = f"{objective} {value:.4f} @ epoch {row['best_epoch']}" if value is not None else "no result"
+        style = leaderboard.STATUS_STYLE.get(status, "white")
+        config = ", ".join(f"{k}={leaderboard.format_value(row[k])}" for k in ("backbone", "cut", "unfreeze", "optimizer", "learning_rate", "batch_size"))
+        self.console.print(
+            f"[{self.ended}/{self.spec.budget.trials}] trial {trial.trial_id} [{style}]{status}[/] "
+            f"after {row['epochs']} epoch{'s' if row['epochs'] != 1 else ''}: {shown}  ({config})" + (f"  [red]{error}[/]" if error else "")
+        )
+
+    def _update(self, trial, status, result, error=""):
+        row = leaderboard.make_row(
+            trial_id=trial.trial_id, status=status, config=trial.config, result=result,
+            objective=self.spec.objective, error=error,
+        )
+        self.rows[trial.trial_id] = row
+        rows = leaderboard.ranked(self.rows.values(), self.spec.objective, self.spec.mode)
+        leaderboard.write(self.sweep_dir, rows, self.spec.objective)
+        return row
+
+
+def _error_message(trial) -> str:
+    """The last line of the trial's traceback: the exception and its message."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).is_file():
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        if lines:
+            return lines[-1][:500]
+    return "the trial failed (no error message was recorded)"
+
+
+def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions) -> None:
+    header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
+    (sweep_dir / "spec.yaml").write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
+    (sweep_dir / "data_summary.json").write_text(json.dumps(index.summary(), indent=2))
+    meta = {
+        "name": spec.name,
+        "spec_path": str(spec.path),
+        "objective": spec.objective,
+        "mode": spec.mode,
+        "task": spec.task,
+        "classes": list(index.classes),
+        "data_fingerprint": index.fingerprint,
+        "address": options.address,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "sweeper_version": __version__,
+    }
+    (sweep_dir / SWEEP_META).write_text(json.dumps(meta, indent=2))
+
+
+def _warn_missing_weights(spec: Spec, weights_dir: Path | None, console: Console) -> None:
+    if spec.weights != "imagenet":
+        return
+    size = spec.space.image_size
+    smallest = int(size.low) if isinstance(size, Range) else min(values_of(size))
+    for name in values_of(spec.space.backbone):
+        backbone = REGISTRY[name]
+        if backbone.pretrained and find_local(backbone, smallest, weights_dir) is None:
+            console.print(
+                f"[yellow]warning:[/] no local ImageNet weights for {name}; its trials will try a Keras download "
+                "(pass --weights-dir or set $SWEEPER_WEIGHTS to use local files)"
+            )
+
+
+def _print_data_summary(index: DatasetIndex, console: Console) -> None:
+    summary = index.summary()
+    console.print(f"data: {summary['images']} images, {len(index.classes)} classes, fingerprint {summary['fingerprint']}")
+    table = Table()
+    table.add_column("class")
+    splits = list(summary["per_split"])
+    for split in splits:
+        table.add_column(split, justify="right")
+    for name in index.classes:
+        table.add_row(name, *(str(summary["per_split"][s][name]) for s in splits))
+    console.print(table)
+    if index.skipped:
+        shown = "; ".join(f"{p} ({r})" for p, r in index.skipped[:3])
+        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {shown}" + (" ..." if len(index.skipped) > 3 else ""))
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )

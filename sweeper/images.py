@@ -1,0 +1,92 @@
+"""Decoding images into arrays, once per data set and size.
+
+The decoded, resized images are kept as one .npy file per (data fingerprint, size) in the
+cache folder, so that no epoch and no trial decodes a JPEG again; trials memory-map it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from PIL import Image, ImageOps
+
+from .data import DatasetIndex
+from .errors import DataError
+
+
+def decode(path: str, size: int) -> np.ndarray:
+    """An RGB uint8 array of shape (size, size, 3): EXIF orientation applied, squashed to a square."""
+    with Image.open(path) as img:
+        img.draft("RGB", (size, size))  # JPEG: let the decoder downscale by 2, 4 or 8 for free
+        img = ImageOps.exif_transpose(img)
+        img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(img, dtype=np.uint8)
+
+
+def decode_all(paths, size: int, progress=None) -> tuple[np.ndarray, dict[int, str]]:
+    """Decode in parallel (PIL releases the GIL). Returns the array and {position: reason} of bad files."""
+    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    bad: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        try:
+            out[i] = decode(paths[i], size)
+        except Exception as exc:  # PIL raises many types for broken files
+            bad[i] = f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        for _ in pool.map(work, range(len(paths))):
+            if progress:
+                progress()
+    return out, bad
+
+
+def cache_path(cache_dir: Path, index: DatasetIndex, size: int) -> Path:
+    return Path(cache_dir) / "images" / f"{index.fingerprint}-{size}px.npy"
+
+
+def load_images(
+    index: DatasetIndex, size: int, cache_dir: Path, on_bad_image: str = "skip", progress=None
+) -> tuple[DatasetIndex, np.ndarray]:
+    """The index without unreadable images, and their decoded array (memory-mapped from the cache).
+
+    Concurrent callers (trials, the driver) wait on a lock instead of decoding the same set twice.
+    """
+    path = cache_path(cache_dir, index, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    skipped_file = path.with_suffix(".skipped.json")  # bad files found earlier in this same set
+    with FileLock(str(path) + ".lock"):
+        if skipped_file.exists():
+            bad = {int(i): r for i, r in json.loads(skipped_file.read_text()).items()}
+            _check_policy(index, bad, on_bad_image)
+            index = index.without(bad)
+            path = cache_path(cache_dir, index, size)
+        if not path.exists():
+            array, bad = decode_all(index.paths, size, progress)
+            if bad:
+                _check_policy(index, bad, on_bad_image)
+                keep = np.array([i not in bad for i in range(len(index.paths))])
+                _atomic_write_text(skipped_file, json.dumps(bad))
+                index, array = index.without(bad), array[keep]
+                path = cache_path(cache_dir, index, size)
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, array)
+            os.replace(tmp, path)
+    return index, np.load(path, mmap_mode="r")
+
+
+def _check_policy(index: DatasetIndex, bad: dict[int, str], on_bad_image: str) -> None:
+    if bad and on_bad_image == "error":
+        first = min(bad)
+        raise DataError(f"{index.paths[first]}: {bad[first]} (set data.on_bad_image: skip to skip it)")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

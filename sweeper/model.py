@@ -1,0 +1,145 @@
+"""The model builder: backbone (cut, partly unfrozen) plus head, compiled for the task.
+
+The model takes raw RGB images with values 0-255 and does its own augmentation and
+preprocessing, so the exported model needs nothing but pixels. This module imports Keras:
+the driver never imports it, only trials, export and tests do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+
+from .backbones import FULL, build_backbone, get_backbone
+from .spec import decode_units
+from .search_space import CONFIG_KEYS
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One point of the search space, as the trial receives it."""
+
+    backbone: str
+    cut: str = FULL
+    unfreeze: int = 0
+    head_pooling: str = "avg"
+    head_units: tuple[int, ...] = ()
+    head_dropout: float = 0.2
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    augment: bool = False
+    image_size: int = 160
+
+    @classmethod
+    def from_tune(cls, config: dict) -> TrialConfig:
+        values = {k: config[k] for k in CONFIG_KEYS if k in config}
+        if isinstance(values.get("head_units"), str):
+            values["head_units"] = decode_units(values["head_units"])
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def output_units(task: str, n_classes: int) -> int:
+    return 1 if task == "regression" or n_classes == 2 else n_classes
+
+
+def build_model(config: TrialConfig, *, task: str, n_classes: int, weights):
+    """The whole trainable model. `weights` is what `weights.resolve` returned (path, "imagenet" or None)."""
+    entry = get_backbone(config.backbone)
+    base = build_backbone(entry, config.image_size, weights)
+    if config.cut not in (FULL, entry.output_layer):
+        base = keras.Model(base.inputs, base.get_layer(config.cut).output, name=f"{base.name}_to_{config.cut}")
+    # Random weights have nothing worth keeping: such a backbone is trained whole, BatchNorm included.
+    from_scratch = weights is None
+    set_trainable(base, None if from_scratch else config.unfreeze)
+
+    inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
+    x = inputs
+    if config.augment:
+        x = keras.layers.RandomFlip("horizontal", name="augment_flip")(x)
+        x = keras.layers.RandomRotation(0.1, name="augment_rotate")(x)
+        x = keras.layers.RandomZoom(0.1, name="augment_zoom")(x)
+    x = Preprocess(entry.preprocess, name="preprocess")(x)
+    # training=False keeps BatchNorm in inference mode even where a pretrained backbone is fine-tuned.
+    x = base(x, training=None if from_scratch else False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x) if config.head_pooling == "avg" else keras.layers.Flatten(name="pool")(x)
+    x = keras.layers.Dropout(config.head_dropout, name="dropout_0")(x)
+    for i, units in enumerate(config.head_units, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        x = keras.layers.Dropout(config.head_dropout, name=f"dropout_{i}")(x)
+    n_out = output_units(task, n_classes)
+    activation = None if task == "regression" else ("sigmoid" if n_out == 1 else "softmax")
+    outputs = keras.layers.Dense(n_out, activation=activation, name="output")(x)
+    model = keras.Model(inputs, outputs, name=f"sweeper_{config.backbone}")
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, config.learning_rate),
+        loss=_loss(task, n_out),
+        metrics=_metrics(task, n_out),
+    )
+    return model
+
+
+def set_trainable(base, unfreeze: int | None) -> None:
+    """Train the top `unfreeze` layers of the kept backbone, BatchNorm excepted; None trains every layer."""
+    base.trainable = True
+    if unfreeze is None:
+        return
+    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    first_trainable = max(len(layers) - unfreeze, 0)
+    for i, layer in enumerate(layers):
+        layer.trainable = i >= first_trainable and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def make_optimizer(name: str, learning_rate: float):
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    cls = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad}[name]
+    return cls(learning_rate)
+
+
+def _loss(task: str, n_out: int) -> str:
+    if task == "regression":
+        return "mean_squared_error"
+    return "binary_crossentropy" if n_out == 1 else "sparse_categorical_crossentropy"
+
+
+def _metrics(task: str, n_out: int) -> list:
+    if task == "regression":
+        return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
+    accuracy = keras.metrics.BinaryAccuracy if n_out == 1 else keras.metrics.SparseCategoricalAccuracy
+    return [accuracy(name="accuracy")]
+
+
+def count_params(model) -> dict[str, float]:
+    total = int(model.count_params())
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    return {"params": total, "trainable_params": trainable, "size_mb": round(total * 4 / 2**20, 3)}
+
+
+@keras.saving.register_keras_serializable(package="sweeper")
+class Preprocess(keras.layers.Layer):
+    """Scales 0-255 RGB the way the backbone was trained (keras.applications' modes)."""
+
+    def __init__(self, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, x):
+        ops = keras.ops
+        x = ops.cast(x, "float32")
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "unit":
+            return x / 255.0
+        if self.mode == "caffe":
+            return ops.flip(x, axis=-1) - ops.array([103.939, 116.779, 123.68])
+        return x
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}

@@ -1,0 +1,86 @@
+"""The spec's `space` as an Optuna define-by-run function, for Ray Tune's OptunaSearch.
+
+Define-by-run lets `cut` depend on the backbone that was drawn: each backbone gets its own
+Optuna parameter (`cut@inception_v3`), and the trial receives the drawn value as `cut`.
+Fixed values never reach Optuna; they are returned as constants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .spec import Choice, Fixed, Param, Range, Space, encode_units
+
+# The trial's configuration keys, in leaderboard order.
+CONFIG_KEYS = (
+    "backbone", "cut", "unfreeze", "head_pooling", "head_units", "head_dropout",
+    "optimizer", "learning_rate", "batch_size", "augment", "image_size",
+)
+
+
+class DefineByRun:
+    """Callable(optuna.Trial) -> constants. A class rather than a closure so it pickles with the searcher."""
+
+    def __init__(self, space: Space):
+        self.space = space
+
+    def __call__(self, trial) -> dict[str, Any]:
+        constants: dict[str, Any] = {}
+        config = {}
+        for key in CONFIG_KEYS:
+            if key == "cut":
+                param, name = self.space.cut_for(config["backbone"]), f"cut@{config['backbone']}"
+            else:
+                param, name = getattr(self.space, key), key
+            if key == "head_units":  # Optuna's choices must be scalars: use the encoded label
+                param = _encode_units_param(param)
+            value = _suggest(trial, name, param)
+            config[key] = value
+            if isinstance(param, Fixed) or name != key:
+                constants[key] = value
+        return constants
+
+
+def _encode_units_param(param: Param) -> Param:
+    if isinstance(param, Fixed):
+        return Fixed(encode_units(param.value))
+    return Choice(tuple(encode_units(units) for units in param.options))
+
+
+def _suggest(trial, name: str, param: Param):
+    if isinstance(param, Fixed):
+        return param.value
+    if isinstance(param, Choice):
+        return trial.suggest_categorical(name, list(param.options))
+    if isinstance(param, Range):
+        if param.integer:
+            step = int(param.step or 1)
+            return trial.suggest_int(name, int(param.low), int(param.high), step=step, log=param.log)
+        return trial.suggest_float(name, param.low, param.high, step=param.step, log=param.log)
+    raise TypeError(f"unknown parameter type {param!r}")
+
+
+def space_size(space: Space) -> int | None:
+    """How many distinct configurations the space holds; None when a float range makes it infinite."""
+    def count(param: Param) -> int | None:
+        if isinstance(param, Fixed):
+            return 1
+        if isinstance(param, Choice):
+            return len(param.options)
+        if param.integer:
+            return int((param.high - param.low) // (param.step or 1)) + 1
+        if param.step:
+            return int(round((param.high - param.low) / param.step)) + 1
+        return None
+
+    total_per_backbone = []
+    for backbone in (space.backbone.options if isinstance(space.backbone, Choice) else (space.backbone.value,)):
+        counts = [count(getattr(space, k)) for k in CONFIG_KEYS if k not in ("backbone", "cut")]
+        counts.append(count(space.cut_for(backbone)))
+        if None in counts:
+            return None
+        product = 1
+        for c in counts:
+            product *= c
+        total_per_backbone.append(product)
+    return sum(total_per_backbone)

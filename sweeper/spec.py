@@ -1,0 +1,430 @@
+"""The spec file: YAML in, a typed and validated `Spec` out.
+
+Every default lives in the dataclasses below. Every error names the file, the key and what
+is allowed, so the CLI can print it on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .backbones import FULL, REGISTRY, cut_choices, get_backbone
+from .errors import SpecError
+
+TASKS = ("classification", "regression")
+OBJECTIVES = {
+    "classification": {"val_accuracy": "max", "val_loss": "min"},
+    "regression": {"val_rmse": "min", "val_mae": "min", "val_loss": "min"},
+}
+DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
+OPTIMIZERS = ("rmsprop", "adam", "sgd", "adagrad")
+POOLINGS = ("avg", "flatten")
+BAD_IMAGE_POLICIES = ("skip", "error")
+
+
+# --- the search space: each hyperparameter is fixed, a choice, or a range ---------------------
+
+
+@dataclass(frozen=True)
+class Fixed:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+
+@dataclass(frozen=True)
+class Range:
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    integer: bool = False
+
+
+Param = Fixed | Choice | Range
+
+
+def values_of(param: Param) -> tuple:
+    """The values a fixed or choice parameter can take (a range has no finite list)."""
+    if isinstance(param, Fixed):
+        return (param.value,)
+    if isinstance(param, Choice):
+        return param.options
+    raise TypeError("a range has no finite list of values")
+
+
+@dataclass(frozen=True)
+class Space:
+    backbone: Param = Fixed("mobilenet_v2_1.0")
+    cut: dict[str, Param] = field(default_factory=dict)  # per backbone; missing = Fixed("full")
+    unfreeze: Param = Fixed(0)
+    head_pooling: Param = Fixed("avg")
+    head_units: Param = Fixed(())
+    head_dropout: Param = Fixed(0.2)
+    optimizer: Param = Fixed("adam")
+    learning_rate: Param = Fixed(1e-3)
+    batch_size: Param = Fixed(32)
+    augment: Param = Fixed(False)
+    image_size: Param = Fixed(160)
+
+    def cut_for(self, backbone: str) -> Param:
+        return self.cut.get(backbone, Fixed(FULL))
+
+
+# --- the rest of the spec ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train: Path
+    validation: Path | None = None
+    validation_split: float = 0.2
+    test: Path | None = None
+    test_split: float = 0.0
+    on_bad_image: str = "skip"
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int = 24
+    max_epochs: int = 10
+    grace_epochs: int = 1
+    reduction_factor: int = 3
+    concurrent_trials: int = 2
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    time_limit: float | None = None  # seconds
+    stop_at: float | None = None
+    max_failures: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    data: DataSpec
+    space: Space
+    path: Path  # the spec file; relative paths were resolved against its folder
+    task: str = "classification"
+    weights: str = "imagenet"  # "imagenet" or "none"
+    weights_dir: Path | None = None  # set when the spec's `weights` names a folder
+    objective: str = "val_accuracy"
+    budget: Budget = field(default_factory=Budget)
+    raw: dict = field(default_factory=dict, compare=False, repr=False)  # as written, plus overrides
+
+    @property
+    def mode(self) -> str:
+        return OBJECTIVES[self.task][self.objective]
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read and validate a spec file. `overrides` replaces top-level or `budget.*` keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: spec file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_spec(raw, path, overrides)
+
+
+def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) -> Spec:
+    ctx = _Context(path)
+    if not isinstance(raw, dict):
+        ctx.fail("", "the spec must be a mapping with at least `data` and `space`")
+    raw = dict(raw)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, sub = key.partition(".")
+        if sub:
+            raw[section] = {**(raw.get(section) or {}), sub: value}
+        else:
+            raw[key] = value
+
+    top = ("name", "task", "data", "image_size", "weights", "objective", "budget", "space")
+    ctx.no_unknown_keys("", raw, top)
+    for required in ("data", "space"):
+        if required not in raw:
+            ctx.fail(required, "is required")
+
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        ctx.fail("name", f"{name!r} must be letters, digits, '-', '_' or '.' (it names a folder)")
+    task = ctx.one_of("task", raw.get("task", "classification"), TASKS)
+
+    weights, weights_dir = raw.get("weights", "imagenet"), None
+    if weights not in ("imagenet", "none"):
+        if not isinstance(weights, str):
+            ctx.fail("weights", "must be imagenet, none, or a folder holding Keras weight files")
+        weights_dir = ctx.resolve_path(weights)
+        if not weights_dir.is_dir():
+            ctx.fail("weights", f"{weights!r} is neither imagenet, none, nor an existing folder")
+        weights = "imagenet"
+
+    objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
+    ctx.one_of("objective", objective, tuple(OBJECTIVES[task]), f" for task {task}")
+
+    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value))
+    return Spec(
+        name=name,
+        task=task,
+        data=_parse_data(ctx, raw["data"]),
+        space=space,
+        path=path.resolve(),
+        weights=weights,
+        weights_dir=weights_dir,
+        objective=objective,
+        budget=_parse_budget(ctx, raw.get("budget") or {}),
+        raw=raw,
+    )
+
+
+def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
+    if not isinstance(raw, dict):
+        ctx.fail("data", "must be a mapping with at least `train` (a folder with one sub-folder per class)")
+    ctx.no_unknown_keys("data", raw, [f.name for f in fields(DataSpec)])
+    if "train" not in raw:
+        ctx.fail("data.train", "is required: a folder with one sub-folder per class")
+    folders = {}
+    for key in ("train", "validation", "test"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            ctx.fail(f"data.{key}", f"must be a folder path, got {value!r}")
+        folders[key] = ctx.resolve_path(value)
+        if not folders[key].is_dir():
+            ctx.fail(f"data.{key}", f"folder not found: {folders[key]}")
+    splits = {}
+    for key, default in (("validation_split", DataSpec.validation_split), ("test_split", DataSpec.test_split)):
+        splits[key] = ctx.number(f"data.{key}", raw.get(key, default), low=0.0, high=0.9)
+    if splits["validation_split"] + splits["test_split"] >= 0.95:
+        ctx.fail("data.validation_split", "validation_split + test_split must leave images to train on")
+    if "validation" not in folders and splits["validation_split"] == 0:
+        ctx.fail("data.validation_split", "must be above 0 when there is no `data.validation` folder")
+    on_bad = ctx.one_of("data.on_bad_image", raw.get("on_bad_image", "skip"), BAD_IMAGE_POLICIES)
+    return DataSpec(**folders, **splits, on_bad_image=on_bad)
+
+
+def _parse_budget(ctx: _Context, raw: Any) -> Budget:
+    if not isinstance(raw, dict):
+        ctx.fail("budget", "must be a mapping")
+    ctx.no_unknown_keys("budget", raw, [f.name for f in fields(Budget)])
+    values = {}
+    for key in ("trials", "max_epochs", "grace_epochs", "concurrent_trials"):
+        values[key] = ctx.integer(f"budget.{key}", raw.get(key, getattr(Budget, key)), low=1)
+    values["reduction_factor"] = ctx.integer("budget.reduction_factor", raw.get("reduction_factor", 3), low=2)
+    values["max_failures"] = ctx.integer("budget.max_failures", raw.get("max_failures", 1), low=0)
+    values["seed"] = ctx.integer("budget.seed", raw.get("seed", 0), low=0)
+    values["cpus_per_trial"] = ctx.number("budget.cpus_per_trial", raw.get("cpus_per_trial", 1), low=0.1)
+    values["gpus_per_trial"] = ctx.number("budget.gpus_per_trial", raw.get("gpus_per_trial", 0), low=0.0)
+    if values["grace_epochs"] > values["max_epochs"]:
+        ctx.fail("budget.grace_epochs", f"{values['grace_epochs']} must not exceed max_epochs ({values['max_epochs']})")
+    if raw.get("time_limit") is not None:
+        values["time_limit"] = _parse_duration(ctx, raw["time_limit"])
+    if raw.get("stop_at") is not None:
+        values["stop_at"] = ctx.number("budget.stop_at", raw["stop_at"])
+    return Budget(**values)
+
+
+def _parse_duration(ctx: _Context, value: Any) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
+    if not match:
+        ctx.fail("budget.time_limit", f"{value!r} is not a duration; use seconds or e.g. 90s, 30m, 2h")
+    return float(match[1]) * units[match[2]]
+
+
+# --- the space ---------------------------------------------------------------------------------
+
+
+def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
+    if not isinstance(raw, dict):
+        ctx.fail("space", "must be a mapping of hyperparameters, e.g. `backbone: [mobilenet_v2_0.35]`")
+    allowed = ("backbone", "cut", "unfreeze", "head", "optimizer", "learning_rate", "batch_size", "augment", "image_size")
+    ctx.no_unknown_keys("space", raw, allowed)
+    head = raw.get("head") or {}
+    if not isinstance(head, dict):
+        ctx.fail("space.head", "must be a mapping with pooling, units and dropout")
+    ctx.no_unknown_keys("space.head", head, ("pooling", "units", "dropout"))
+
+    def param(key: str, value: Any, check: Callable, numeric: str | None = None) -> Param:
+        return _parse_param(ctx, f"space.{key}", value, check, numeric)
+
+    d = Space()
+    backbone = param("backbone", raw.get("backbone", d.backbone.value), ctx.backbone_name)
+    values = {
+        "backbone": backbone,
+        "unfreeze": param("unfreeze", raw.get("unfreeze", 0), ctx.int_check(low=0), numeric="int"),
+        "head_pooling": param("head.pooling", head.get("pooling", "avg"), ctx.choice_check(POOLINGS)),
+        "head_units": _parse_units(ctx, head.get("units", [])),
+        "head_dropout": param("head.dropout", head.get("dropout", 0.2), ctx.float_check(0.0, 0.99), numeric="float"),
+        "optimizer": param("optimizer", raw.get("optimizer", "adam"), ctx.choice_check(OPTIMIZERS)),
+        "learning_rate": param("learning_rate", raw.get("learning_rate", 1e-3), ctx.float_check(1e-9, 10.0), numeric="float"),
+        "batch_size": param("batch_size", raw.get("batch_size", 32), ctx.int_check(low=1, high=4096), numeric="int"),
+        "augment": param("augment", raw.get("augment", False), ctx.bool_check),
+        "image_size": param("image_size", raw.get("image_size", image_size), ctx.int_check(low=8, high=1024), numeric="int"),
+    }
+    values["cut"] = _parse_cut(ctx, raw.get("cut"), values_of(backbone))
+
+    smallest = _smallest(values["image_size"])
+    for name in values_of(backbone):
+        minimum = REGISTRY[name].min_size
+        if smallest < minimum:
+            ctx.fail("space.image_size", f"{smallest} px is below {name}'s minimum input size of {minimum} px")
+    return Space(**values)
+
+
+def _parse_units(ctx: _Context, value: Any) -> Param:
+    """`units` is a list of hidden layer sizes, so a list of lists is the choice."""
+
+    def layers(v: Any) -> tuple[int, ...]:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = [v]
+        if not isinstance(v, list) or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in v):
+            ctx.fail("space.head.units", f"{v!r} must be a list of positive layer sizes, e.g. [] or [256]")
+        return tuple(v)
+
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        options = tuple(dict.fromkeys(layers(v) for v in value))
+        return Fixed(options[0]) if len(options) == 1 else Choice(options)
+    return Fixed(layers(value))
+
+
+def _parse_cut(ctx: _Context, raw: Any, backbones: tuple[str, ...]) -> dict[str, Param]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raw = {"default": raw}  # one list of cuts for every backbone
+    unknown = [k for k in raw if k != "default" and k not in REGISTRY]
+    if unknown:
+        ctx.fail(f"space.cut.{unknown[0]}", f"is not a backbone; allowed keys: default, {', '.join(REGISTRY)}")
+    cuts = {}
+    for name in backbones:
+        key = name if name in raw else "default"
+        if key not in raw:
+            continue
+        allowed = cut_choices(REGISTRY[name])
+        check = ctx.choice_check(allowed, f" for {name}")
+        cuts[name] = _parse_param(ctx, f"space.cut.{key}", raw[key], check, None)
+    return cuts
+
+
+def _parse_param(ctx: _Context, key: str, value: Any, check: Callable, numeric: str | None) -> Param:
+    if isinstance(value, dict):
+        if numeric is None:
+            ctx.fail(key, "takes a value or a list of values, not a range")
+        ctx.no_unknown_keys(key, value, ("low", "high", "log", "step"))
+        if "low" not in value or "high" not in value:
+            ctx.fail(key, "a range needs both `low` and `high`")
+        low, high = check(key, value["low"]), check(key, value["high"])
+        if not low < high:
+            ctx.fail(key, f"low ({low}) must be below high ({high})")
+        log = value.get("log", False)
+        if not isinstance(log, bool):
+            ctx.fail(f"{key}.log", "must be true or false")
+        if log and low <= 0:
+            ctx.fail(key, "a log range needs low > 0")
+        step = value.get("step")
+        if step is not None:
+            step = ctx.number(f"{key}.step", step, low=1 if numeric == "int" else 1e-12)
+            if log:
+                ctx.fail(f"{key}.step", "cannot be combined with log: true")
+        return Range(low, high, log, step, integer=numeric == "int")
+    if isinstance(value, list):
+        if not value:
+            ctx.fail(key, "an empty list leaves nothing to choose")
+        options = tuple(dict.fromkeys(check(key, v) for v in value))
+        return Fixed(options[0]) if len(options) == 1 else Choice(options)
+    return Fixed(check(key, value))
+
+
+def _smallest(param: Param) -> int:
+    return int(param.low) if isinstance(param, Range) else min(values_of(param))
+
+
+def encode_units(units: tuple[int, ...]) -> str:
+    """Hidden layers as a compact, reversible label: () -> "[]", (256, 32) -> "[256, 32]"."""
+    return json.dumps(list(units))
+
+
+def decode_units(text: str) -> tuple[int, ...]:
+    return tuple(json.loads(text))
+
+
+class _Context:
+    """Validation helpers that raise SpecError with the file and key in the message."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, message: str):
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        raise SpecError(where + message)
+
+    def no_unknown_keys(self, section: str, raw: dict, allowed) -> None:
+        for key in raw:
+            if key not in allowed:
+                full = f"{section}.{key}" if section else str(key)
+                self.fail(full, f"unknown key; allowed: {', '.join(allowed)}")
+
+    def resolve_path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return (path if path.is_absolute() else self.path.parent / path).resolve()
+
+    def one_of(self, key: str, value: Any, allowed, suffix: str = ""):
+        if value not in allowed:
+            self.fail(key, f"{value!r} is not allowed{suffix}; allowed: {', '.join(map(str, allowed))}")
+        return value
+
+    def number(self, key: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.fail(key, f"{value!r} must be a number")
+        if not low <= value <= high:
+            bounds = f"at least {low}" if high == math.inf else f"between {low} and {high}"
+            self.fail(key, f"{value} must be {bounds}")
+        return value
+
+    def integer(self, key: str, value: Any, low: int = 0, high: float = math.inf) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"{value!r} must be a whole number")
+        return int(self.number(key, value, low, high))
+
+    # Checks for one value of a space parameter: (key, value) -> value.
+    def int_check(self, low: int, high: float = math.inf):
+        return lambda key, v: self.integer(key, v, low, high)
+
+    def float_check(self, low: float, high: float):
+        return lambda key, v: float(self.number(key, v, low, high))
+
+    def choice_check(self, allowed, suffix: str = ""):
+        return lambda key, v: self.one_of(key, v, allowed, suffix)
+
+    def bool_check(self, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            self.fail(key, f"{value!r} must be true or false")
+        return value
+
+    def backbone_name(self, key: str, value: Any) -> str:
+        if value not in REGISTRY:
+            self.fail(key, f"unknown backbone {value!r}; allowed: {', '.join(REGISTRY)}")
+        return get_backbone(value).name

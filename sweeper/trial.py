@@ -1,0 +1,119 @@
+"""One trial: build the model, train it epoch by epoch, report every epoch to Ray Tune.
+
+The checkpoint sent with a report is always the best epoch so far, so the checkpoint Tune
+keeps for a trial is its best epoch, not its last. TensorFlow is imported inside the trial
+function, never when the driver imports this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import DatasetIndex
+
+CHECKPOINT_WEIGHTS = "model.weights.h5"
+CHECKPOINT_META = "trial.json"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial shares; put in Ray's object store once by `tune.with_parameters`."""
+
+    index: DatasetIndex
+    task: str
+    objective: str
+    mode: str
+    max_epochs: int
+    weights: str  # "imagenet" or "none"
+    weights_dir: str | None
+    cache_dir: str
+    cpus: int
+    seed: int
+
+
+def run_trial(config: dict, context: TrialContext) -> None:
+    """The Ray Tune function trainable."""
+    from ray import tune
+
+    _init_tensorflow(context.cpus)
+    import keras
+
+    from . import images, weights
+    from .backbones import get_backbone
+    from .model import TrialConfig, build_model, count_params
+
+    trial_config = TrialConfig.from_tune(config)
+    trial_id = tune.get_context().get_trial_id() or "local"
+    keras.backend.clear_session()  # workers are reused: drop the previous trial's graph
+    keras.utils.set_random_seed(_trial_seed(context.seed, trial_id))
+
+    index, pixels = images.load_images(context.index, trial_config.image_size, Path(context.cache_dir))
+    train_idx, val_idx = index.indices("train"), index.indices("validation")
+    x_train, y_train = pixels[train_idx], index.targets[train_idx]
+    x_val, y_val = pixels[val_idx], index.targets[val_idx]
+
+    entry = get_backbone(trial_config.backbone)
+    resolved = weights.resolve(entry, trial_config.image_size, context.weights, context.weights_dir)
+    try:
+        model = build_model(trial_config, task=context.task, n_classes=len(index.classes), weights=resolved)
+    except Exception as exc:
+        if resolved == "imagenet":  # the Keras download was the last resort, and it failed
+            raise RuntimeError(f"{weights.missing_message(entry, trial_config.image_size, context.weights_dir)} ({exc})") from exc
+        raise
+    sizes = count_params(model)
+
+    better = (lambda a, b: a > b) if context.mode == "max" else (lambda a, b: a < b)
+    best, best_epoch = None, 0
+    for epoch in range(1, context.max_epochs + 1):
+        history = model.fit(
+            x_train, y_train, batch_size=trial_config.batch_size, epochs=1, shuffle=True, verbose=0,
+            validation_data=(x_val, y_val), validation_batch_size=max(trial_config.batch_size, 64),
+        )
+        metrics = {key: float(values[-1]) for key, values in history.history.items()}
+        if not math.isfinite(metrics["loss"]):
+            raise FloatingPointError(f"training diverged: loss is {metrics['loss']} at epoch {epoch}")
+        value = metrics[context.objective]
+        improved = best is None or better(value, best)
+        if improved:
+            best, best_epoch = value, epoch
+        report = {**metrics, "epoch": epoch, f"best_{context.objective}": best, "best_epoch": best_epoch, **sizes}
+        with tempfile.TemporaryDirectory(prefix="sweeper-ckpt-") as folder:
+            checkpoint = None
+            if improved:  # Tune copies the folder into the experiment before report() returns
+                _save_checkpoint(Path(folder), model, trial_config, epoch, metrics)
+                checkpoint = tune.Checkpoint.from_directory(folder)
+            tune.report(report, checkpoint=checkpoint)
+
+
+def _init_tensorflow(cpus: int):
+    """Import TF with thread pools sized to the trial's CPUs, so concurrent trials do not fight."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(cpus)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(cpus, 2)))
+    except RuntimeError:
+        pass  # already set by an earlier trial in this reused worker
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)  # lets fractional-GPU trials share one
+        except RuntimeError:
+            pass
+    return tf
+
+
+def _trial_seed(seed: int, trial_id: str) -> int:
+    return (seed * 1_000_003 + int(hashlib.sha1(trial_id.encode()).hexdigest()[:8], 16)) % 2**31
+
+
+def _save_checkpoint(folder: Path, model, trial_config, epoch: int, metrics: dict) -> None:
+    model.save_weights(folder / CHECKPOINT_WEIGHTS)
+    meta = {"epoch": epoch, "metrics": metrics, "config": json.loads(trial_config.to_json())}
+    (folder / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))

@@ -1,0 +1,55 @@
+"""Where ImageNet weights come from: local folders first, a Keras download only as a last resort.
+
+Clusters and laptops without internet work as long as the official no-top files sit in one of
+the searched folders: `--weights-dir` (or the spec's `weights: <folder>`), `$SWEEPER_WEIGHTS`,
+then the Keras cache (`$KERAS_HOME/models`, default `~/.keras/models`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .backbones import Backbone
+
+ENV_VAR = "SWEEPER_WEIGHTS"
+
+
+def search_dirs(weights_dir: str | Path | None = None) -> list[Path]:
+    dirs = []
+    if weights_dir:
+        dirs.append(Path(weights_dir).expanduser())
+    if os.environ.get(ENV_VAR):
+        dirs.extend(Path(p).expanduser() for p in os.environ[ENV_VAR].split(os.pathsep) if p)
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+    dirs.append(keras_home / "models")
+    return dirs
+
+
+def find_local(backbone: Backbone, image_size: int, weights_dir: str | Path | None = None) -> Path | None:
+    """The local weight file for this backbone, or None when no searched folder holds one."""
+    for folder in search_dirs(weights_dir):
+        for name in backbone.weight_file_names(image_size):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def resolve(backbone: Backbone, image_size: int, weights: str, weights_dir: str | Path | None = None):
+    """What to pass as `weights=` to the Keras constructor: a file path, "imagenet" or None.
+
+    "imagenet" is returned only when no local file exists, which lets Keras try to download it.
+    """
+    if weights == "none" or not backbone.pretrained:
+        return None
+    local = find_local(backbone, image_size, weights_dir)
+    return str(local) if local else "imagenet"
+
+
+def missing_message(backbone: Backbone, image_size: int, weights_dir: str | Path | None = None) -> str:
+    names = " or ".join(backbone.weight_file_names(image_size))
+    dirs = ", ".join(str(d) for d in search_dirs(weights_dir))
+    return (
+        f"no ImageNet weights for {backbone.name}: looked for {names} in {dirs}; "
+        f"put the file in one of them, set ${ENV_VAR}, or use `weights: none`"
+    )
