@@ -162,7 +162,6 @@ def _simple_cnn(keras, shape):
     inputs = keras.Input(shape, name="input")
     x = inputs
     for i, filters in enumerate((32, 64, 128), start=1):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv1")(x)
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv2")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     return keras.Model(inputs, x, name="simple_cnn")

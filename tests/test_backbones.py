@@ -1,0 +1,78 @@
+"""The registry: every entry builds, every named cut point exists, weight files resolve locally."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeper.backbones import FULL, REGISTRY, build_backbone, cut_choices, get_backbone
+from sweeper.errors import SpecError
+from sweeper import weights
+
+from conftest import WEIGHTS, needs_assets
+
+REQUIRED = [
+    "mobilenet_v2_0.35", "mobilenet_v2_0.5", "mobilenet_v2_0.75", "mobilenet_v2_1.0",
+    "mobilenet_0.25", "mobilenet_0.5", "mobilenet_1.0",
+    "inception_v3", "resnet50", "vgg16", "efficientnet_b0", "simple_cnn",
+]
+
+
+def test_registry_holds_every_required_backbone():
+    assert set(REQUIRED) <= set(REGISTRY)
+    assert get_backbone("inception_v3").cut_points[7] == "mixed7"
+    assert "conv4_block6_out" in get_backbone("resnet50").cut_points
+    assert "block_13_expand_relu" in get_backbone("mobilenet_v2_1.0").cut_points
+    assert cut_choices(get_backbone("vgg16"))[0] == FULL
+
+
+def test_unknown_backbone_names_the_allowed_ones():
+    with pytest.raises(SpecError, match="allowed: .*mobilenet_v2_0.35.*simple_cnn"):
+        get_backbone("resnet51")
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_every_named_cut_point_exists_in_the_keras_model(name):
+    entry = REGISTRY[name]
+    model = build_backbone(entry, max(entry.min_size, 75 if name == "inception_v3" else 32), weights=None)
+    layer_names = {layer.name for layer in model.layers}
+    missing = [cut for cut in entry.cut_points if cut not in layer_names]
+    assert not missing, f"{name}: cut points not in the model: {missing}"
+    assert model.layers[-1].name == entry.output_layer  # the last cut point is the model's output
+
+
+def test_weight_file_names_prefer_the_input_size_then_224():
+    names = get_backbone("mobilenet_v2_0.35").weight_file_names(160)
+    assert names == [
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_160_no_top.h5",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5",
+    ]
+    assert get_backbone("mobilenet_0.25").weight_file_names(224) == ["mobilenet_2_5_224_tf_no_top.h5"]
+    assert get_backbone("simple_cnn").weight_file_names(64) == []
+
+
+def test_resolve_prefers_local_files_then_lets_keras_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv(weights.ENV_VAR, raising=False)
+    entry = get_backbone("mobilenet_v2_0.35")
+    assert weights.resolve(entry, 160, "imagenet") == "imagenet"  # nothing local: Keras may download
+    assert weights.resolve(entry, 160, "none") is None
+    assert weights.resolve(get_backbone("simple_cnn"), 64, "imagenet") is None
+
+    env_dir, flag_dir = tmp_path / "env", tmp_path / "flag"
+    env_dir.mkdir(), flag_dir.mkdir()
+    (env_dir / entry.weight_file_names(160)[1]).write_bytes(b"224 file")
+    monkeypatch.setenv(weights.ENV_VAR, str(env_dir))
+    assert weights.resolve(entry, 160, "imagenet") == str(env_dir / entry.weight_file_names(160)[1])
+    (flag_dir / entry.weight_file_names(160)[0]).write_bytes(b"160 file")
+    # --weights-dir comes first, and the file for the exact size wins there.
+    assert weights.resolve(entry, 160, "imagenet", flag_dir) == str(flag_dir / entry.weight_file_names(160)[0])
+    message = weights.missing_message(get_backbone("resnet50"), 224, flag_dir)
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and str(flag_dir) in message
+
+
+@needs_assets
+def test_shared_weight_files_are_found_for_any_input_size():
+    for name in ("mobilenet_v2_0.35", "mobilenet_v2_0.5", "mobilenet_0.25"):
+        for size in (96, 128, 160, 224):
+            found = weights.find_local(REGISTRY[name], size, WEIGHTS)
+            assert found is not None and found.parent == WEIGHTS, (name, size)

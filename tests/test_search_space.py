@@ -1,0 +1,66 @@
+"""The space as Optuna define-by-run: conditional cut, constants, encoded head units."""
+
+from __future__ import annotations
+
+import optuna
+
+from sweeper.backbones import REGISTRY, cut_choices
+from sweeper.search_space import CONFIG_KEYS, DefineByRun, space_size
+from sweeper.spec import parse_spec
+
+from conftest import write_spec
+
+SPEC = """
+data: {train: data}
+space:
+  backbone: [inception_v3, resnet50, mobilenet_v2_0.35]
+  cut:
+    inception_v3: [full, mixed7]
+    resnet50: [full, conv4_block6_out]
+    default: [full]
+  unfreeze: [0, 20]
+  head:
+    units: [[], [32], [256, 32]]
+    dropout: 0.3
+  learning_rate: {low: 1.0e-5, high: 1.0e-2, log: true}
+  image_size: 96
+"""
+
+
+def _space(tmp_path, text=SPEC):
+    (tmp_path / "data" / "a").mkdir(parents=True, exist_ok=True)
+    path = write_spec(tmp_path, text)
+    import yaml
+
+    return parse_spec(yaml.safe_load(text), path).space
+
+
+def test_cut_is_drawn_per_backbone_and_fixed_values_are_constants(tmp_path):
+    space = _space(tmp_path)
+    define = DefineByRun(space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        constants = define(trial)
+        config = {**trial.params, **constants}
+        assert set(CONFIG_KEYS) <= set(config)
+        assert config["cut"] in cut_choices(REGISTRY[config["backbone"]])
+        allowed = {"inception_v3": {"full", "mixed7"}, "resnet50": {"full", "conv4_block6_out"}}
+        assert config["cut"] in allowed.get(config["backbone"], {"full"})
+        assert config["head_units"] in ("[]", "[32]", "[256, 32]")
+        assert config["head_dropout"] == 0.3 and "head_dropout" not in trial.params  # fixed: not searched
+        assert 1e-5 <= config["learning_rate"] <= 1e-2
+        assert f"cut@{config['backbone']}" in trial.params or config["backbone"] == "mobilenet_v2_0.35"
+        seen.add((config["backbone"], config["cut"]))
+        study.tell(trial, 0.5)
+    assert {("inception_v3", "mixed7"), ("resnet50", "conv4_block6_out"), ("mobilenet_v2_0.35", "full")} <= seen
+
+
+def test_space_size(tmp_path):
+    assert space_size(_space(tmp_path)) is None  # a continuous learning rate
+    finite = SPEC.replace("{low: 1.0e-5, high: 1.0e-2, log: true}", "[1.0e-3, 1.0e-4]")
+    # inception: 2 cuts, resnet50: 2 cuts, mobilenet: 1 cut; times unfreeze 2 x units 3 x lr 2
+    assert space_size(_space(tmp_path, finite)) == (2 + 2 + 1) * 2 * 3 * 2
+    stepped = finite.replace("unfreeze: [0, 20]", "unfreeze: {low: 0, high: 20, step: 10}")
+    assert space_size(_space(tmp_path, stepped)) == (2 + 2 + 1) * 3 * 3 * 2

@@ -1,0 +1,101 @@
+"""Real small sweeps on a local Ray instance (tier 2), on scikit-learn's real handwritten digits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sweeper import leaderboard
+from sweeper.cli import main
+from sweeper.driver import RunOptions, run_sweep
+from sweeper.errors import SweeperError
+from sweeper.spec import load_spec
+from sweeper.trial import CHECKPOINT_META
+
+from conftest import write_spec
+
+pytestmark = pytest.mark.ray
+
+SMALL = """
+name: small
+data: {{train: {digits}, validation_split: 0.2}}
+image_size: 16
+weights: none
+budget: {{trials: {trials}, max_epochs: 3, grace_epochs: 1, reduction_factor: 3, concurrent_trials: 2, seed: 0{extra}}}
+space:
+  backbone: simple_cnn
+  head: {{pooling: [avg, flatten], units: [[], [32]], dropout: 0.1}}
+  optimizer: [adam, adagrad]  # adagrad learns slowly here: ASHA has trials to stop
+  learning_rate: [1.0e-3, 3.0e-3]
+  batch_size: 64
+"""
+
+
+def _spec(tmp_path, digits_dir, trials=6, extra=""):
+    return write_spec(tmp_path, SMALL.format(digits=digits_dir, trials=trials, extra=extra))
+
+
+def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, digits_dir, ray_session, capsys):
+    spec_path = _spec(tmp_path, digits_dir)
+    out = tmp_path / "results"
+    assert main(["run", str(spec_path), "--out", str(out)]) == 0
+    sweep = out / "small"
+    printed = capsys.readouterr().out
+    assert "best val_accuracy first" in printed and "[6/6]" in printed
+
+    rows = leaderboard.read(sweep)
+    assert len(rows) == 6 and [r["rank"] for r in rows] == list(range(1, 7))
+    assert list(rows[0]) == leaderboard.columns("val_accuracy")
+    trial_dirs = sorted(p.name.removeprefix("trial_") for p in sweep.glob("trial_*"))
+    assert sorted(r["trial_id"] for r in rows) == trial_dirs  # one row per trial in the Ray experiment
+    for row in rows:
+        assert row["status"] in ("completed", "stopped"), row
+        assert row["epochs"] == 3 if row["status"] == "completed" else row["epochs"] < 3
+        assert 1 <= row["best_epoch"] <= row["epochs"]
+        assert row["backbone"] == "simple_cnn" and row["params"] > row["trainable_params"] - 1 > 0
+    assert any(r["status"] == "stopped" for r in rows), "ASHA stopped no trial"
+    assert rows[0]["val_accuracy"] >= 0.85  # a small CNN learns the digits in 3 epochs
+    values = [r["val_accuracy"] for r in rows]
+    assert values == sorted(values, reverse=True)
+
+    # The checkpoint kept for each trial is its best epoch, not its last.
+    for row in rows:
+        metas = list((sweep / f"trial_{row['trial_id']}").glob(f"checkpoint_*/{CHECKPOINT_META}"))
+        assert len(metas) == 1
+        meta = json.loads(metas[0].read_text())
+        assert meta["epoch"] == row["best_epoch"]
+        assert meta["metrics"]["val_accuracy"] == pytest.approx(row["val_accuracy"])
+
+    for name in ("spec.yaml", "data_summary.json", "sweep.json", "leaderboard.csv"):
+        assert (sweep / name).is_file(), name
+    summary = json.loads((sweep / "data_summary.json").read_text())
+    assert summary["images"] == 1797 and summary["classes"] == [str(i) for i in range(10)]
+
+    # Running the same sweep name again never overwrites it.
+    assert main(["run", str(spec_path), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_stop_at_ends_the_whole_sweep(tmp_path, digits_dir, ray_session):
+    spec = load_spec(_spec(tmp_path, digits_dir, trials=20, extra=", stop_at: 0.0"))
+    sweep = run_sweep(spec, RunOptions(out=tmp_path / "results"))
+    rows = leaderboard.read(sweep)
+    assert 1 <= len(rows) <= 4, f"{len(rows)} trials ran although the first result reached stop_at"
+
+
+def test_time_limit_ends_the_sweep(tmp_path, digits_dir, ray_session):
+    spec = load_spec(_spec(tmp_path, digits_dir, trials=60, extra=", time_limit: 15s"))
+    sweep = run_sweep(spec, RunOptions(out=tmp_path / "results"))
+    rows = leaderboard.read(sweep)
+    assert 1 <= len(rows) < 60
+
+
+def test_a_name_collision_is_refused_before_anything_runs(tmp_path, digits_dir):
+    spec = load_spec(_spec(tmp_path, digits_dir))
+    existing = tmp_path / "results" / "small"
+    existing.mkdir(parents=True)
+    (existing / "mine.txt").write_text("keep me")
+    with pytest.raises(SweeperError, match="already exists"):
+        run_sweep(spec, RunOptions(out=tmp_path / "results"))
+    assert (existing / "mine.txt").read_text() == "keep me"
