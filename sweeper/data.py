@@ -31,10 +31,11 @@ class DatasetIndex:
 
     @cached_property
     def fingerprint(self) -> str:
-        """Changes when any image is added, removed, resized on disk, relabelled or moves split."""
+        """Changes when any image is added, removed, rewritten, relabelled or moves split."""
         digest = hashlib.sha256()
         for path, target, split in zip(self.paths, self.targets.tolist(), self.splits.tolist()):
-            digest.update(json.dumps([path, Path(path).stat().st_size, target, split]).encode())
+            stat = Path(path).stat()
+            digest.update(json.dumps([path, stat.st_size, stat.st_mtime_ns, target, split]).encode())
         return digest.hexdigest()[:16]
 
     def indices(self, split: str) -> np.ndarray:
@@ -123,26 +124,35 @@ def _scan_classes(folder: Path, allow_missing: bool = False):
         raise DataError(f"{folder}: no class folders; expected one sub-folder per class, e.g. {folder}/cats/")
     images, skipped = [], []
     for class_dir in class_dirs:
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+        files = sorted(
+            p for p in class_dir.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
+        )
         found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         skipped += [(str(p), "not an image file") for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
         if not found and not allow_missing:
             raise DataError(f"{class_dir}: class folder holds no images")
         images += [(p.relative_to(folder).as_posix(), class_dir.name) for p in found]
     classes = [d.name for d in class_dirs]
+    if not images:
+        raise DataError(f"{folder}: holds no images in its class folders")
     if len(classes) < 2 and not allow_missing:
         raise DataError(f"{folder}: only one class folder ({classes[0]}); classification needs at least two")
     return classes, images, skipped
 
 
 def _ensure_each_class_in(splits, targets, relatives, n_classes: int, split: str) -> None:
-    """A small class can miss the split by chance: move its lowest-hash training image there."""
+    """Every class needs images on both sides: move its lowest-hash (or highest-hash) image over.
+
+    A small class can miss a split by chance; moving the extreme-hash image keeps this deterministic.
+    """
     for c in range(n_classes):
         members = np.flatnonzero(targets == c)
-        if np.any(splits[members] == split):
-            continue
-        train = [i for i in members if splits[i] == "train"]
-        if len(train) < 2:
+        if len(members) < 2:
             raise DataError(f"class {relatives[members[0]].split('/')[0]!r}: needs at least 2 images, one to validate on")
-        chosen = min(train, key=lambda i: _unit_hash(relatives[i]))
-        splits[chosen] = split
+        if not np.any(splits[members] == split):
+            chosen = min((i for i in members if splits[i] == "train"), key=lambda i: _unit_hash(relatives[i]))
+            splits[chosen] = split
+        if not np.any(splits[members] == "train"):
+            chosen = max((i for i in members if splits[i] == split), key=lambda i: _unit_hash(relatives[i]))
+            splits[chosen] = "train"

@@ -24,6 +24,8 @@ def decode(path: str, size: int) -> np.ndarray:
     with Image.open(path) as img:
         img.draft("RGB", (size, size))  # JPEG: let the decoder downscale by 2, 4 or 8 for free
         img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: scale to 8 bits instead of clipping
+            img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
         img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
 

@@ -249,7 +249,7 @@ def _parse_duration(ctx: _Context, value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
-    if not match:
+    if not match or float(match[1]) <= 0:
         ctx.fail("budget.time_limit", f"{value!r} is not a duration; use seconds or e.g. 90s, 30m, 2h")
     return float(match[1]) * units[match[2]]
 
@@ -271,6 +271,7 @@ def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
         return _parse_param(ctx, f"space.{key}", value, check, numeric)
 
     d = Space()
+    size_key = "space.image_size" if "image_size" in raw else "image_size"
     backbone = param("backbone", raw.get("backbone", d.backbone.value), ctx.backbone_name)
     values = {
         "backbone": backbone,
@@ -282,7 +283,7 @@ def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
         "learning_rate": param("learning_rate", raw.get("learning_rate", 1e-3), ctx.float_check(1e-9, 10.0), numeric="float"),
         "batch_size": param("batch_size", raw.get("batch_size", 32), ctx.int_check(low=1, high=4096), numeric="int"),
         "augment": param("augment", raw.get("augment", False), ctx.bool_check),
-        "image_size": param("image_size", raw.get("image_size", image_size), ctx.int_check(low=8, high=1024), numeric="int"),
+        "image_size": _parse_param(ctx, size_key, raw.get("image_size", image_size), ctx.int_check(low=8, high=1024), "int"),
     }
     values["cut"] = _parse_cut(ctx, raw.get("cut"), values_of(backbone))
 
@@ -290,7 +291,7 @@ def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
     for name in values_of(backbone):
         minimum = REGISTRY[name].min_size
         if smallest < minimum:
-            ctx.fail("space.image_size", f"{smallest} px is below {name}'s minimum input size of {minimum} px")
+            ctx.fail(size_key, f"{smallest} px is below {name}'s minimum input size of {minimum} px")
     return Space(**values)
 
 
@@ -319,13 +320,14 @@ def _parse_cut(ctx: _Context, raw: Any, backbones: tuple[str, ...]) -> dict[str,
     if unknown:
         ctx.fail(f"space.cut.{unknown[0]}", f"is not a backbone; allowed keys: default, {', '.join(REGISTRY)}")
     cuts = {}
-    for name in backbones:
-        key = name if name in raw else "default"
-        if key not in raw:
-            continue
-        allowed = cut_choices(REGISTRY[name])
-        check = ctx.choice_check(allowed, f" for {name}")
-        cuts[name] = _parse_param(ctx, f"space.cut.{key}", raw[key], check, None)
+    for key, value in raw.items():
+        # A cut keyed by a backbone outside `space.backbone` is still checked, so a typo never hides.
+        names = [n for n in backbones if n not in raw] if key == "default" else [key]
+        for name in names:
+            check = ctx.choice_check(cut_choices(REGISTRY[name]), f" for {name}")
+            param = _parse_param(ctx, f"space.cut.{key}", value, check, None)
+            if name in backbones:
+                cuts[name] = param
     return cuts
 
 
@@ -371,6 +373,9 @@ def decode_units(text: str) -> tuple[int, ...]:
     return tuple(json.loads(text))
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 class _Context:
     """Validation helpers that raise SpecError with the file and key in the message."""
 
@@ -397,7 +402,13 @@ class _Context:
         return value
 
     def number(self, key: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
             self.fail(key, f"{value!r} must be a number")
         if not low <= value <= high:
             bounds = f"at least {low}" if high == math.inf else f"between {low} and {high}"
@@ -425,6 +436,6 @@ class _Context:
         return value
 
     def backbone_name(self, key: str, value: Any) -> str:
-        if value not in REGISTRY:
+        if not isinstance(value, str) or value not in REGISTRY:
             self.fail(key, f"unknown backbone {value!r}; allowed: {', '.join(REGISTRY)}")
         return get_backbone(value).name

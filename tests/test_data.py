@@ -229,10 +229,13 @@ def test_fingerprint_is_stable(train_dir):
     a = index_of(train_dir).fingerprint
     assert a == index_of(train_dir).fingerprint
     assert isinstance(a, str) and len(a) == 16
-    # rewriting a file with the same bytes does not change it
+
+    # New pixels in a file of the same size change it: cached arrays must never go stale.
     path = train_dir / "cats" / "img000.png"
-    path.write_bytes(path.read_bytes())
-    assert index_of(train_dir).fingerprint == a
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert index_of(train_dir).fingerprint != a
 
 
 def test_fingerprint_changes_when_an_image_is_added(train_dir):
@@ -514,3 +517,32 @@ def test_a_changed_data_set_is_decoded_again(train_dir, tmp_path):
     assert len(npy_files(cache)) == 2
     position = index.paths.index(str(train_dir / "cats" / "extra.png"))
     assert np.array_equal(array[position], decode(index.paths[position], SIZE))
+
+
+# --- regressions found by review ----------------------------------------------------------------
+
+
+def test_every_class_keeps_a_training_and_a_validation_image(tmp_path):
+    root = tmp_path / "train"
+    make_dataset(root, classes=("big",), per_class=20)
+    for name in ("img0.png", "img1.png"):
+        write_image(root / "solo" / name, seed=len(name))
+    index = index_of(root)
+    solo = index.classes.index("solo")
+    assert sorted(index.splits[index.targets == solo].tolist()) == ["train", "validation"]
+
+
+def test_images_in_hidden_folders_are_ignored(tmp_path):
+    root = tmp_path / "train"
+    make_dataset(root, classes=("a", "b"), per_class=3)
+    write_image(root / "a" / ".ipynb_checkpoints" / "x.png", seed=9)
+    assert not any(".ipynb_checkpoints" in p for p in index_of(root).paths)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
+    ramp = np.tile(np.linspace(0, 65535, 32, dtype=np.uint16), (32, 1))
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp).save(path)  # uint16 arrays open as mode I;16
+    decoded = decode(str(path), 32)[..., 0].astype(int)
+    assert decoded[0, 0] == 0 and decoded[0, -1] >= 250
+    assert 100 < decoded[0, 16] < 160  # the middle of the ramp stays grey

@@ -639,3 +639,41 @@ def test_missing_spec_file(tmp_path):
 def test_spec_path_that_is_a_folder(tmp_path):
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path)
+
+
+# --- regressions found by review ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "space_yaml, key",
+    [
+        ("backbone: [[mobilenet_v2_0.35]]", "space.backbone"),
+        ("backbone: mobilenet_v2_0.35\n  learning_rate: " + "9" * 400, "space.learning_rate"),
+        ("backbone: resnet50\n  cut: {inception_v3: [mixed99]}", "space.cut.inception_v3"),
+    ],
+    ids=["unhashable-backbone", "huge-number", "cut-typo-for-undrawn-backbone"],
+)
+def test_review_regressions_are_spec_errors(tmp_path, space_yaml, key):
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    path = tmp_path / "s.yaml"
+    path.write_text(f"data: {{train: d}}\nspace:\n  {space_yaml}\n")
+    with pytest.raises(SpecError, match=key.replace(".", r"\.")):
+        load_spec(path)
+
+
+def test_top_level_image_size_errors_name_the_top_level_key(tmp_path):
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    path = tmp_path / "s.yaml"
+    path.write_text("data: {train: d}\nimage_size: 64\nspace: {backbone: inception_v3}\n")
+    with pytest.raises(SpecError, match=r"s\.yaml: image_size: 64 px is below inception_v3's minimum"):
+        load_spec(path)
+
+
+def test_exponents_without_a_dot_and_zero_durations(tmp_path):
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    path = tmp_path / "s.yaml"
+    path.write_text("data: {train: d}\nspace: {learning_rate: {low: 1e-5, high: 1e-2, log: true}}\n")
+    assert load_spec(path).space.learning_rate.low == 1e-5
+    path.write_text("data: {train: d}\nbudget: {time_limit: 0s}\nspace: {}\n")
+    with pytest.raises(SpecError, match="budget.time_limit"):
+        load_spec(path)
