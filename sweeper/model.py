@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 import keras
 import numpy as np
 
+from . import weights as weight_files
 from .backbones import FULL, build_backbone, get_backbone
+from .errors import SweeperError
 from .spec import decode_units
 from .search_space import CONFIG_KEYS
 
@@ -43,6 +45,22 @@ class TrialConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
+
+
+def build_trial_model(config: TrialConfig, *, task: str, n_classes: int, weights: str, weights_dir=None):
+    """Resolve the weights ("imagenet" or "none") the way the design says, then build the model.
+
+    A Keras download is the last resort; when it fails too, the error says where sweeper looked.
+    """
+    entry = get_backbone(config.backbone)
+    resolved = weight_files.resolve(entry, config.image_size, weights, weights_dir)
+    try:
+        return build_model(config, task=task, n_classes=n_classes, weights=resolved)
+    except Exception as exc:
+        if resolved != "imagenet":
+            raise
+        message = weight_files.missing_message(entry, config.image_size, weights_dir)
+        raise SweeperError(f"{message}; the download failed too: {exc}") from exc
 
 
 def output_units(task: str, n_classes: int) -> int:

@@ -44,9 +44,8 @@ def run_trial(config: dict, context: TrialContext) -> None:
     _init_tensorflow(context.cpus)
     import keras
 
-    from . import images, weights
-    from .backbones import get_backbone
-    from .model import TrialConfig, build_model, count_params
+    from . import images
+    from .model import TrialConfig, build_trial_model, count_params
 
     trial_config = TrialConfig.from_tune(config)
     trial_id = tune.get_context().get_trial_id() or "local"
@@ -58,14 +57,10 @@ def run_trial(config: dict, context: TrialContext) -> None:
     x_train, y_train = pixels[train_idx], index.targets[train_idx]
     x_val, y_val = pixels[val_idx], index.targets[val_idx]
 
-    entry = get_backbone(trial_config.backbone)
-    resolved = weights.resolve(entry, trial_config.image_size, context.weights, context.weights_dir)
-    try:
-        model = build_model(trial_config, task=context.task, n_classes=len(index.classes), weights=resolved)
-    except Exception as exc:
-        if resolved == "imagenet":  # the Keras download was the last resort, and it failed
-            raise RuntimeError(f"{weights.missing_message(entry, trial_config.image_size, context.weights_dir)} ({exc})") from exc
-        raise
+    model = build_trial_model(
+        trial_config, task=context.task, n_classes=len(index.classes),
+        weights=context.weights, weights_dir=context.weights_dir,
+    )
     sizes = count_params(model)
 
     better = (lambda a, b: a > b) if context.mode == "max" else (lambda a, b: a < b)

@@ -129,3 +129,25 @@ def test_trial_config_decodes_what_tune_sends():
         "head_units": "[256, 32]", "learning_rate": 0.01, "augment": True,
     })
     assert config.head_units == (256, 32) and config.cut == "conv4_block6_out" and config.augment
+
+
+def test_missing_weights_fall_back_to_keras_and_explain_a_failed_download(tmp_path, monkeypatch):
+    from sweeper.errors import SweeperError
+    from sweeper.model import build_trial_model
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("SWEEPER_WEIGHTS", raising=False)
+    asked = []
+
+    def offline(fname, origin, **kwargs):  # what Keras' downloader does on a machine with no internet
+        asked.append(origin)
+        raise OSError(f"URL fetch failure on {origin}")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+    config = TrialConfig(backbone="resnet50", image_size=32)
+    with pytest.raises(SweeperError) as error:
+        build_trial_model(config, task="classification", n_classes=2, weights="imagenet", weights_dir=tmp_path)
+    message = str(error.value)
+    assert asked and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in asked[0]
+    assert "no ImageNet weights for resnet50" in message and str(tmp_path) in message and "download failed" in message

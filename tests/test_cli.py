@@ -1,0 +1,66 @@
+"""The command line: exit codes, one-line errors, the registry listing, the demo's inputs."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pytest
+
+from sweeper.cli import main
+from sweeper.demo import QUICKSTART, write_digits
+from sweeper.spec import Choice, parse_spec
+
+import yaml
+
+
+def test_bad_spec_exits_2_with_one_line_naming_the_key(tmp_path, capsys):
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("data: {train: d}\nspace: {optimizer: adamw}\n")
+    assert main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "bad.yaml: space.optimizer: 'adamw' is not allowed" in err and "adam" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "missing.yaml"], "missing.yaml: spec file not found"),
+        (["fly"], "invalid choice: 'fly'"),
+        (["run"], "the following arguments are required: spec"),
+        (["run", "x.yaml", "--trials", "many"], "invalid int value: 'many'"),
+        (["leaderboard", "."], "no leaderboard.json here"),
+    ],
+)
+def test_bad_arguments_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_backbones_lists_the_registry(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mobilenet_v2_0.35", "inception_v3", "mixed7", "resnet50", "conv4_block6_out", "simple_cnn"):
+        assert name in out
+
+
+def test_help_shows_real_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "sweeper run search_spaces/quickstart.yaml" in capsys.readouterr().out
+
+
+def test_the_demo_spec_and_data(tmp_path):
+    """The demo's spec ships in the package and sweeps at least 8 trials over simple_cnn and a pretrained net."""
+    text = (files("sweeper.search_spaces") / QUICKSTART).read_text()
+    assert write_digits(tmp_path / "digits") == 1797
+    assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == [str(i) for i in range(10)]
+    assert sum(1 for _ in (tmp_path / "digits").rglob("*.png")) == 1797
+    spec = parse_spec(yaml.safe_load(text), tmp_path / QUICKSTART)
+    assert spec.budget.trials >= 8
+    assert isinstance(spec.space.backbone, Choice) and "simple_cnn" in spec.space.backbone.options
+    assert len(spec.space.backbone.options) >= 2
