@@ -20,8 +20,6 @@ from rich.table import Table
 from .errors import SweeperError
 from .search_space import CONFIG_KEYS
 
-FILES = ("leaderboard.csv", "leaderboard.json")
-STATUSES = ("running", "completed", "stopped", "error")
 COST_KEYS = ("params", "trainable_params", "size_mb", "latency_ms")
 
 

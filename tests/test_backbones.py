@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.backbones import FULL, REGISTRY, build_backbone, cut_choices, get_backbone
+from sweeper.backbones import FULL, PREPROCESS_MODES, REGISTRY, build_backbone, cut_choices, get_backbone
 from sweeper.errors import SpecError
 from sweeper import weights
 
@@ -23,6 +23,9 @@ def test_registry_holds_every_required_backbone():
     assert "conv4_block6_out" in get_backbone("resnet50").cut_points
     assert "block_13_expand_relu" in get_backbone("mobilenet_v2_1.0").cut_points
     assert cut_choices(get_backbone("vgg16"))[0] == FULL
+    for entry in REGISTRY.values():
+        assert entry.preprocess in PREPROCESS_MODES and entry.min_size <= entry.default_size
+        assert entry.pretrained == bool(entry.weight_files), entry.name
 
 
 def test_unknown_backbone_names_the_allowed_ones():
