@@ -67,7 +67,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     # Piped or logged output (CI, `| tee`) is read later in a wide viewer: do not wrap it at 80 columns.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
         args = build_parser().parse_args(argv)
         return _dispatch(args, console)

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -120,7 +121,7 @@ STATUS_STYLE = {"completed": "green", "stopped": "yellow", "error": "red", "runn
 
 
 def render(rows: list[dict], objective: str, console: Console, title: str = "") -> None:
-    table = Table(title=title or None, header_style="bold", title_justify="left")
+    table = Table(title=title or None, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
     headers = ("#", "trial", "status", objective, "backbone", "cut", "unfreeze", "head", "optimizer", "lr",
                "batch", "aug", "px", "params")
     for header in headers:
