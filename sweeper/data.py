@@ -1,6 +1,7 @@
-"""The data set index: which images there are, their labels, their split, and a fingerprint.
+"""The data set index: which images there are, their labels or targets, their split, a fingerprint.
 
-Splits come from a hash of each image's path relative to its folder, not from a shuffle: they
+Three layouts (see DataSpec): one folder per class; a CSV of paths and labels or numeric
+targets; labels in file names (`label_pattern`). Splits come from a hash of each image's path relative to its folder, not from a shuffle: they
 are identical across runs and machines, and an image keeps its split when others are added.
 """
 
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .errors import DataError
 from .spec import DataSpec
@@ -24,9 +27,9 @@ SPLITS = ("train", "validation", "test")
 @dataclass(frozen=True)
 class DatasetIndex:
     paths: tuple[str, ...]  # absolute
-    targets: np.ndarray  # class indices
+    targets: np.ndarray  # class indices (int64), or values for regression (float32)
     splits: np.ndarray  # one of SPLITS per image
-    classes: tuple[str, ...]
+    classes: tuple[str, ...]  # empty for regression
     skipped: tuple[tuple[str, str], ...] = field(default=())  # (path, reason)
 
     @cached_property
@@ -53,18 +56,27 @@ class DatasetIndex:
             skipped=skipped,
         )
 
+    @property
+    def task(self) -> str:
+        return "classification" if self.classes else "regression"
+
     def summary(self) -> dict:
-        counts = {
-            split: {c: int(np.sum((self.splits == split) & (self.targets == i))) for i, c in enumerate(self.classes)}
-            for split in SPLITS
-            if np.any(self.splits == split)
-        }
+        """Images per split and class, or target statistics per split for regression."""
+        present = [split for split in SPLITS if np.any(self.splits == split)]
+        if self.classes:
+            counts = {
+                split: {c: int(np.sum((self.splits == split) & (self.targets == i))) for i, c in enumerate(self.classes)}
+                for split in present
+            }
+        else:
+            counts = {split: _stats(self.targets[self.splits == split]) for split in present}
         return {
+            "task": self.task,
             "images": len(self.paths),
             "classes": list(self.classes),
             "per_split": counts,
             "skipped": len(self.skipped),
-            "skipped_examples": [{"path": p, "reason": r} for p, r in self.skipped[:10]],
+            "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped[:1000]],
             "fingerprint": self.fingerprint,
         }
 
@@ -83,73 +95,174 @@ def _unit_hash(text: str) -> float:
     return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16) / 16**12
 
 
-def build_index(data: DataSpec, task: str) -> DatasetIndex:
-    """List the images of a folder-per-class data set and assign every image its split."""
-    if task != "classification":
-        raise DataError(
-            f"{data.train}: task regression needs numeric targets, but a folder per class only gives class labels"
-        )
-    classes, train, skipped = _scan_classes(data.train)
-    sources = {"train": train}
-    for split in ("validation", "test"):
-        folder = getattr(data, split)
-        if folder is not None:
-            extra_classes, sources[split], more_skipped = _scan_classes(folder, allow_missing=True)
-            unknown = sorted(set(extra_classes) - set(classes))
-            if unknown:
-                raise DataError(f"{folder}: class folder {unknown[0]!r} does not exist in the training folder {data.train}")
-            skipped += more_skipped
+def _stats(values: np.ndarray) -> dict:
+    return {"images": int(len(values)), "mean": round(float(values.mean()), 4), "std": round(float(values.std()), 4),
+            "min": float(values.min()), "max": float(values.max())}
 
-    paths, relatives, targets, splits = [], [], [], []
+
+# One entry per image: (absolute path, path relative to its source, label or target as read).
+Entries = list[tuple[str, str, str]]
+Skipped = list[tuple[str, str]]
+
+
+def build_index(data: DataSpec, task: str) -> DatasetIndex:
+    """List the images of a data set in any of the three layouts, and give every image its split."""
+    regression = task == "regression"
+    if regression and data.layout == "folders":
+        raise DataError(
+            f"{data.train}: task regression needs numeric targets: give them in a CSV (data.csv) "
+            "or in file names (data.label_pattern); a folder per class only gives class labels"
+        )
+    skipped: Skipped = []
+    sources: dict[str, Entries] = {"train": _read_source(data, data.csv or data.train, skipped, main=True)}
+    for split in ("validation", "test"):
+        if getattr(data, split) is not None:
+            sources[split] = _read_source(data, getattr(data, split), skipped, main=False)
+
+    classes: list[str] = []
+    if not regression:
+        classes = sorted({label for _, _, label in sources["train"]}, key=_natural)
+        if len(classes) < 2:
+            raise DataError(f"{data.csv or data.train}: only one class ({classes[0]!r}); classification needs at least two")
+        for split, entries in sources.items():
+            unknown = sorted({label for _, _, label in entries} - set(classes))
+            if unknown:
+                raise DataError(
+                    f"{getattr(data, split)}: class {unknown[0]!r} does not occur in the training data "
+                    f"({data.csv or data.train})"
+                )
+
     val_share = 0.0 if data.validation else data.validation_split
     test_share = 0.0 if data.test else data.test_split
-    for source, images in sources.items():
-        for relative, label in images:
-            folder = getattr(data, source)
-            paths.append(str(folder / relative))
+    paths, relatives, targets, splits = [], [], [], []
+    for source, entries in sources.items():
+        for path, relative, label in entries:
+            paths.append(path)
             relatives.append(relative)
-            targets.append(classes.index(label))
+            targets.append(_target(label, path, regression) if regression else classes.index(label))
             splits.append(split_of(relative, val_share, test_share) if source == "train" else source)
     splits = np.array(splits, dtype=object)
-    targets = np.array(targets, dtype=np.int64)
-    if val_share:
-        _ensure_each_class_in(splits, targets, relatives, len(classes), "validation")
+    targets = np.array(targets, dtype=np.float32 if regression else np.int64)
+    if not regression and val_share:
+        _ensure_each_class_in(splits, targets, relatives, classes, "validation")
+    for split in ("train", "validation"):
+        if not np.any(splits == split):
+            raise DataError(f"{data.csv or data.train}: no images fall in the {split} split; add images or change validation_split")
     return DatasetIndex(tuple(paths), targets, splits.astype(str), tuple(classes), tuple(skipped))
 
 
-def _scan_classes(folder: Path, allow_missing: bool = False):
-    """(sorted class names, [(path relative to folder, class)], [(skipped path, reason)])."""
+def _read_source(data: DataSpec, location: Path, skipped: Skipped, main: bool) -> Entries:
+    if data.csv:
+        return _read_csv(location, data)
+    if data.label_pattern:
+        return _scan_label_pattern(location, data.label_pattern, skipped)
+    return _scan_class_folders(location, skipped, main)
+
+
+def _image_files(folder: Path, skipped: Skipped) -> list[Path]:
+    """Image files below a folder, sorted; hidden files and folders are ignored, other files listed as skipped."""
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    skipped += [(str(p), "not an image file") for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    return [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def _scan_class_folders(folder: Path, skipped: Skipped, main: bool) -> Entries:
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{folder}: no class folders; expected one sub-folder per class, e.g. {folder}/cats/")
-    images, skipped = [], []
+    entries: Entries = []
     for class_dir in class_dirs:
-        files = sorted(
-            p for p in class_dir.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(class_dir).parts)
-        )
-        found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
-        skipped += [(str(p), "not an image file") for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
-        if not found and not allow_missing:
+        found = _image_files(class_dir, skipped)
+        if not found and main:
             raise DataError(f"{class_dir}: class folder holds no images")
-        images += [(p.relative_to(folder).as_posix(), class_dir.name) for p in found]
-    classes = [d.name for d in class_dirs]
-    if not images:
+        entries += [(str(p), p.relative_to(folder).as_posix(), class_dir.name) for p in found]
+    if not entries:
         raise DataError(f"{folder}: holds no images in its class folders")
-    if len(classes) < 2 and not allow_missing:
-        raise DataError(f"{folder}: only one class folder ({classes[0]}); classification needs at least two")
-    return classes, images, skipped
+    return entries
 
 
-def _ensure_each_class_in(splits, targets, relatives, n_classes: int, split: str) -> None:
+def _scan_label_pattern(folder: Path, pattern: str, skipped: Skipped) -> Entries:
+    regex = re.compile(pattern)
+    files = _image_files(folder, skipped)
+    entries: Entries = []
+    for path in files:
+        match = regex.search(path.name)
+        if match and match.group("label"):
+            entries.append((str(path), path.relative_to(folder).as_posix(), match.group("label")))
+        else:
+            skipped.append((str(path), "file name does not match data.label_pattern"))
+    if not entries:
+        examples = ", ".join(p.name for p in files[:3]) or "no image files"
+        raise DataError(f"{folder}: data.label_pattern {pattern!r} matches no file name (e.g. {examples})")
+    return entries
+
+
+def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
+    """Rows of (path, label or target). Paths are relative to `data.images` and may not leave it."""
+    root = (data.images or csv_path.parent).resolve()
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"{csv_path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    for column in (data.path_column, data.target_column):
+        if column not in table.columns:
+            key = "path_column" if column == data.path_column else "target_column"
+            raise DataError(
+                f"{csv_path}: no column {column!r} (data.{key}); the columns are: {', '.join(map(str, table.columns))}"
+            )
+    if table.empty:
+        raise DataError(f"{csv_path}: the CSV has no rows")
+    entries: Entries = []
+    first_row: dict[str, int] = {}
+    for number, (relative, label) in enumerate(zip(table[data.path_column], table[data.target_column]), start=2):
+        where = f"{csv_path}, line {number}"
+        relative = relative.strip()
+        if not relative:
+            raise DataError(f"{where}: empty {data.path_column!r}")
+        if Path(relative).is_absolute() or re.match(r"^[A-Za-z]:[\\/]", relative):
+            raise DataError(f"{where}: {relative!r} is an absolute path; paths must be relative to {root}")
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise DataError(f"{where}: {relative!r} points outside the images folder {root}")
+        key = path.relative_to(root).as_posix()
+        if key in first_row:
+            raise DataError(f"{where}: {relative!r} is listed twice (first on line {first_row[key]})")
+        first_row[key] = number
+        if not path.is_file():
+            raise DataError(f"{where}: image file not found: {path}")
+        if not label.strip():
+            raise DataError(f"{where}: empty {data.target_column!r} for {relative!r}")
+        entries.append((str(path), key, label.strip()))
+    return entries
+
+
+def _target(value: str, path: str, regression: bool) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not np.isfinite(number):
+        raise DataError(f"{path}: target {value!r} is not a number (task regression needs numeric targets)")
+    return number
+
+
+def _natural(label: str):
+    """Class order: numerically when labels are numbers ("2" before "10"), else alphabetically."""
+    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+
+
+def _ensure_each_class_in(splits, targets, relatives, classes, split: str) -> None:
     """Every class needs images on both sides: move its lowest-hash (or highest-hash) image over.
 
     A small class can miss a split by chance; moving the extreme-hash image keeps this deterministic.
     """
-    for c in range(n_classes):
+    for c, name in enumerate(classes):
         members = np.flatnonzero(targets == c)
         if len(members) < 2:
-            raise DataError(f"class {relatives[members[0]].split('/')[0]!r}: needs at least 2 images, one to validate on")
+            raise DataError(f"class {name!r}: needs at least 2 images, one to train on and one to validate on")
         if not np.any(splits[members] == split):
             chosen = min((i for i in members if splits[i] == "train"), key=lambda i: _unit_hash(relatives[i]))
             splits[chosen] = split

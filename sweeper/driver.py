@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import yaml
 from ray import tune
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import __version__, images, leaderboard
+from . import __version__, checkpoint, evaluate, images, leaderboard
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
@@ -86,6 +87,8 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     tuner.fit()
 
     rows = leaderboard.read(sweep_dir)
+    if np.any(index.splits == "test"):
+        rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
     minutes = (time.time() - started) / 60
     console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}")
@@ -154,6 +157,25 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, board: Leade
             verbose=0,
         ),
     )
+
+
+def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialContext, console: Console) -> list[dict]:
+    """Evaluate the best trial's best checkpoint on the test split; its row gains `test_*` columns."""
+    import ray
+
+    best = next((r for r in rows if r.get(spec.objective) is not None and r["status"] != "error"), None)
+    if best is None:
+        console.print("[yellow]no trial finished an epoch: nothing to evaluate on the test split[/]")
+        return rows
+    folder = checkpoint.find(sweep_dir, best["trial_id"])
+    predict = ray.remote(num_cpus=spec.budget.cpus_per_trial)(evaluate.predict_split)
+    outputs = ray.get(predict.remote(str(folder), index, "test", context.cache_dir, context.cpus))
+    metrics = evaluate.report(index, outputs, "test", sweep_dir / "evaluation")
+    best.update(metrics)
+    leaderboard.write(sweep_dir, rows, spec.objective)
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    console.print(f"test split, best trial {best['trial_id']}: {shown}  (files in {sweep_dir / 'evaluation'})")
+    return rows
 
 
 def _trial_dirname(trial) -> str:
@@ -284,18 +306,26 @@ def _warn_missing_weights(spec: Spec, weights_dir: Path | None, console: Console
 
 def _print_data_summary(index: DatasetIndex, console: Console) -> None:
     summary = index.summary()
-    console.print(f"data: {summary['images']} images, {len(index.classes)} classes, fingerprint {summary['fingerprint']}")
-    table = Table()
-    table.add_column("class")
+    kind = f"{len(index.classes)} classes" if index.classes else "regression targets"
+    console.print(f"data: {summary['images']} images, {kind}, fingerprint {summary['fingerprint']}")
     splits = list(summary["per_split"])
+    table = Table()
+    if index.classes:
+        table.add_column("class")
+        rows = [(name, [summary["per_split"][s][name] for s in splits]) for name in index.classes]
+    else:
+        table.add_column("target")
+        stats = ("images", "mean", "std", "min", "max")
+        rows = [(stat, [summary["per_split"][s][stat] for s in splits]) for stat in stats]
     for split in splits:
         table.add_column(split, justify="right")
-    for name in index.classes:
-        table.add_row(name, *(str(summary["per_split"][s][name]) for s in splits))
+    for name, values in rows:
+        table.add_row(name, *(f"{v:g}" for v in values))
     console.print(table)
     if index.skipped:
         shown = "; ".join(f"{p} ({r})" for p, r in index.skipped[:3])
-        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {shown}" + (" ..." if len(index.skipped) > 3 else ""))
+        more = f" and {len(index.skipped) - 3} more, listed in data_summary.json" if len(index.skipped) > 3 else ""
+        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {shown}{more}", highlight=False)
 
 
 def _progress(console: Console) -> Progress:

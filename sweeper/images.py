@@ -18,6 +18,9 @@ from PIL import Image, ImageOps
 from .data import DatasetIndex
 from .errors import DataError
 
+# Users' own photos can be huge (scans, stitched microscopy): decode them rather than refuse them.
+Image.MAX_IMAGE_PIXELS = None
+
 
 def decode(path: str, size: int) -> np.ndarray:
     """An RGB uint8 array of shape (size, size, 3): EXIF orientation applied, squashed to a square."""
@@ -26,6 +29,11 @@ def decode(path: str, size: int) -> np.ndarray:
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: scale to 8 bits instead of clipping
             img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")  # transparent pixels become white, not black
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        if max(img.size) > 4 * size:
+            img.thumbnail((2 * size, 2 * size), Image.Resampling.BILINEAR, reducing_gap=2.0)  # cheap first pass
         img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(img, dtype=np.uint8)
 

@@ -60,8 +60,14 @@ def ranked(rows: Iterable[dict], objective: str, mode: str) -> list[dict]:
     return out
 
 
-def write(sweep_dir: Path, rows: list[dict], objective: str) -> None:
+def all_columns(rows: list[dict], objective: str) -> list[str]:
+    """The design's columns, then any others the rows carry (test metrics, for one)."""
     cols = columns(objective)
+    return cols + [key for key in dict.fromkeys(k for row in rows for k in row) if key not in cols]
+
+
+def write(sweep_dir: Path, rows: list[dict], objective: str) -> None:
+    cols = all_columns(rows, objective)
     _atomic_write(Path(sweep_dir) / "leaderboard.json", json.dumps(rows, indent=1, default=str))
     _atomic_write(Path(sweep_dir) / "leaderboard.csv", to_csv(rows, cols))
 
@@ -77,7 +83,7 @@ def show(sweep_dir: Path, *, top: int | None, sort: str | None, fmt: str, consol
     """`sweeper leaderboard`: print a sweep's rows, best first (or by `sort`), in one of four formats."""
     rows = read(sweep_dir)
     objective = objective_of(rows)
-    cols = columns(objective)
+    cols = all_columns(rows, objective)
     if sort:
         column, descending = sort.lstrip("-"), sort.startswith("-")
         if column not in cols:

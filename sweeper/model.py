@@ -7,8 +7,7 @@ the driver never imports it, only trials, export and tests do.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -42,9 +41,6 @@ class TrialConfig:
         if isinstance(values.get("head_units"), str):
             values["head_units"] = decode_units(values["head_units"])
         return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
 
 
 def build_trial_model(config: TrialConfig, *, task: str, n_classes: int, weights: str, weights_dir=None):

@@ -86,12 +86,23 @@ class Space:
 
 @dataclass(frozen=True)
 class DataSpec:
-    train: Path
-    validation: Path | None = None
+    """Where the images and their labels are. Three layouts: folders per class, a CSV, labels in file names."""
+
+    train: Path | None = None  # a folder: one sub-folder per class, or any files with `label_pattern`
+    validation: Path | None = None  # a folder, or a CSV file in the CSV layout
     validation_split: float = 0.2
     test: Path | None = None
     test_split: float = 0.0
     on_bad_image: str = "skip"
+    csv: Path | None = None  # the CSV layout: one row per image
+    images: Path | None = None  # the folder the CSV's paths are relative to (default: the CSV's folder)
+    path_column: str = "path"
+    target_column: str = "label"
+    label_pattern: str | None = None  # a regex with a named group `label`, matched against file names
+
+    @property
+    def layout(self) -> str:
+        return "csv" if self.csv else "file names" if self.label_pattern else "folders"
 
 
 @dataclass(frozen=True)
@@ -198,29 +209,50 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
 
 def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
     if not isinstance(raw, dict):
-        ctx.fail("data", "must be a mapping with at least `train` (a folder with one sub-folder per class)")
+        ctx.fail("data", "must be a mapping: `train: <folder>` (one sub-folder per class) or `csv: <file>`")
     ctx.no_unknown_keys("data", raw, [f.name for f in fields(DataSpec)])
-    if "train" not in raw:
-        ctx.fail("data.train", "is required: a folder with one sub-folder per class")
-    folders = {}
-    for key in ("train", "validation", "test"):
-        value = raw.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            ctx.fail(f"data.{key}", f"must be a folder path, got {value!r}")
-        folders[key] = ctx.resolve_path(value)
-        if not folders[key].is_dir():
-            ctx.fail(f"data.{key}", f"folder not found: {folders[key]}")
-    splits = {}
+    if "csv" in raw and "train" in raw:
+        ctx.fail("data.csv", "and data.train are two layouts; give one: a CSV of images, or a training folder")
+    if "csv" in raw and "label_pattern" in raw:
+        ctx.fail("data.label_pattern", "labels come from the CSV's target column; drop label_pattern or csv")
+    if "csv" not in raw and "train" not in raw:
+        ctx.fail("data.train", "is required: a folder with one sub-folder per class (or give data.csv)")
+    values: dict[str, Any] = {}
+    for key in ("train", "images"):
+        if raw.get(key) is not None:
+            values[key] = ctx.existing(f"data.{key}", raw[key], folder=True)
+    if raw.get("csv") is not None:
+        values["csv"] = ctx.existing("data.csv", raw["csv"], folder=False)
+    for key in ("validation", "test"):  # a folder, or a CSV file in the CSV layout
+        if raw.get(key) is not None:
+            values[key] = ctx.existing(f"data.{key}", raw[key], folder="csv" not in raw)
+    for key in ("path_column", "target_column"):
+        if key in raw:
+            if not isinstance(raw[key], str) or not raw[key]:
+                ctx.fail(f"data.{key}", f"{raw[key]!r} must be a column name")
+            values[key] = raw[key]
+    if raw.get("label_pattern") is not None:
+        values["label_pattern"] = _parse_label_pattern(ctx, raw["label_pattern"])
     for key, default in (("validation_split", DataSpec.validation_split), ("test_split", DataSpec.test_split)):
-        splits[key] = ctx.number(f"data.{key}", raw.get(key, default), low=0.0, high=0.9)
-    if splits["validation_split"] + splits["test_split"] >= 0.95:
+        values[key] = ctx.number(f"data.{key}", raw.get(key, default), low=0.0, high=0.9)
+    if values["validation_split"] + values["test_split"] >= 0.95:
         ctx.fail("data.validation_split", "validation_split + test_split must leave images to train on")
-    if "validation" not in folders and splits["validation_split"] == 0:
-        ctx.fail("data.validation_split", "must be above 0 when there is no `data.validation` folder")
-    on_bad = ctx.one_of("data.on_bad_image", raw.get("on_bad_image", "skip"), BAD_IMAGE_POLICIES)
-    return DataSpec(**folders, **splits, on_bad_image=on_bad)
+    if "validation" not in values and values["validation_split"] == 0:
+        ctx.fail("data.validation_split", "must be above 0 when there is no `data.validation` source")
+    values["on_bad_image"] = ctx.one_of("data.on_bad_image", raw.get("on_bad_image", "skip"), BAD_IMAGE_POLICIES)
+    return DataSpec(**values)
+
+
+def _parse_label_pattern(ctx: _Context, value: Any) -> str:
+    if not isinstance(value, str):
+        ctx.fail("data.label_pattern", f"{value!r} must be a regular expression")
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        ctx.fail("data.label_pattern", f"{value!r} is not a valid regular expression: {exc}")
+    if "label" not in pattern.groupindex:
+        ctx.fail("data.label_pattern", f"{value!r} needs a named group `label`, e.g. '^(?P<label>[a-z]+)\\.'")
+    return value
 
 
 def _parse_budget(ctx: _Context, raw: Any) -> Budget:
@@ -391,6 +423,16 @@ class _Context:
             if key not in allowed:
                 full = f"{section}.{key}" if section else str(key)
                 self.fail(full, f"unknown key; allowed: {', '.join(allowed)}")
+
+    def existing(self, key: str, value: Any, folder: bool) -> Path:
+        """A path relative to the spec file that must exist: a folder, or a file."""
+        kind = "folder" if folder else "file"
+        if not isinstance(value, str):
+            self.fail(key, f"must be a {kind} path, got {value!r}")
+        path = self.resolve_path(value)
+        if not (path.is_dir() if folder else path.is_file()):
+            self.fail(key, f"{kind} not found: {path}")
+        return path
 
     def resolve_path(self, value: str) -> Path:
         path = Path(value).expanduser()

@@ -8,7 +8,6 @@ function, never when the driver imports this module.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import tempfile
@@ -16,10 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DatasetIndex
-
-CHECKPOINT_WEIGHTS = "model.weights.h5"
-CHECKPOINT_META = "trial.json"
-
 
 @dataclass(frozen=True)
 class TrialContext:
@@ -41,10 +36,10 @@ def run_trial(config: dict, context: TrialContext) -> None:
     """The Ray Tune function trainable."""
     from ray import tune
 
-    _init_tensorflow(context.cpus)
+    init_tensorflow(context.cpus)
     import keras
 
-    from . import images
+    from . import checkpoint, images
     from .model import TrialConfig, build_trial_model, count_params
 
     trial_config = TrialConfig.from_tune(config)
@@ -81,12 +76,12 @@ def run_trial(config: dict, context: TrialContext) -> None:
         with tempfile.TemporaryDirectory(prefix="sweeper-ckpt-") as folder:
             checkpoint = None
             if improved:  # Tune copies the folder into the experiment before report() returns
-                _save_checkpoint(Path(folder), model, trial_config, epoch, metrics)
+                checkpoint.save(Path(folder), model, trial_config, epoch, metrics)
                 checkpoint = tune.Checkpoint.from_directory(folder)
             tune.report(report, checkpoint=checkpoint)
 
 
-def _init_tensorflow(cpus: int):
+def init_tensorflow(cpus: int):
     """Import TF with thread pools sized to the trial's CPUs, so concurrent trials do not fight."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -106,9 +101,3 @@ def _init_tensorflow(cpus: int):
 
 def _trial_seed(seed: int, trial_id: str) -> int:
     return (seed * 1_000_003 + int(hashlib.sha1(trial_id.encode()).hexdigest()[:8], 16)) % 2**31
-
-
-def _save_checkpoint(folder: Path, model, trial_config, epoch: int, metrics: dict) -> None:
-    model.save_weights(folder / CHECKPOINT_WEIGHTS)
-    meta = {"epoch": epoch, "metrics": metrics, "config": json.loads(trial_config.to_json())}
-    (folder / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))

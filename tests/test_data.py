@@ -176,7 +176,7 @@ def test_indices_and_summary(train_dir):
         c: int(np.sum((index.splits == "validation") & (index.targets == i))) for i, c in enumerate(index.classes)
     }
     assert summary["skipped"] == 0
-    assert summary["skipped_examples"] == []
+    assert summary["skipped_files"] == []
     assert summary["fingerprint"] == index.fingerprint
 
 

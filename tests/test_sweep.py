@@ -11,7 +11,7 @@ from sweeper.cli import main
 from sweeper.driver import RunOptions, run_sweep
 from sweeper.errors import SweeperError
 from sweeper.spec import load_spec
-from sweeper.trial import CHECKPOINT_META
+from sweeper.checkpoint import META_FILE
 
 from conftest import write_spec
 
@@ -61,7 +61,7 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
 
     # The checkpoint kept for each trial is its best epoch, not its last.
     for row in rows:
-        metas = list((sweep / f"trial_{row['trial_id']}").glob(f"checkpoint_*/{CHECKPOINT_META}"))
+        metas = list((sweep / f"trial_{row['trial_id']}").glob(f"checkpoint_*/{META_FILE}"))
         assert len(metas) == 1
         meta = json.loads(metas[0].read_text())
         assert meta["epoch"] == row["best_epoch"]

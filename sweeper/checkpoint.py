@@ -1,0 +1,40 @@
+"""A trial's checkpoint: the weights of its best epoch and the configuration that rebuilds it.
+
+Written by the trial, read back by evaluation (and export). Importing this module does not
+import Keras; loading a model does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+WEIGHTS_FILE = "model.weights.h5"
+META_FILE = "trial.json"
+
+
+def save(folder: Path, model, config, epoch: int, metrics: dict) -> None:
+    model.save_weights(folder / WEIGHTS_FILE)
+    meta = {"epoch": epoch, "metrics": metrics, "config": asdict(config)}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def load_model(folder: Path, *, task: str, n_classes: int):
+    """The whole model (backbone and trained parts) with the checkpoint's weights, and its TrialConfig."""
+    from .model import TrialConfig, build_model
+
+    meta = json.loads((folder / META_FILE).read_text())
+    config = TrialConfig(**{**meta["config"], "head_units": tuple(meta["config"]["head_units"])})
+    # No pretrained file is needed: every weight, frozen or trained, is in the checkpoint.
+    model = build_model(config, task=task, n_classes=n_classes, weights=None)
+    model.load_weights(folder / WEIGHTS_FILE)
+    return model, config
+
+
+def find(sweep_dir: Path, trial_id: str) -> Path:
+    """The folder of the checkpoint Tune kept for a trial (its best epoch)."""
+    found = sorted((Path(sweep_dir) / f"trial_{trial_id}").glob(f"checkpoint_*/{META_FILE}"))
+    if not found:
+        raise FileNotFoundError(f"{sweep_dir}: trial {trial_id} has no checkpoint")
+    return found[-1].parent
