@@ -14,9 +14,9 @@ WEIGHTS_FILE = "model.weights.h5"
 META_FILE = "trial.json"
 
 
-def save(folder: Path, model, config, epoch: int, metrics: dict) -> None:
+def save(folder: Path, model, config, epoch: int, metrics: dict, target_stats=None) -> None:
     model.save_weights(folder / WEIGHTS_FILE)
-    meta = {"epoch": epoch, "metrics": metrics, "config": asdict(config)}
+    meta = {"epoch": epoch, "metrics": metrics, "config": asdict(config), "target_stats": target_stats}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
@@ -27,7 +27,7 @@ def load_model(folder: Path, *, task: str, n_classes: int):
     meta = json.loads((folder / META_FILE).read_text())
     config = TrialConfig(**{**meta["config"], "head_units": tuple(meta["config"]["head_units"])})
     # No pretrained file is needed: every weight, frozen or trained, is in the checkpoint.
-    model = build_model(config, task=task, n_classes=n_classes, weights=None)
+    model = build_model(config, task=task, n_classes=n_classes, weights=None, target_stats=meta.get("target_stats"))
     model.load_weights(folder / WEIGHTS_FILE)
     return model, config
 

@@ -83,6 +83,7 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         f"objective {spec.objective} ({spec.mode})"
     )
     board = LeaderboardCallback(sweep_dir, spec, console)
+    leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     tuner = _make_tuner(spec, context, sweep_dir, board)
     tuner.fit()
 

@@ -43,7 +43,9 @@ class TrialConfig:
         return cls(**values)
 
 
-def build_trial_model(config: TrialConfig, *, task: str, n_classes: int, weights: str, weights_dir=None):
+def build_trial_model(
+    config: TrialConfig, *, task: str, n_classes: int, weights: str, weights_dir=None, target_stats=None
+):
     """Resolve the weights ("imagenet" or "none") the way the design says, then build the model.
 
     A Keras download is the last resort; when it fails too, the error says where sweeper looked.
@@ -51,7 +53,7 @@ def build_trial_model(config: TrialConfig, *, task: str, n_classes: int, weights
     entry = get_backbone(config.backbone)
     resolved = weight_files.resolve(entry, config.image_size, weights, weights_dir)
     try:
-        return build_model(config, task=task, n_classes=n_classes, weights=resolved)
+        return build_model(config, task=task, n_classes=n_classes, weights=resolved, target_stats=target_stats)
     except Exception as exc:
         if resolved != "imagenet":
             raise
@@ -63,8 +65,13 @@ def output_units(task: str, n_classes: int) -> int:
     return 1 if task == "regression" or n_classes == 2 else n_classes
 
 
-def build_model(config: TrialConfig, *, task: str, n_classes: int, weights):
-    """The whole trainable model. `weights` is what `weights.resolve` returned (path, "imagenet" or None)."""
+def build_model(config: TrialConfig, *, task: str, n_classes: int, weights, target_stats=None):
+    """The whole trainable model. `weights` is what `weights.resolve` returned (path, "imagenet" or None).
+
+    For regression, `target_stats` = (mean, std) of the training targets: the output layer predicts
+    standardised targets and a fixed rescaling maps them back, so every learning rate starts from
+    the mean instead of from zero.
+    """
     entry = get_backbone(config.backbone)
     base = build_backbone(entry, config.image_size, weights)
     if config.cut not in (FULL, entry.output_layer):
@@ -90,6 +97,9 @@ def build_model(config: TrialConfig, *, task: str, n_classes: int, weights):
     n_out = output_units(task, n_classes)
     activation = None if task == "regression" else ("sigmoid" if n_out == 1 else "softmax")
     outputs = keras.layers.Dense(n_out, activation=activation, name="output")(x)
+    if task == "regression":
+        mean, std = target_stats or (0.0, 1.0)
+        outputs = keras.layers.Rescaling(scale=float(std) or 1.0, offset=float(mean), name="target_scale")(outputs)
     model = keras.Model(inputs, outputs, name=f"sweeper_{config.backbone}")
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),

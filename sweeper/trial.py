@@ -52,9 +52,10 @@ def run_trial(config: dict, context: TrialContext) -> None:
     x_train, y_train = pixels[train_idx], index.targets[train_idx]
     x_val, y_val = pixels[val_idx], index.targets[val_idx]
 
+    target_stats = (float(y_train.mean()), float(y_train.std())) if context.task == "regression" else None
     model = build_trial_model(
         trial_config, task=context.task, n_classes=len(index.classes),
-        weights=context.weights, weights_dir=context.weights_dir,
+        weights=context.weights, weights_dir=context.weights_dir, target_stats=target_stats,
     )
     sizes = count_params(model)
 
@@ -74,11 +75,11 @@ def run_trial(config: dict, context: TrialContext) -> None:
             best, best_epoch = value, epoch
         report = {**metrics, "epoch": epoch, f"best_{context.objective}": best, "best_epoch": best_epoch, **sizes}
         with tempfile.TemporaryDirectory(prefix="sweeper-ckpt-") as folder:
-            checkpoint = None
+            kept = None
             if improved:  # Tune copies the folder into the experiment before report() returns
-                checkpoint.save(Path(folder), model, trial_config, epoch, metrics)
-                checkpoint = tune.Checkpoint.from_directory(folder)
-            tune.report(report, checkpoint=checkpoint)
+                checkpoint.save(Path(folder), model, trial_config, epoch, metrics, target_stats)
+                kept = tune.Checkpoint.from_directory(folder)
+            tune.report(report, checkpoint=kept)
 
 
 def init_tensorflow(cpus: int):

@@ -151,3 +151,12 @@ def test_missing_weights_fall_back_to_keras_and_explain_a_failed_download(tmp_pa
     message = str(error.value)
     assert asked and "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in asked[0]
     assert "no ImageNet weights for resnet50" in message and str(tmp_path) in message and "download failed" in message
+
+
+def test_regression_output_starts_at_the_training_mean():
+    config = TrialConfig(backbone="simple_cnn", image_size=16, head_dropout=0.0)
+    model = build_model(config, task="regression", n_classes=0, weights=None, target_stats=(20.0, 5.0))
+    model.get_layer("output").kernel.assign(np.zeros((128, 1), "float32"))
+    x = np.random.default_rng(4).integers(0, 255, (3, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), 20.0)
+    assert model.get_layer("target_scale").scale == 5.0

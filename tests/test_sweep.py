@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ray
 
 SMALL = """
 name: small
-data: {{train: {digits}, validation_split: 0.2}}
+data: {{train: {digits}, validation_split: 0.2, test_split: 0.1}}
 image_size: 16
 weights: none
 budget: {{trials: {trials}, max_epochs: 3, grace_epochs: 1, reduction_factor: 3, concurrent_trials: 2, seed: 0{extra}}}
@@ -46,7 +46,7 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
 
     rows = leaderboard.read(sweep)
     assert len(rows) == 6 and [r["rank"] for r in rows] == list(range(1, 7))
-    assert list(rows[0]) == leaderboard.columns("val_accuracy")
+    assert list(rows[1]) == leaderboard.columns("val_accuracy")  # the best row adds test metrics
     trial_dirs = sorted(p.name.removeprefix("trial_") for p in sweep.glob("trial_*"))
     assert sorted(r["trial_id"] for r in rows) == trial_dirs  # one row per trial in the Ray experiment
     for row in rows:
@@ -71,6 +71,20 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
         assert (sweep / name).is_file(), name
     summary = json.loads((sweep / "data_summary.json").read_text())
     assert summary["images"] == 1797 and summary["classes"] == [str(i) for i in range(10)]
+    assert set(summary["per_split"]) == {"train", "validation", "test"}
+    n_test = sum(summary["per_split"]["test"].values())
+
+    # The best trial was evaluated on the held-out test split.
+    assert 0.05 * 1797 < n_test < 0.15 * 1797
+    assert rows[0]["test_images"] == n_test and 0.5 < rows[0]["test_accuracy"] <= 1.0
+    assert all("test_accuracy" not in r for r in rows[1:])
+    evaluation = sweep / "evaluation"
+    matrix = (evaluation / "confusion_matrix.csv").read_text().splitlines()
+    assert len(matrix) == 11 and sum(int(v) for line in matrix[1:] for v in line.split(",")[1:]) == n_test
+    assert "precision" in (evaluation / "classification_report.txt").read_text()
+    assert (evaluation / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(sweep / "leaderboard.csv") as f:
+        assert f.readline().strip().endswith("error,test_accuracy,test_images")
 
     # Running the same sweep name again never overwrites it.
     assert main(["run", str(spec_path), "--out", str(out)]) == 2
@@ -85,7 +99,7 @@ def test_stop_at_ends_the_whole_sweep(tmp_path, digits_dir, ray_session):
 
 
 def test_time_limit_ends_the_sweep(tmp_path, digits_dir, ray_session):
-    spec = load_spec(_spec(tmp_path, digits_dir, trials=60, extra=", time_limit: 15s"))
+    spec = load_spec(_spec(tmp_path, digits_dir, trials=60, extra=", time_limit: 30s"))
     sweep = run_sweep(spec, RunOptions(out=tmp_path / "results"))
     rows = leaderboard.read(sweep)
     assert 1 <= len(rows) < 60
@@ -99,3 +113,38 @@ def test_a_name_collision_is_refused_before_anything_runs(tmp_path, digits_dir):
     with pytest.raises(SweeperError, match="already exists"):
         run_sweep(spec, RunOptions(out=tmp_path / "results"))
     assert (existing / "mine.txt").read_text() == "keep me"
+
+
+def test_regression_from_a_csv_with_test_evaluation(tmp_path, digits_dir, ray_session):
+    """Regression end to end: the digit's value as a numeric target, read from a CSV."""
+    rows_csv = ["file,value"] + [f"{p.relative_to(digits_dir).as_posix()},{p.parent.name}"
+                                 for p in sorted(digits_dir.rglob("*.png"))]
+    (tmp_path / "targets.csv").write_text("\n".join(rows_csv) + "\n")
+    spec_path = write_spec(tmp_path, f"""
+name: digit-values
+task: regression
+data: {{csv: targets.csv, images: {digits_dir}, path_column: file, target_column: value, test_split: 0.1}}
+image_size: 16
+weights: none
+budget: {{trials: 3, max_epochs: 3, concurrent_trials: 2, seed: 1}}
+space:
+  backbone: simple_cnn
+  head: {{pooling: flatten, units: [[32]], dropout: 0.0}}
+  learning_rate: [1.0e-3, 3.0e-3]
+  batch_size: 64
+""")
+    sweep = run_sweep(load_spec(spec_path), RunOptions(out=tmp_path / "results"))
+    rows = leaderboard.read(sweep)
+    assert len(rows) == 3 and list(rows[0])[5] == "val_rmse"
+    values = [r["val_rmse"] for r in rows]
+    assert values == sorted(values)  # lower is better
+    summary = json.loads((sweep / "data_summary.json").read_text())
+    assert summary["task"] == "regression" and summary["per_split"]["train"]["min"] == 0.0
+    train_std = summary["per_split"]["train"]["std"]
+    assert rows[0]["val_rmse"] < 0.6 * train_std  # far better than predicting the mean
+    assert rows[0]["test_rmse"] < 0.8 * train_std and rows[0]["test_mae"] <= rows[0]["test_rmse"]
+    metrics = json.loads((sweep / "evaluation" / "regression_metrics.json").read_text())
+    assert metrics["test_rmse"] == pytest.approx(rows[0]["test_rmse"])
+    predictions = (sweep / "evaluation" / "predictions.csv").read_text().splitlines()
+    assert predictions[0] == "true,predicted" and len(predictions) - 1 == metrics["test_images"]
+    assert (sweep / "evaluation" / "predicted_vs_true.png").stat().st_size > 1000
