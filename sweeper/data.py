@@ -70,6 +70,11 @@ class DatasetIndex:
             }
         else:
             counts = {split: _stats(self.targets[self.splits == split]) for split in present}
+            # What a model must beat: always predicting the training mean.
+            train_mean = self.targets[self.splits == "train"].mean()
+            for split in present:
+                residual = self.targets[self.splits == split] - train_mean
+                counts[split]["rmse_of_train_mean"] = round(float(np.sqrt(np.mean(residual**2))), 4)
         return {
             "task": self.task,
             "images": len(self.paths),

@@ -316,7 +316,7 @@ def _print_data_summary(index: DatasetIndex, console: Console) -> None:
         rows = [(name, [summary["per_split"][s][name] for s in splits]) for name in index.classes]
     else:
         table.add_column("target")
-        stats = ("images", "mean", "std", "min", "max")
+        stats = ("images", "mean", "std", "min", "max", "rmse_of_train_mean")
         rows = [(stat, [summary["per_split"][s][stat] for s in splits]) for stat in stats]
     for split in splits:
         table.add_column(split, justify="right")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sweeper import leaderboard
@@ -41,3 +43,29 @@ space:
     print(f"best val_accuracy {best['val_accuracy']:.4f}: {best['backbone']} lr={best['learning_rate']:.2e}")
     assert best["val_accuracy"] >= 0.90
     assert best["trainable_params"] < best["params"] / 5  # frozen backbone: only the head trains
+
+
+def test_labels_from_file_names_on_real_photos(tmp_path, ray_session):
+    """cat.600.jpg ... dog.899.jpg in one flat folder; the validation split is carved by hash."""
+    spec_path = write_spec(tmp_path, f"""
+name: flat-cats-dogs
+data:
+  train: {ASSETS / "datasets" / "cats_vs_dogs_flat_filename_labels" / "train"}
+  label_pattern: '^(?P<label>[a-z]+)\\.'
+  validation_split: 0.2
+image_size: 128
+weights: {WEIGHTS}
+budget: {{trials: 4, max_epochs: 3, grace_epochs: 1, concurrent_trials: 2, seed: 0}}
+space:
+  backbone: mobilenet_v2_0.35
+  head: {{pooling: avg, units: [[], [32]], dropout: 0.2}}
+  learning_rate: [1.0e-3, 3.0e-3]
+  batch_size: 32
+""")
+    sweep = run_sweep(load_spec(spec_path), RunOptions(out=tmp_path / "results"))
+    summary = json.loads((sweep / "data_summary.json").read_text())
+    assert summary["classes"] == ["cat", "dog"] and summary["images"] == 600 and summary["skipped"] == 0
+    validation = summary["per_split"]["validation"]
+    assert 80 <= validation["cat"] + validation["dog"] <= 160 and min(validation.values()) >= 40
+    rows = leaderboard.read(sweep)
+    assert len(rows) == 4 and rows[0]["val_accuracy"] >= 0.85
