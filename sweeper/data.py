@@ -140,8 +140,14 @@ def build_index(data: DataSpec, task: str) -> DatasetIndex:
     val_share = 0.0 if data.validation else data.validation_split
     test_share = 0.0 if data.test else data.test_split
     paths, relatives, targets, splits = [], [], [], []
+    first_source: dict[str, str] = {}
     for source, entries in sources.items():
         for path, relative, label in entries:
+            if path in first_source:  # the same image on both sides would inflate validation scores
+                where = {"train": data.csv or data.train, "validation": data.validation, "test": data.test}
+                raise DataError(f"{path}: in both the {first_source[path]} data ({where[first_source[path]]}) "
+                                f"and the {source} data ({where[source]})")
+            first_source[path] = source
             paths.append(path)
             relatives.append(relative)
             targets.append(_target(label, path, regression) if regression else classes.index(label))
@@ -209,7 +215,8 @@ def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
     """Rows of (path, label or target). Paths are relative to `data.images` and may not leave it."""
     root = (data.images or csv_path.parent).resolve()
     try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # Blank lines are kept (and skipped below) so that reported line numbers match the file.
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, skip_blank_lines=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{csv_path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
     for column in (data.path_column, data.target_column):
@@ -225,6 +232,8 @@ def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
     for number, (relative, label) in enumerate(zip(table[data.path_column], table[data.target_column]), start=2):
         where = f"{csv_path}, line {number}"
         relative = relative.strip()
+        if not relative and not label.strip():
+            continue  # a blank line
         if not relative:
             raise DataError(f"{where}: empty {data.path_column!r}")
         if Path(relative).is_absolute() or re.match(r"^[A-Za-z]:[\\/]", relative):
@@ -256,7 +265,7 @@ def _target(value: str, path: str, regression: bool) -> float:
 
 def _natural(label: str):
     """Class order: numerically when labels are numbers ("2" before "10"), else alphabetically."""
-    return (0, int(label), "") if label.isdigit() else (1, 0, label)
+    return (0, int(label), label) if label.isascii() and label.isdecimal() else (1, 0, label)
 
 
 def _ensure_each_class_in(splits, targets, relatives, classes, split: str) -> None:

@@ -530,16 +530,10 @@ def csv_and_label_pattern_together(tmp_path):
     return lambda: load_spec(spec), SpecError, [f"{spec}: data.label_pattern:", "labels come from the CSV"]
 
 
-# Bugs: see the reasons.
+# Regressions: bugs found while writing this catalogue, now fixed.
 
 
-@error_case(
-    pytest.mark.xfail(
-        strict=True,
-        reason="BUG sweeper/data.py _read_csv: line numbers come from enumerate(rows, start=2), but pandas "
-        "drops blank lines (skip_blank_lines=True), so after a blank line every reported line is too low",
-    )
-)
+@error_case()
 def csv_line_numbers_after_a_blank_line(tmp_path):
     root = tmp_path / "data"
     rows = ["", *csv_images(root), "ghost.png,cat"]  # blank line 2, images on 3..8, ghost.png on line 9
@@ -925,11 +919,6 @@ def test_label_pattern_layouts(tmp_path, names, pattern, classes):
 # --- bugs found while writing this catalogue --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG sweeper/data.py _natural: a label made of Unicode digits that int() rejects ('²', '①') "
-    "passes str.isdigit(), so int(label) raises a bare ValueError (CLI exit 1 with a traceback)",
-)
 def test_a_superscript_digit_label_is_a_class_not_a_crash(tmp_path):
     root = tmp_path / "train"
     class_folders(root, classes=("2", "²"), per_class=3)
@@ -947,12 +936,6 @@ print("|".join(build_index(DataSpec(train=Path(sys.argv[1])), "classification").
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG sweeper/data.py build_index/_natural: labels such as '2', '02' and '002' get the same sort "
-    "key (0, 2, ''), so their order, and every class index, follows set iteration order: it changes "
-    "with PYTHONHASHSEED from one run to the next",
-)
 def test_class_order_does_not_depend_on_the_hash_seed(tmp_path):
     root = tmp_path / "train"
     class_folders(root, classes=("2", "02", "002", "10"), per_class=3)
@@ -970,12 +953,6 @@ def test_class_order_does_not_depend_on_the_hash_seed(tmp_path):
     assert len(orders) == 1, orders
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG sweeper/data.py _read_csv/build_index: duplicates are only checked within one CSV, so an image "
-    "listed in both the training CSV and data.validation's CSV is indexed twice, in train and in validation "
-    "(silent leakage that inflates validation scores)",
-)
 def test_an_image_in_both_the_training_and_the_validation_csv(tmp_path):
     root = tmp_path / "data"
     csv = write_csv(root / "train.csv", "path,label", csv_images(root))
