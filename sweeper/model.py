@@ -48,12 +48,14 @@ def build_trial_model(
 ):
     """Resolve the weights ("imagenet" or "none") the way the design says, then build the model.
 
+    Returns the model and the weights it was built from (a file, "imagenet", or None for random).
     A Keras download is the last resort; when it fails too, the error says where sweeper looked.
     """
     entry = get_backbone(config.backbone)
     resolved = weight_files.resolve(entry, config.image_size, weights, weights_dir)
     try:
-        return build_model(config, task=task, n_classes=n_classes, weights=resolved, target_stats=target_stats)
+        model = build_model(config, task=task, n_classes=n_classes, weights=resolved, target_stats=target_stats)
+        return model, resolved
     except Exception as exc:
         if resolved != "imagenet":
             raise
@@ -101,12 +103,18 @@ def build_model(config: TrialConfig, *, task: str, n_classes: int, weights, targ
         mean, std = target_stats or (0.0, 1.0)
         outputs = keras.layers.Rescaling(scale=float(std) or 1.0, offset=float(mean), name="target_scale")(outputs)
     model = keras.Model(inputs, outputs, name=f"sweeper_{config.backbone}")
+    compile_model(model, config, task=task, n_classes=n_classes)
+    return model
+
+
+def compile_model(model, config: TrialConfig, *, task: str, n_classes: int) -> None:
+    """The task's loss and metrics, and the configuration's optimizer (a new one per call)."""
+    n_out = output_units(task, n_classes)
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate),
         loss=_loss(task, n_out),
         metrics=_metrics(task, n_out),
     )
-    return model
 
 
 def set_trainable(base, unfreeze: int | None) -> None:

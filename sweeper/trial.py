@@ -39,8 +39,8 @@ def run_trial(config: dict, context: TrialContext) -> None:
     init_tensorflow(context.cpus)
     import keras
 
-    from . import checkpoint, images
-    from .model import TrialConfig, build_trial_model, count_params
+    from . import checkpoint, feature_cache, images
+    from .model import TrialConfig, build_trial_model, compile_model, count_params
 
     trial_config = TrialConfig.from_tune(config)
     trial_id = tune.get_context().get_trial_id() or "local"
@@ -53,16 +53,30 @@ def run_trial(config: dict, context: TrialContext) -> None:
     x_val, y_val = pixels[val_idx], index.targets[val_idx]
 
     target_stats = (float(y_train.mean()), float(y_train.std())) if context.task == "regression" else None
-    model = build_trial_model(
-        trial_config, task=context.task, n_classes=len(index.classes),
+    n_classes = len(index.classes)
+    model, weights_used = build_trial_model(
+        trial_config, task=context.task, n_classes=n_classes,
         weights=context.weights, weights_dir=context.weights_dir, target_stats=target_stats,
     )
     sizes = count_params(model)
 
+    # A frozen pretrained backbone: train the head on cached features. `model` shares the head's
+    # layers, so it holds the trained weights and is what the checkpoint saves.
+    trained = model
+    if weights_used is not None and trial_config.unfreeze == 0 and not trial_config.augment:
+        key = feature_cache.cache_key(
+            backbone=trial_config.backbone, weights=weights_used, cut=trial_config.cut,
+            image_size=trial_config.image_size, fingerprint=index.fingerprint,
+        )
+        features = feature_cache.frozen_features(model, pixels, Path(context.cache_dir), key)
+        x_train, x_val = features[train_idx], features[val_idx]
+        trained = feature_cache.head_model(model)
+        compile_model(trained, trial_config, task=context.task, n_classes=n_classes)
+
     better = (lambda a, b: a > b) if context.mode == "max" else (lambda a, b: a < b)
     best, best_epoch = None, 0
     for epoch in range(1, context.max_epochs + 1):
-        history = model.fit(
+        history = trained.fit(
             x_train, y_train, batch_size=trial_config.batch_size, epochs=1, shuffle=True, verbose=0,
             validation_data=(x_val, y_val), validation_batch_size=max(trial_config.batch_size, 64),
         )
