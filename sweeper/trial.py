@@ -43,9 +43,8 @@ def run_trial(config: dict, context: TrialContext) -> None:
     from .model import TrialConfig, build_trial_model, compile_model, count_params
 
     trial_config = TrialConfig.from_tune(config)
-    trial_id = tune.get_context().get_trial_id() or "local"
     keras.backend.clear_session()  # workers are reused: drop the previous trial's graph
-    keras.utils.set_random_seed(_trial_seed(context.seed, trial_id))
+    keras.utils.set_random_seed(_trial_seed(context.seed, trial_config))
 
     index, pixels = images.load_images(context.index, trial_config.image_size, Path(context.cache_dir))
     train_idx, val_idx = index.indices("train"), index.indices("validation")
@@ -114,5 +113,7 @@ def init_tensorflow(cpus: int):
     return tf
 
 
-def _trial_seed(seed: int, trial_id: str) -> int:
-    return (seed * 1_000_003 + int(hashlib.sha1(trial_id.encode()).hexdigest()[:8], 16)) % 2**31
+def _trial_seed(seed: int, trial_config) -> int:
+    """From the sweep's seed and the configuration, so that a rerun trains every trial the same way."""
+    digest = hashlib.sha1(repr((seed, trial_config)).encode()).hexdigest()
+    return int(digest[:8], 16) % 2**31

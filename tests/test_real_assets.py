@@ -69,3 +69,37 @@ space:
     assert 80 <= validation["cat"] + validation["dog"] <= 160 and min(validation.values()) >= 40
     rows = leaderboard.read(sweep)
     assert len(rows) == 4 and rows[0]["val_accuracy"] >= 0.85
+
+
+def test_bccd_cell_counts_regression_beats_the_mean_by_15_percent(tmp_path, ray_session):
+    """Regression on total_count from a CSV: the best val_rmse against always predicting the training mean."""
+    bccd = ASSETS / "datasets" / "bccd_blood_cell_counts"
+    spec_path = write_spec(tmp_path, f"""
+name: bccd
+task: regression
+data:
+  csv: {bccd / "counts_per_image.DERIVED.csv"}
+  images: {bccd / "BCCD" / "JPEGImages"}
+  path_column: image
+  target_column: total_count
+  validation_split: 0.2
+image_size: 224
+weights: {WEIGHTS}
+budget: {{trials: 6, max_epochs: 40, grace_epochs: 10, reduction_factor: 2, concurrent_trials: 2, seed: 0}}
+space:
+  backbone: [mobilenet_v2_0.5, mobilenet_v2_0.35]
+  head: {{pooling: avg, units: [[64], [256]], dropout: 0.2}}
+  optimizer: adam
+  learning_rate: [1.0e-3, 3.0e-3]
+  batch_size: 32
+""")
+    sweep = run_sweep(load_spec(spec_path), RunOptions(out=tmp_path / "results"))
+    summary = json.loads((sweep / "data_summary.json").read_text())
+    assert summary["task"] == "regression" and summary["images"] == 364
+    baseline = summary["per_split"]["validation"]["rmse_of_train_mean"]
+    rows = leaderboard.read(sweep)
+    best = rows[0]["val_rmse"]
+    print(f"BCCD total_count: best val_rmse {best:.3f}, predicting the training mean {baseline:.3f} "
+          f"({100 * (1 - best / baseline):.1f}% lower)")
+    assert len(rows) == 6 and all(r["status"] in ("completed", "stopped") for r in rows)
+    assert best <= 0.85 * baseline
