@@ -546,3 +546,14 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     decoded = decode(str(path), 32)[..., 0].astype(int)
     assert decoded[0, 0] == 0 and decoded[0, -1] >= 250
     assert 100 < decoded[0, 16] < 160  # the middle of the ramp stays grey
+
+
+def test_cmyk_and_very_large_images_decode(tmp_path):
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (40, 30), (0, 255, 255, 0)).save(cmyk)  # pure red in CMYK
+    red = decode(str(cmyk), 16)
+    assert red.shape == (16, 16, 3) and red[..., 0].min() > 200 and red[..., 1:].max() < 60
+    big = tmp_path / "big.png"
+    Image.new("RGB", (12000, 9000), (10, 200, 30)).save(big, compress_level=1)  # 108 Mpx: past PIL's bomb limit
+    decoded = decode(str(big), 32)
+    assert decoded.shape == (32, 32, 3) and tuple(decoded[16, 16]) == (10, 200, 30)
