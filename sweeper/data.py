@@ -141,16 +141,16 @@ def build_index(data: DataSpec, task: str) -> DatasetIndex:
     test_share = 0.0 if data.test else data.test_split
     paths, relatives, targets, splits = [], [], [], []
     first_source: dict[str, str] = {}
+    where = {"train": data.csv or data.train, "validation": data.validation, "test": data.test}
     for source, entries in sources.items():
         for path, relative, label in entries:
             if path in first_source:  # the same image on both sides would inflate validation scores
-                where = {"train": data.csv or data.train, "validation": data.validation, "test": data.test}
                 raise DataError(f"{path}: in both the {first_source[path]} data ({where[first_source[path]]}) "
                                 f"and the {source} data ({where[source]})")
             first_source[path] = source
             paths.append(path)
             relatives.append(relative)
-            targets.append(_target(label, path, regression) if regression else classes.index(label))
+            targets.append(_number(label, path) if regression else classes.index(label))
             splits.append(split_of(relative, val_share, test_share) if source == "train" else source)
     splits = np.array(splits, dtype=object)
     targets = np.array(targets, dtype=np.float32 if regression else np.int64)
@@ -253,7 +253,7 @@ def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
     return entries
 
 
-def _target(value: str, path: str, regression: bool) -> float:
+def _number(value: str, path: str) -> float:
     try:
         number = float(value)
     except ValueError:
