@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-epochs", type=int, help="override budget.max_epochs")
     run.add_argument("--name", help="override the sweep's name (its folder under --out)")
     run.add_argument("--address", help="attach to a running Ray cluster, e.g. 10.0.0.5:6379 or auto")
+    run.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
+                     help="train every trial on images, recomputing frozen layers each epoch (slower; for comparisons)")
     _add_common(run)
 
     board = commands.add_parser("leaderboard", help="show a sweep's trials, best first")
@@ -96,7 +98,7 @@ def _dispatch(args, console: Console) -> int:
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
-                                   cache_dir=args.cache_dir), console)
+                                   cache_dir=args.cache_dir, feature_cache=args.feature_cache), console)
     elif args.command == "demo":
         from .demo import run_demo
         from .driver import RunOptions

@@ -26,6 +26,7 @@ from . import __version__, checkpoint, evaluate, images, leaderboard
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
+from .progress import ProgressBoard, ProgressCallback
 from .search_space import DefineByRun, space_size
 from .spec import Range, Spec, values_of
 from .trial import TrialContext, run_trial
@@ -40,6 +41,7 @@ class RunOptions:
     address: str | None = None  # an existing Ray cluster; None starts Ray locally
     weights_dir: Path | None = None
     cache_dir: Path | None = None  # default: <out>/.cache, shared by the sweeps in <out>
+    feature_cache: bool = True  # False: every trial trains on images (for comparisons and debugging)
 
 
 def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
@@ -62,6 +64,8 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     _save_run_files(spec, sweep_dir, index, options)
     _warn_missing_weights(spec, weights_dir, console)
 
+    _init_ray(options.address)
+    board = ProgressBoard.remote()
     context = TrialContext(
         index=index,
         task=spec.task,
@@ -73,8 +77,9 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         cache_dir=str(cache_dir),
         cpus=max(1, int(spec.budget.cpus_per_trial)),
         seed=spec.budget.seed,
+        feature_cache=options.feature_cache,
+        progress=board,
     )
-    _init_ray(options.address)
     size = space_size(spec.space)
     console.print(
         f"[bold]{spec.name}[/]: {spec.budget.trials} trials over "
@@ -82,9 +87,9 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
         f"objective {spec.objective} ({spec.mode})"
     )
-    board = LeaderboardCallback(sweep_dir, spec, console)
+    callbacks = [LeaderboardCallback(sweep_dir, spec, console), ProgressCallback(board, console)]
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
-    tuner = _make_tuner(spec, context, sweep_dir, board)
+    tuner = _make_tuner(spec, context, sweep_dir, callbacks)
     tuner.fit()
 
     rows = leaderboard.read(sweep_dir)
@@ -111,7 +116,7 @@ def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
     return index
 
 
-def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, board: LeaderboardCallback):
+def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: list[tune.Callback]):
     import optuna
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -154,7 +159,7 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, board: Leade
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=spec.objective, checkpoint_score_order=spec.mode
             ),
-            callbacks=[board],
+            callbacks=callbacks,
             verbose=0,
         ),
     )

@@ -1,56 +1,130 @@
-"""The frozen-prefix cache gives the whole model's predictions, and its key tracks every input."""
+"""The frozen-prefix cache gives the whole model's predictions and training, and its key tracks every input."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from sweeper.feature_cache import cache_key, frozen_features, head_model, prefix_model
+from sweeper.feature_cache import backbone_layer, cache_key, frozen_features, split_model
 from sweeper.model import TrialConfig, build_model, compile_model
 
+from conftest import WEIGHTS, needs_assets
 
-@pytest.fixture(scope="module")
-def model():
-    config = TrialConfig(backbone="mobilenet_v2_0.35", image_size=32, head_units=(16,), head_pooling="flatten")
-    return build_model(config, task="classification", n_classes=3, weights=None)
+MOBILENET = WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+PIXELS = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
 
 
-def test_cached_features_and_head_reproduce_the_whole_model(model, tmp_path):
-    pixels = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
-    features = frozen_features(model, pixels, tmp_path, "k1")
-    assert features.shape[0] == 20 and (tmp_path / "features" / "k1.npy").is_file()
-    head = head_model(model)
-    np.testing.assert_allclose(head.predict(features, verbose=0), model.predict(pixels.astype("float32"), verbose=0),
+def _model(weights=str(MOBILENET), task="classification", n_classes=3, **config):
+    config = TrialConfig(**{"backbone": "mobilenet_v2_0.35", "image_size": 32, **config})
+    stats = (5.0, 2.0) if task == "regression" else None
+    return build_model(config, task=task, n_classes=n_classes, weights=weights, target_stats=stats), config
+
+
+def _predict_split(split, features):
+    return split.trained.predict(split.inputs(features, np.arange(24)), verbose=0)
+
+
+@needs_assets
+@pytest.mark.parametrize("unfreeze, pooling, task", [
+    (0, "avg", "classification"), (0, "flatten", "regression"), (12, "avg", "classification"),
+    (40, "flatten", "regression"),
+])
+def test_cached_prefix_and_trained_part_reproduce_the_whole_model(tmp_path, unfreeze, pooling, task):
+    model, _ = _model(task=task, unfreeze=unfreeze, head_pooling=pooling, head_units=(16,))
+    split = split_model(model)
+    features = frozen_features(split.prefix, PIXELS, tmp_path, "k")
+    assert [f.shape[0] for f in features] == [24] * len(features)
+    np.testing.assert_allclose(_predict_split(split, features), model.predict(PIXELS.astype("float32"), verbose=0),
                                atol=1e-4)
-    # A second call reads the cache instead of recomputing it.
-    stamp = (tmp_path / "features" / "k1.npy").stat().st_mtime_ns
-    again = frozen_features(model, pixels, tmp_path, "k1")
-    assert (tmp_path / "features" / "k1.npy").stat().st_mtime_ns == stamp
-    np.testing.assert_array_equal(again, features)
-    assert prefix_model(model).output.shape[1:] == features.shape[1:]
+    # The trained part holds every trainable weight of the model and nothing else.
+    assert {id(w) for w in split.trained.trainable_weights} == {id(w) for w in model.trainable_weights}
+    if unfreeze == 0:  # all frozen: the cache holds pooled vectors
+        assert len(features) == 1 and features[0].ndim == 2
 
 
-def test_training_the_head_trains_the_whole_model(model):
-    head = head_model(model)
-    config = TrialConfig(backbone="mobilenet_v2_0.35", image_size=32, learning_rate=0.05)
-    compile_model(head, config, task="classification", n_classes=3)
-    before = model.get_layer("output").kernel.numpy().copy()
-    x = np.random.default_rng(1).normal(size=(16, *head.input.shape[1:])).astype("float32")
-    head.fit(x, np.arange(16) % 3, epochs=1, verbose=0)
-    after = model.get_layer("output").kernel.numpy()
-    assert not np.allclose(before, after)  # the same variables: nothing to copy back
+@needs_assets
+def test_a_boundary_inside_a_residual_block_caches_several_tensors(tmp_path):
+    """The top 14 layers of MobileNetV2 start inside block 15: its skip input is frozen beside them."""
+    model, _ = _model(unfreeze=14)
+    split = split_model(model)
+    features = frozen_features(split.prefix, PIXELS, tmp_path, "residual")
+    assert split.boundary == ("block_14_add:0:0", "block_15_depthwise_relu:0:0")
+    assert [f.shape[1:] for f in features] == [(1, 1, 56), (1, 1, 336)]
+    np.testing.assert_allclose(_predict_split(split, features), model.predict(PIXELS.astype("float32"), verbose=0),
+                               atol=1e-4)
+
+
+@needs_assets
+@pytest.mark.parametrize("unfreeze", [0, 12])
+def test_training_on_cached_features_gives_the_weights_of_end_to_end_training(tmp_path, unfreeze):
+    cached, config = _model(unfreeze=unfreeze, head_dropout=0.0, optimizer="sgd", learning_rate=0.01)
+    end_to_end, _ = _model(unfreeze=unfreeze, head_dropout=0.0, optimizer="sgd", learning_rate=0.01)
+    end_to_end.set_weights(cached.get_weights())
+    labels = np.arange(24) % 3
+
+    initial = [w.numpy().copy() for w in cached.weights]
+
+    split = split_model(cached)
+    compile_model(split.trained, config, task="classification", n_classes=3)
+    features = frozen_features(split.prefix, PIXELS, tmp_path, "train")
+    split.trained.fit(split.inputs(features, np.arange(24)), labels, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    end_to_end.fit(PIXELS.astype("float32"), labels, batch_size=8, epochs=2, shuffle=False, verbose=0)
+
+    for a, b in zip(cached.weights, end_to_end.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4, err_msg=a.path)
+    moved = [w.path for w, before in zip(cached.weights, initial) if not np.allclose(w.numpy(), before)]
+    assert "output" in " ".join(moved)
+    if unfreeze:
+        assert "block_16_project/kernel" in moved, moved  # backbone layers trained too
+
+
+@needs_assets
+def test_nothing_is_cached_when_the_images_themselves_are_trained_on():
+    assert split_model(_model(augment=True)[0]) is None  # every epoch sees different pixels
+    assert split_model(_model(weights=None)[0]) is None  # from scratch: every layer trains
+    assert split_model(_model(unfreeze=10_000)[0]) is None  # the first layer trains
+
+
+def test_concurrent_callers_compute_an_entry_once(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    prefix = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    calls = []
+    results = []
+
+    def worker():
+        results.append(frozen_features(prefix, PIXELS, tmp_path, "shared", progress=lambda d, t: calls.append(d)))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [24]  # one computation, one chunk
+    assert len(results) == 3
+    for result in results:
+        np.testing.assert_allclose(result[0], PIXELS.mean(axis=(1, 2)), rtol=1e-6)
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["shared", "shared.lock"]
 
 
 def test_the_cache_key_changes_with_each_of_its_inputs(tmp_path):
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"a")
-    base = dict(backbone="mobilenet_v2_0.35", weights=str(weights), cut="full", image_size=160, fingerprint="abc")
+    base = dict(backbone="mobilenet_v2_0.35", weights=str(weights), cut="full", boundary=("block_14_add:0:0",),
+                image_size=160, preprocess="tf", fingerprint="abc")
     key = cache_key(**base)
     assert key == cache_key(**base)
     for name, value in [("backbone", "mobilenet_0.25"), ("weights", "imagenet"), ("cut", "block_13_expand_relu"),
-                        ("image_size", 128), ("fingerprint", "abd")]:
+                        ("boundary", ("block_15_add:0:0",)), ("image_size", 128), ("preprocess", "caffe"),
+                        ("fingerprint", "abd")]:
         assert cache_key(**{**base, name: value}) != key, name
     weights.write_bytes(b"another file")
     assert cache_key(**base) != key  # a different weight file at the same path
+
+
+def test_backbone_layer_is_the_nested_keras_model():
+    model, _ = _model(weights=None)
+    assert backbone_layer(model).name.startswith("mobilenet")
