@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="attach to a running Ray cluster, e.g. 10.0.0.5:6379 or auto")
     run.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
                      help="train every trial on images, recomputing frozen layers each epoch (slower; for comparisons)")
+    run.add_argument("--fresh-workers", dest="reuse_workers", action="store_false",
+                     help="start a new worker process for every trial instead of reusing warm ones (slower; for comparisons)")
     _add_common(run)
 
     board = commands.add_parser("leaderboard", help="show a sweep's trials, best first")
@@ -98,7 +100,8 @@ def _dispatch(args, console: Console) -> int:
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
-                                   cache_dir=args.cache_dir, feature_cache=args.feature_cache), console)
+                                   cache_dir=args.cache_dir, feature_cache=args.feature_cache,
+                                   reuse_workers=args.reuse_workers), console)
     elif args.command == "demo":
         from .demo import run_demo
         from .driver import RunOptions

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import ray
 import yaml
 from ray import tune
 from rich.console import Console
@@ -29,7 +30,7 @@ from .errors import SweeperError
 from .progress import ProgressBoard, ProgressCallback
 from .search_space import DefineByRun, space_size
 from .spec import Range, Spec, values_of
-from .trial import TrialContext, run_trial
+from .trial import COLD_WORKER, TrialContext, run_trial
 from .weights import find_local
 
 SWEEP_META = "sweep.json"
@@ -42,6 +43,7 @@ class RunOptions:
     weights_dir: Path | None = None
     cache_dir: Path | None = None  # default: <out>/.cache, shared by the sweeps in <out>
     feature_cache: bool = True  # False: every trial trains on images (for comparisons and debugging)
+    reuse_workers: bool = True  # False: a new worker process per trial, TensorFlow imported anew (for comparisons)
 
 
 def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
@@ -65,7 +67,7 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     _warn_missing_weights(spec, weights_dir, console)
 
     _init_ray(options.address)
-    board = ProgressBoard.remote()
+    board = ProgressBoard.options(runtime_env={"env_vars": {COLD_WORKER: "1"}}).remote()
     context = TrialContext(
         index=index,
         task=spec.task,
@@ -89,8 +91,11 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     )
     callbacks = [LeaderboardCallback(sweep_dir, spec, console), ProgressCallback(board, console)]
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
-    tuner = _make_tuner(spec, context, sweep_dir, callbacks)
-    tuner.fit()
+    tuner = _make_tuner(spec, context, sweep_dir, callbacks, reuse_workers=options.reuse_workers)
+    try:
+        tuner.fit()
+    finally:
+        ray.kill(board)
 
     rows = leaderboard.read(sweep_dir)
     if np.any(index.splits == "test"):
@@ -116,7 +121,8 @@ def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
     return index
 
 
-def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: list[tune.Callback]):
+def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: list[tune.Callback], *,
+                reuse_workers: bool = True):
     import optuna
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -148,7 +154,7 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: l
             num_samples=budget.trials,
             max_concurrent_trials=budget.concurrent_trials,
             time_budget_s=budget.time_limit,
-            reuse_actors=True,  # keeps TensorFlow imported between trials
+            reuse_actors=reuse_workers,  # keeps TensorFlow imported, and models warm, between trials
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -195,7 +201,8 @@ def _init_ray(address: str | None) -> None:
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})
     except (ConnectionError, RuntimeError, ValueError) as exc:
         if address:
             raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None

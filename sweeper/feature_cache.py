@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -25,7 +26,7 @@ import numpy as np
 from filelock import FileLock
 
 BATCH = 64
-CHUNK = 8 * BATCH  # images per forward pass from the memory-mapped pixels, which may exceed memory
+CHUNK = 2 * BATCH  # images per claim: small enough that concurrent trials share an entry evenly
 
 
 @dataclass(frozen=True)
@@ -94,33 +95,99 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
                     progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
     """The prefix's outputs for every image, memory-mapped from the cache.
 
-    Computed once: concurrent trials wait on a lock rather than compute the same entry twice,
-    and the entry appears under its final name only when complete. `progress(done, total)` is
-    called after each chunk of images.
+    Computed once, and shared: trials that need the same entry at the same time split its chunks
+    between them (each claims a chunk with a file only one can create), so every core works on
+    it instead of one trial computing while the others wait. The entry appears under its final
+    name only when complete. `progress(done, total)` is called as chunks finish.
     """
     folder = Path(cache_dir) / "features" / key
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if not folder.is_dir():
-            tmp = folder.with_name(f"{key}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)  # left by a run that was killed mid-way
-            tmp.mkdir()
-            outputs = [np.lib.format.open_memmap(tmp / f"{i}.npy", mode="w+", dtype=np.float32,
-                                                 shape=(len(pixels), *t.shape[1:]))
-                       for i, t in enumerate(prefix.outputs)]
-            for start in range(0, len(pixels), CHUNK):
-                chunk = np.asarray(pixels[start:start + CHUNK], np.float32)
-                results = prefix.predict(chunk, batch_size=BATCH, verbose=0)
-                for out, result in zip(outputs, results if isinstance(results, list) else [results]):
-                    out[start:start + len(chunk)] = result
+    parts = folder.with_name(f"{key}.parts")
+    chunks = range(math.ceil(len(pixels) / CHUNK))
+    while not folder.is_dir():
+        parts.mkdir(parents=True, exist_ok=True)
+        pending = [i for i in chunks if not (parts / f"{i}.done").exists()]
+        if not pending:
+            with FileLock(str(folder) + ".lock"):
+                if not folder.is_dir():
+                    _assemble(parts, len(chunks), folder)
+            break
+        computed = False
+        for i in pending:
+            if folder.is_dir():
+                break  # published by another trial meanwhile
+            if _claim(parts, i):
+                _compute_chunk(prefix, pixels, parts, i)
+                computed = True
                 if progress:
-                    progress(start + len(chunk), len(pixels))
-            for out in outputs:
-                out.flush()
-            del outputs
-            os.replace(tmp, folder)
+                    done = sum((parts / f"{j}.done").exists() for j in chunks)
+                    progress(min(done * CHUNK, len(pixels)), len(pixels))
+        if not computed:
+            time.sleep(0.05)  # the pending chunks are being computed by other trials
+    shutil.rmtree(parts, ignore_errors=True)  # normally gone already; a late caller may have recreated it
     count = len(list(folder.glob("*.npy")))
     return [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(count)]
+
+
+def _claim(parts: Path, chunk: int) -> bool:
+    """True for the one caller that gets to compute this chunk (or takes over from a dead one)."""
+    if (parts / f"{chunk}.done").exists():
+        return False
+    claim = parts / f"{chunk}.claim"
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileNotFoundError:
+        return False  # the entry was just published and its parts removed
+    except FileExistsError:
+        try:
+            owner = int(claim.read_text() or 0)
+        except (OSError, ValueError):
+            return False
+        if owner and not _alive(owner):  # its trial was killed: take the chunk over
+            claim.unlink(missing_ok=True)
+            return _claim(parts, chunk)
+        return False
+    with os.fdopen(fd, "w") as file:
+        file.write(str(os.getpid()))
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _compute_chunk(prefix: keras.Model, pixels: np.ndarray, parts: Path, chunk: int) -> None:
+    rows = slice(chunk * CHUNK, (chunk + 1) * CHUNK)
+    results = prefix.predict(np.asarray(pixels[rows], np.float32), batch_size=BATCH, verbose=0)
+    for j, result in enumerate(results if isinstance(results, list) else [results]):
+        np.save(parts / f"{chunk}.{j}.tmp.npy", result)
+        os.replace(parts / f"{chunk}.{j}.tmp.npy", parts / f"{chunk}.{j}.npy")
+    (parts / f"{chunk}.done").touch()
+
+
+def _assemble(parts: Path, n_chunks: int, folder: Path) -> None:
+    """Concatenate the chunks into one file per prefix output, then publish it atomically."""
+    tmp = folder.with_name(f"{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a run that was killed mid-way
+    tmp.mkdir()
+    n_outputs = len(list(parts.glob("0.*.npy")))
+    for j in range(n_outputs):
+        pieces = [np.load(parts / f"{i}.{j}.npy", mmap_mode="r") for i in range(n_chunks)]
+        out = np.lib.format.open_memmap(tmp / f"{j}.npy", mode="w+", dtype=np.float32,
+                                        shape=(sum(len(p) for p in pieces), *pieces[0].shape[1:]))
+        start = 0
+        for piece in pieces:
+            out[start:start + len(piece)] = piece
+            start += len(piece)
+        out.flush()
+        del out
+    os.replace(tmp, folder)
+    shutil.rmtree(parts, ignore_errors=True)
 
 
 def backbone_layer(model) -> keras.Model:

@@ -44,6 +44,8 @@ def make_row(
     row.update({key: result.get(key) for key in COST_KEYS})
     row["wall_s"] = round(result["time_total_s"], 1) if "time_total_s" in result else None
     row["error"] = error
+    if "startup_s" in result:  # beyond the design's columns: trial (or fresh worker) start to first report
+        row["startup_s"] = result["startup_s"]
     return row
 
 

@@ -11,10 +11,14 @@ import hashlib
 import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DatasetIndex
+
+_WORKER_STARTED = time.time()  # about when this worker process started: Ray imports this module early
+_trials_in_worker = 0
 
 @dataclass(frozen=True)
 class TrialContext:
@@ -36,72 +40,71 @@ class TrialContext:
 
 def run_trial(config: dict, context: TrialContext) -> None:
     """The Ray Tune function trainable."""
+    global _trials_in_worker
+    # A worker's first trial also waited for the worker itself to start.
+    started = _WORKER_STARTED if _trials_in_worker == 0 else time.time()
+    _trials_in_worker += 1
     init_tensorflow(context.cpus)
-    import keras
+    import numpy as np
 
-    from . import feature_cache, images
-    from .model import TrialConfig, build_trial_model, compile_model, count_params
+    from . import feature_cache, images, warm_models
+    from .model import TrialConfig
 
     trial_config = TrialConfig.from_tune(config)
-    keras.backend.clear_session(free_memory=True)  # workers are reused: drop the previous trial's graph
-    keras.utils.set_random_seed(_trial_seed(context.seed, trial_config))
+    seed = _trial_seed(context.seed, trial_config)
 
     index, pixels = images.load_images(context.index, trial_config.image_size, Path(context.cache_dir))
     train_idx, val_idx = index.indices("train"), index.indices("validation")
     y_train, y_val = index.targets[train_idx], index.targets[val_idx]
-
     target_stats = (float(y_train.mean()), float(y_train.std())) if context.task == "regression" else None
-    n_classes = len(index.classes)
-    model, weights_used = build_trial_model(
-        trial_config, task=context.task, n_classes=n_classes,
-        weights=context.weights, weights_dir=context.weights_dir, target_stats=target_stats,
-    )
-    sizes = count_params(model)
 
+    warm = warm_models.prepare(
+        trial_config, seed=seed, task=context.task, n_classes=len(index.classes), weights=context.weights,
+        weights_dir=context.weights_dir, target_stats=target_stats, use_feature_cache=context.feature_cache,
+    )
     # Frozen layers: train what follows them on their cached output. `split.trained` shares the
-    # model's layers, so `model` holds the trained weights and is what the checkpoint saves.
-    split = feature_cache.split_model(model) if context.feature_cache else None
+    # model's layers, so `warm.model` holds the trained weights and is what the checkpoint saves.
+    split = warm.split
     if split is None:
-        trained, x_train, x_val = model, pixels[train_idx], pixels[val_idx]
+        x_train, x_val = pixels[train_idx], pixels[val_idx]
     else:
         key = feature_cache.cache_key(
-            backbone=trial_config.backbone, weights=str(weights_used), cut=trial_config.cut,
+            backbone=trial_config.backbone, weights=str(warm.weights_used), cut=trial_config.cut,
             boundary=split.boundary, image_size=trial_config.image_size,
-            preprocess=model.get_layer("preprocess").mode, fingerprint=index.fingerprint,
+            preprocess=warm.model.get_layer("preprocess").mode, fingerprint=index.fingerprint,
         )
         label = (f"frozen features: {trial_config.backbone} {trial_config.cut} unfreeze {trial_config.unfreeze} "
                  f"at {trial_config.image_size} px")
         features = feature_cache.frozen_features(
             split.prefix, pixels, Path(context.cache_dir), key, progress=_progress(context.progress, label)
         )
-        trained = split.trained
         x_train, x_val = split.inputs(features, train_idx), split.inputs(features, val_idx)
-        compile_model(trained, trial_config, task=context.task, n_classes=n_classes)
 
-    # One `fit` for every epoch: data pipelines and compiled functions are made once per trial.
-    trained.fit(
-        x_train, y_train, batch_size=trial_config.batch_size, epochs=context.max_epochs, shuffle=True, verbose=0,
-        validation_data=(x_val, y_val), validation_batch_size=max(trial_config.batch_size, 64),
-        callbacks=[keras.callbacks.LambdaCallback(
-            on_epoch_end=EpochReporter(model, trial_config, context, target_stats, sizes).on_epoch_end)],
-    )
+    reporter = EpochReporter(warm.model, trial_config, context, target_stats, warm.sizes, started=started,
+                             worker_trials=_trials_in_worker)
+    order = np.random.default_rng(seed)
+    for epoch in range(1, context.max_epochs + 1):
+        logs = warm.loop.train_epoch(x_train, y_train, batch_size=trial_config.batch_size, rng=order)
+        validation = warm.loop.evaluate(x_val, y_val, batch_size=max(trial_config.batch_size, 64))
+        reporter.report(epoch, {**logs, **{f"val_{name}": value for name, value in validation.items()}})
 
 
 class EpochReporter:
     """Reports every epoch to Tune, with a checkpoint of the whole model whenever the objective improves."""
 
-    def __init__(self, model, trial_config, context: TrialContext, target_stats, sizes: dict):
+    def __init__(self, model, trial_config, context: TrialContext, target_stats, sizes: dict, *,
+                 started: float, worker_trials: int):
         self.model, self.trial_config, self.context = model, trial_config, context
         self.target_stats, self.sizes = target_stats, sizes
         self.best, self.best_epoch = None, 0
+        self.started, self.startup_s = started, None
+        self.worker_trials = worker_trials  # trials this worker has started, this one included
 
-    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+    def report(self, epoch: int, metrics: dict[str, float]) -> None:
         from ray import tune
 
         from . import checkpoint
 
-        epoch += 1  # Keras counts from 0
-        metrics = {key: float(value) for key, value in logs.items()}
         if not math.isfinite(metrics["loss"]):
             raise FloatingPointError(f"training diverged: loss is {metrics['loss']} at epoch {epoch}")
         objective = self.context.objective
@@ -109,14 +112,26 @@ class EpochReporter:
         improved = self.best is None or (value > self.best if self.context.mode == "max" else value < self.best)
         if improved:
             self.best, self.best_epoch = value, epoch
+        if self.startup_s is None:  # from the trial's (or its fresh worker's) start to its first report
+            self.startup_s = round(time.time() - self.started, 3)
         report = {**metrics, "epoch": epoch, f"best_{objective}": self.best, "best_epoch": self.best_epoch,
-                  **self.sizes}
+                  "startup_s": self.startup_s, "worker_rss_mb": _resident_mb(),
+                  "worker_trials": self.worker_trials, **self.sizes}
         with tempfile.TemporaryDirectory(prefix="sweeper-ckpt-") as folder:
             kept = None
             if improved:  # Tune copies the folder into the experiment before report() returns
                 checkpoint.save(Path(folder), self.model, self.trial_config, epoch, metrics, self.target_stats)
                 kept = tune.Checkpoint.from_directory(folder)
             tune.report(report, checkpoint=kept)
+
+
+def _resident_mb() -> float | None:
+    """This worker's resident memory, to show whether it grows over trials (Linux; None elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def _progress(board, label: str):
@@ -126,9 +141,25 @@ def _progress(board, label: str):
     return lambda done, total: board.update.remote(label, done, total)
 
 
+COLD_WORKER = "SWEEPER_COLD_WORKER"  # set on workers that never train (the progress board)
+
+
+def warm_up_worker() -> None:
+    """Ray's `worker_process_setup_hook` for a sweep: import TensorFlow and Keras as each worker starts.
+
+    The import takes about 8 s on 2 cores; done here, it overlaps the driver's start-up instead of
+    delaying the first trials. Thread pools are sized later, by `init_tensorflow`: importing does
+    not fix them.
+    """
+    if os.environ.get(COLD_WORKER):
+        return
+    _tensorflow_environment()
+    from . import warm_models  # noqa: F401  (imports tensorflow, keras and sweeper's model code)
+
+
 def init_tensorflow(cpus: int):
     """Import TF with thread pools sized to the trial's CPUs, so concurrent trials do not fight."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _tensorflow_environment()
     import tensorflow as tf
 
     try:
@@ -142,6 +173,15 @@ def init_tensorflow(cpus: int):
         except RuntimeError:
             pass
     return tf
+
+
+def _tensorflow_environment() -> None:
+    """Set before TensorFlow is imported; the user's own settings win."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow leaves oneDNN's kernels off on CPUs without AVX-512. On the 2-core AVX2 machine
+    # sweeper is developed on, they cut MobileNetV2-0.35's forward pass over 256 images at 160 px
+    # on one thread from 2.8-4.2 s to 1.6 s.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 def _trial_seed(seed: int, trial_config) -> int:

@@ -9,6 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from sweeper import feature_cache
 from sweeper.feature_cache import backbone_layer, cache_key, frozen_features, split_model
 from sweeper.model import TrialConfig, build_model, compile_model
 
@@ -89,25 +90,45 @@ def test_nothing_is_cached_when_the_images_themselves_are_trained_on():
     assert split_model(_model(unfreeze=10_000)[0]) is None  # the first layer trains
 
 
-def test_concurrent_callers_compute_an_entry_once(tmp_path):
+def test_concurrent_callers_share_the_chunks_and_compute_each_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_cache, "CHUNK", 8)  # 24 images: 3 chunks
     inputs = keras.Input((32, 32, 3))
     prefix = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
-    calls = []
-    results = []
+    computed, results, progress = [], [], []
+    compute = feature_cache._compute_chunk
+
+    def counted(prefix, pixels, parts, chunk):
+        computed.append(chunk)
+        compute(prefix, pixels, parts, chunk)
+
+    monkeypatch.setattr(feature_cache, "_compute_chunk", counted)
 
     def worker():
-        results.append(frozen_features(prefix, PIXELS, tmp_path, "shared", progress=lambda d, t: calls.append(d)))
+        results.append(frozen_features(prefix, PIXELS, tmp_path, "shared", progress=lambda d, t: progress.append(t)))
 
     threads = [threading.Thread(target=worker) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert calls == [24]  # one computation, one chunk
+    assert sorted(computed) == [0, 1, 2]  # every chunk once, whoever computed it
+    assert progress == [24, 24, 24]
     assert len(results) == 3
     for result in results:
         np.testing.assert_allclose(result[0], PIXELS.mean(axis=(1, 2)), rtol=1e-6)
     assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["shared", "shared.lock"]
+
+
+def test_a_chunk_claimed_by_a_dead_process_is_taken_over(tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_cache, "CHUNK", 8)
+    parts = tmp_path / "features" / "stale.parts"
+    parts.mkdir(parents=True)
+    (parts / "1.claim").write_text("999999999")  # no such process
+    inputs = keras.Input((32, 32, 3))
+    prefix = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    features = frozen_features(prefix, PIXELS, tmp_path, "stale")
+    np.testing.assert_allclose(features[0], PIXELS.mean(axis=(1, 2)), rtol=1e-6)
+    assert not parts.exists()
 
 
 def test_the_cache_key_changes_with_each_of_its_inputs(tmp_path):

@@ -46,7 +46,9 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
 
     rows = leaderboard.read(sweep)
     assert len(rows) == 6 and [r["rank"] for r in rows] == list(range(1, 7))
-    assert list(rows[1]) == leaderboard.columns("val_accuracy")  # the best row adds test metrics
+    # The design's columns, then how long each trial took to start; the best row adds test metrics.
+    assert list(rows[1]) == leaderboard.columns("val_accuracy") + ["startup_s"]
+    assert all(0 < r["startup_s"] < 120 for r in rows)
     trial_dirs = sorted(p.name.removeprefix("trial_") for p in sweep.glob("trial_*"))
     assert sorted(r["trial_id"] for r in rows) == trial_dirs  # one row per trial in the Ray experiment
     for row in rows:
@@ -84,7 +86,7 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
     assert "precision" in (evaluation / "classification_report.txt").read_text()
     assert (evaluation / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(sweep / "leaderboard.csv") as f:
-        assert f.readline().strip().endswith("error,test_accuracy,test_images")
+        assert f.readline().strip().endswith("error,startup_s,test_accuracy,test_images")
 
     # Running the same sweep name again never overwrites it.
     assert main(["run", str(spec_path), "--out", str(out)]) == 2

@@ -1,0 +1,165 @@
+"""The epoch loop and the warm-model pool: fast paths that must train exactly what the slow ones do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from sweeper import training, warm_models
+from sweeper.feature_cache import backbone_layer, frozen_features
+from sweeper.model import TrialConfig, build_model
+
+from conftest import WEIGHTS, needs_assets
+
+RNG = np.random.default_rng(0)
+X, Y = RNG.normal(size=(70, 12)).astype("float32"), RNG.integers(0, 2, 70)
+
+
+def _head(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12,))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dropout(0.3)(keras.layers.Dense(8)(inputs)))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", metrics=[keras.metrics.BinaryAccuracy(name="acc")])
+    return model
+
+
+def _train(model, epochs=3, batch_size=16):
+    loop, order = training.EpochLoop(model), np.random.default_rng(1)
+    return [loop.train_epoch(X, Y, batch_size=batch_size, rng=order) for _ in range(epochs)]
+
+
+def test_resident_and_batch_feeding_train_the_same_weights(monkeypatch):
+    resident = _head()
+    logs_resident = _train(resident)
+    monkeypatch.setattr(training, "RESIDENT_BYTES", 0)  # every input is now fed a batch per call
+    batched = _head()
+    logs_batched = _train(batched)
+    for a, b in zip(resident.get_weights(), batched.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert logs_resident[-1]["loss"] == pytest.approx(logs_batched[-1]["loss"], abs=1e-5)
+    assert logs_resident[0]["loss"] != pytest.approx(logs_resident[-1]["loss"])  # it learned something
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_evaluate_matches_keras_evaluate(monkeypatch, resident):
+    if not resident:
+        monkeypatch.setattr(training, "RESIDENT_BYTES", 0)
+    model = _head()
+    _train(model, epochs=1)
+    ours = training.EpochLoop(model).evaluate(X, Y, batch_size=64)
+    theirs = model.evaluate(X, Y, batch_size=64, verbose=0, return_dict=True)
+    assert ours.keys() == theirs.keys() == {"loss", "acc"}
+    for name in ours:
+        assert ours[name] == pytest.approx(theirs[name], abs=1e-5)
+
+
+def test_an_epoch_sees_every_row_once_in_a_seeded_order(monkeypatch):
+    monkeypatch.setattr(training, "RESIDENT_BYTES", 0)
+    monkeypatch.setattr(training, "_metrics", lambda model: {})  # no real step ran
+    loop, seen = training.EpochLoop(_head()), []
+    loop._train_batch = lambda x, y: seen.append(y)
+    loop.train_epoch(X, np.arange(70), batch_size=16, rng=np.random.default_rng(5))
+    assert [len(batch) for batch in seen] == [16, 16, 16, 16, 6]
+    np.testing.assert_array_equal(np.concatenate(seen), np.random.default_rng(5).permutation(70))
+
+
+MOBILENET_CONFIG = dict(backbone="mobilenet_v2_0.35", image_size=32, head_units=(8,), head_dropout=0.3)
+PIXELS = np.random.default_rng(2).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+LABELS = np.arange(40) % 3
+MOBILENET = WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+def _trial(config, seed, *, use_feature_cache, tmp_path):
+    """What a trial does with its model: prepare it, then train two epochs."""
+    warm = warm_models.prepare(config, seed=seed, task="classification", n_classes=3, weights="imagenet",
+                               weights_dir=str(WEIGHTS), use_feature_cache=use_feature_cache)
+    x = PIXELS
+    if warm.split is not None:
+        x = warm.split.inputs(frozen_features(warm.split.prefix, PIXELS, tmp_path, f"k{config.unfreeze}"),
+                              np.arange(40))
+    order = np.random.default_rng(seed)
+    for _ in range(2):
+        warm.loop.train_epoch(x, LABELS, batch_size=16, rng=order)
+    return warm, [w.copy() for w in warm.model.get_weights()]
+
+
+@needs_assets
+@pytest.mark.parametrize("unfreeze", [0, 14])
+def test_a_reused_model_trains_exactly_like_a_fresh_one(tmp_path, unfreeze):
+    warm_models._POOL.clear()
+    config = TrialConfig(**MOBILENET_CONFIG, unfreeze=unfreeze, learning_rate=0.01)
+    first, fresh_weights = _trial(config, seed=7, use_feature_cache=True, tmp_path=tmp_path)
+    # Another trial of the same structure (other seed and learning rate) gets the same model object...
+    other, _ = _trial(TrialConfig(**MOBILENET_CONFIG, unfreeze=unfreeze, learning_rate=0.1), seed=8,
+                      use_feature_cache=True, tmp_path=tmp_path)
+    assert other is first
+    # A model of another structure is built in between (Keras' session is cleared for it).
+    _trial(TrialConfig(**MOBILENET_CONFIG, unfreeze=unfreeze + 1), seed=9, use_feature_cache=True, tmp_path=tmp_path)
+    # ...and a third trial with the first trial's seed and rate, on the reused model, repeats it exactly.
+    again, reused_weights = _trial(config, seed=7, use_feature_cache=True, tmp_path=tmp_path)
+    assert again is first
+    for a, b in zip(fresh_weights, reused_weights):
+        np.testing.assert_array_equal(a, b)
+    # Frozen variables kept their pretrained values; with unfreeze > 0 the backbone's top layers trained.
+    pristine = build_model(config, task="classification", n_classes=3, weights=str(MOBILENET)).get_weights()
+    base = {id(v) for v in backbone_layer(again.model).trainable_variables}
+    trained_in_base = 0
+    for variable, before, after in zip(again.model.weights, pristine, reused_weights):
+        if not variable.trainable:
+            np.testing.assert_array_equal(before, after, err_msg=variable.path)
+        trained_in_base += id(variable) in base and not np.array_equal(before, after)
+    assert (trained_in_base > 0) == (unfreeze > 0)
+
+
+@needs_assets
+def test_cached_features_and_images_train_the_same_weights(tmp_path):
+    """The same trial trained on cached features and on images ends with the same whole model."""
+    warm_models._POOL.clear()
+    config = TrialConfig(**{**MOBILENET_CONFIG, "head_dropout": 0.0}, unfreeze=14, optimizer="sgd",
+                         learning_rate=0.01)
+    cached, cached_weights = _trial(config, seed=3, use_feature_cache=True, tmp_path=tmp_path)
+    assert cached.split is not None
+    on_images, image_weights = _trial(config, seed=3, use_feature_cache=False, tmp_path=tmp_path)
+    assert on_images.split is None
+    for a, b in zip(cached_weights, image_weights):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@needs_assets
+def test_the_pool_keeps_a_bounded_number_of_models(tmp_path):
+    warm_models._POOL.clear()
+    for unfreeze in (0, 1, 2):
+        warm_models.prepare(TrialConfig(**MOBILENET_CONFIG, unfreeze=unfreeze), seed=1, task="classification",
+                            n_classes=3, weights="imagenet", weights_dir=str(WEIGHTS))
+    assert len(warm_models._POOL) == warm_models.KEEP == 2
+
+
+@needs_assets
+def test_a_worker_building_model_after_model_does_not_keep_their_gradients(tmp_path):
+    """TF registers custom gradients globally for every traced training step; dropped models' go."""
+    warm_models._POOL.clear()
+    registry = warm_models._gradient_registry()
+    sizes = []
+    for units in [(8,), (16,), (24,), (32,), (40,), (48,)]:  # every trial a new structure
+        config = TrialConfig(**{**MOBILENET_CONFIG, "head_units": units})
+        _trial(config, seed=1, use_feature_cache=True, tmp_path=tmp_path)
+        sizes.append(len(registry))
+    assert sizes[2] > sizes[0] or sizes[1] > sizes[0]  # training does register gradients...
+    assert sizes[-1] == sizes[-2] == sizes[-3]  # ...but only the pooled models' stay
+
+
+@pytest.mark.parametrize("cold", [False, True])
+def test_the_worker_setup_hook_imports_tensorflow_unless_the_worker_never_trains(cold):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SWEEPER_COLD_WORKER": "1"} if cold else {
+        k: v for k, v in os.environ.items() if k != "SWEEPER_COLD_WORKER"}
+    code = ("import sys; from sweeper.trial import warm_up_worker; warm_up_worker(); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == (["False", "False"] if cold else ["True", "True"])
