@@ -123,6 +123,7 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
                     progress(min(done * CHUNK, len(pixels)), len(pixels))
         if not computed:
             time.sleep(0.05)  # the pending chunks are being computed by other trials
+    prefix.predict_function = None  # its traced graph is not needed again: do not keep it in memory
     shutil.rmtree(parts, ignore_errors=True)  # normally gone already; a late caller may have recreated it
     count = len(list(folder.glob("*.npy")))
     return [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(count)]

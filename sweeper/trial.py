@@ -7,6 +7,7 @@ function, never when the driver imports this module.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import math
 import os
@@ -44,6 +45,7 @@ def run_trial(config: dict, context: TrialContext) -> None:
     # A worker's first trial also waited for the worker itself to start.
     started = _WORKER_STARTED if _trials_in_worker == 0 else time.time()
     _trials_in_worker += 1
+    _release_freed_memory()
     init_tensorflow(context.cpus)
     import numpy as np
 
@@ -123,6 +125,18 @@ class EpochReporter:
                 checkpoint.save(Path(folder), self.model, self.trial_config, epoch, metrics, self.target_stats)
                 kept = tune.Checkpoint.from_directory(folder)
             tune.report(report, checkpoint=kept)
+
+
+def _release_freed_memory() -> None:
+    """Hand the memory the last trial freed back to the system (glibc keeps it otherwise).
+
+    Without this a reused worker's resident memory creeps up by about 9 MB per trial although
+    nothing leaks: freed blocks stay in malloc's heap, fragmented.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def _resident_mb() -> float | None:

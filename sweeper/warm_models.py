@@ -23,7 +23,10 @@ from . import feature_cache
 from .model import TrialConfig, build_trial_model, compile_model, count_params
 from .training import EpochLoop
 
-KEEP = 2  # models per worker: bounds its memory however many trials it runs
+# A worker keeps at most this many models, and this many MB of their weights: enough for the
+# few structures a search settles on, and a bound on its memory however many trials it runs.
+KEEP_MODELS = 6
+KEEP_MB = 400
 
 
 @dataclass(eq=False)  # identity: two warm models are never interchangeable
@@ -83,7 +86,8 @@ def prepare(config: TrialConfig, *, seed: int, task: str, n_classes: int, weight
     dropped = [_last] if _last is not None and all(_last is not w for w in pooled) else []
     if warm.weights_used is not None:  # random backbones are not reset, so never reused
         _POOL[key] = warm
-        while len(_POOL) > KEEP:
+        while len(_POOL) > 1 and (len(_POOL) > KEEP_MODELS
+                                  or sum(w.sizes["size_mb"] for w in _POOL.values()) > KEEP_MB):
             dropped.append(_POOL.popitem(last=False)[1])
     for old in dropped:
         _forget_gradients(old)

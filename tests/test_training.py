@@ -129,17 +129,23 @@ def test_cached_features_and_images_train_the_same_weights(tmp_path):
 
 
 @needs_assets
-def test_the_pool_keeps_a_bounded_number_of_models(tmp_path):
+def test_the_pool_keeps_a_bounded_number_of_models(tmp_path, monkeypatch):
+    monkeypatch.setattr(warm_models, "KEEP_MODELS", 2)
     warm_models._POOL.clear()
     for unfreeze in (0, 1, 2):
         warm_models.prepare(TrialConfig(**MOBILENET_CONFIG, unfreeze=unfreeze), seed=1, task="classification",
                             n_classes=3, weights="imagenet", weights_dir=str(WEIGHTS))
-    assert len(warm_models._POOL) == warm_models.KEEP == 2
+    assert [key[0].unfreeze for key in warm_models._POOL] == [1, 2]  # the oldest went
+    monkeypatch.setattr(warm_models, "KEEP_MB", 1.0)  # MobileNetV2-0.35 is 1.6 MB: one model only, the newest
+    warm_models.prepare(TrialConfig(**MOBILENET_CONFIG, unfreeze=3), seed=1, task="classification",
+                        n_classes=3, weights="imagenet", weights_dir=str(WEIGHTS))
+    assert [key[0].unfreeze for key in warm_models._POOL] == [3]
 
 
 @needs_assets
-def test_a_worker_building_model_after_model_does_not_keep_their_gradients(tmp_path):
+def test_a_worker_building_model_after_model_does_not_keep_their_gradients(tmp_path, monkeypatch):
     """TF registers custom gradients globally for every traced training step; dropped models' go."""
+    monkeypatch.setattr(warm_models, "KEEP_MODELS", 2)
     warm_models._POOL.clear()
     registry = warm_models._gradient_registry()
     sizes = []
