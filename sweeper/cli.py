@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights-dir", type=Path, help="folder with Keras ImageNet weight files (also: $SWEEPER_WEIGHTS)")
-    parser.add_argument("--cache-dir", type=Path, help="where decoded images are cached (default: <out>/.cache)")
+    parser.add_argument("--cache-dir", type=Path,
+                        help="where decoded images and frozen features are cached, on a local disk "
+                             "(default: <out>/.cache)")
 
 
 def main(argv: list[str] | None = None) -> int:
