@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-RESIDENT_BYTES = 256 * 2**20  # inputs up to this size are copied into TensorFlow once per trial
+RESIDENT_BYTES = 256 * 2**20  # inputs up to this size are handed to TensorFlow whole, an epoch per call
 
 
 class EpochLoop:
