@@ -10,7 +10,6 @@ from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 from rich.console import Console
 
