@@ -154,6 +154,24 @@ def count_params(model) -> dict[str, float]:
     return {"params": total, "trainable_params": trainable, "size_mb": round(total * 4 / 2**20, 3)}
 
 
+def inference_latency_ms(model, repeats: int = 20) -> float:
+    """The median time of `repeats` predictions of one image (batch 1, CPU), after a warm-up."""
+    import time
+
+    import tensorflow as tf
+
+    predict = tf.function(lambda x: model(x, training=False))
+    image = tf.zeros((1, *model.inputs[0].shape[1:]), tf.float32)
+    for _ in range(3):  # tracing and first-run allocations are not latency
+        predict(image)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predict(image).numpy()
+        times.append(time.perf_counter() - started)
+    return round(float(np.median(times)) * 1000, 3)
+
+
 @keras.saving.register_keras_serializable(package="sweeper")
 class Preprocess(keras.layers.Layer):
     """Scales 0-255 RGB the way the backbone was trained (keras.applications' modes)."""

@@ -56,6 +56,8 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
         assert row["epochs"] == 3 if row["status"] == "completed" else row["epochs"] < 3
         assert 1 <= row["best_epoch"] <= row["epochs"]
         assert row["backbone"] == "simple_cnn" and row["params"] > row["trainable_params"] - 1 > 0
+        # Completed trials carry their measured inference latency; trials ASHA stopped do not.
+        assert (0 < row["latency_ms"] < 1000) if row["status"] == "completed" else row["latency_ms"] is None
     assert any(r["status"] == "stopped" for r in rows), "ASHA stopped no trial"
     assert rows[0]["val_accuracy"] >= 0.85  # a small CNN learns the digits in 3 epochs
     values = [r["val_accuracy"] for r in rows]

@@ -169,3 +169,12 @@ def test_the_worker_setup_hook_imports_tensorflow_unless_the_worker_never_trains
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == (["False", "False"] if cold else ["True", "True"])
+
+
+def test_inference_latency_is_a_median_of_real_timings():
+    from sweeper.model import inference_latency_ms
+
+    small, large = _head(), keras.Sequential([keras.Input((12,)), keras.layers.Dense(4096), keras.layers.Dense(4096),
+                                              keras.layers.Dense(1)])
+    fast, slow = inference_latency_ms(small), inference_latency_ms(large)
+    assert 0 < fast < slow < 1000  # two 4096x4096 matrix products take longer than a 12x8 one
