@@ -98,6 +98,10 @@ class CpuSampler:
         total = sum(t for _, t in kept)
         return sum(b for b, _ in kept) / total if total else float("nan")
 
+    def summary(self) -> str:
+        return (f"CPU use {self.share() * 100:.0f} % of all cores over the run, "
+                f"{self.share(trials=True) * 100:.0f} % while trial workers were alive")
+
     def _run(self) -> None:
         previous = _cpu_times()
         while not self._stop.wait(self.interval):

@@ -90,8 +90,7 @@ def main() -> None:
         sweeper_best = max(r["val_accuracy"] for r in rows)
         print(f"sweeper run:  {sweeper_s:7.1f} s  best val_accuracy {sweeper_best:.4f}  "
               f"({len(rows)} trials x {args.epochs} epochs)", flush=True)
-        print(f"  CPU use: {cpu.share() * 100:.0f} % of all cores over the run, "
-              f"{cpu.share(trials=True) * 100:.0f} % while trial workers were alive", flush=True)
+        print(f"  {cpu.summary()}", flush=True)
 
         learning_rates = sorted(float(r["learning_rate"]) for r in rows)
         tutorial_s, tutorial_best = run_tutorial(learning_rates, args.epochs, Path(tmp) / "tutorial")

@@ -34,9 +34,7 @@ def main() -> None:
             seconds, rows = run_sweeper(spec, Path(tmp) / label.split()[0], *extra, cpu=cpu)
             best = max(r["val_accuracy"] for r in rows)
             results[label] = seconds
-            print(f"{label:28s} {seconds:7.1f} s  best val_accuracy {best:.4f}  CPU use "
-                  f"{cpu.share() * 100:.0f} % of all cores over the run, {cpu.share(trials=True) * 100:.0f} % "
-                  f"while trial workers were alive", flush=True)
+            print(f"{label:28s} {seconds:7.1f} s  best val_accuracy {best:.4f}  {cpu.summary()}", flush=True)
     cached, images = results.values()
     print(f"unfreeze {args.unfreeze}: speedup of cached activations over images: {images / cached:.1f}x")
 

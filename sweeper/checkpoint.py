@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 WEIGHTS_FILE = "weights.npz"  # every variable of the whole model, in `model.weights` order
 META_FILE = "trial.json"
 
@@ -17,8 +19,6 @@ META_FILE = "trial.json"
 def save(folder: Path, model, config, epoch: int, metrics: dict, target_stats=None) -> None:
     # npz rather than Keras' .weights.h5: a trial saves on every improvement, and h5 takes
     # about 0.6 s per save for MobileNetV2 where npz takes 0.05 s.
-    import numpy as np
-
     np.savez(folder / WEIGHTS_FILE, *[variable.numpy() for variable in model.weights])
     meta = {"epoch": epoch, "metrics": metrics, "config": asdict(config), "target_stats": target_stats}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -32,8 +32,6 @@ def load_model(folder: Path, *, task: str, n_classes: int):
     config = TrialConfig(**{**meta["config"], "head_units": tuple(meta["config"]["head_units"])})
     # No pretrained file is needed: every weight, frozen or trained, is in the checkpoint.
     model = build_model(config, task=task, n_classes=n_classes, weights=None, target_stats=meta.get("target_stats"))
-    import numpy as np
-
     with np.load(folder / WEIGHTS_FILE) as saved:
         model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
     return model, config

@@ -7,6 +7,7 @@ the driver never imports it, only trials, export and tests do.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import keras
@@ -156,8 +157,6 @@ def count_params(model) -> dict[str, float]:
 
 def inference_latency_ms(model, repeats: int = 20) -> float:
     """The median time of `repeats` predictions of one image (batch 1, CPU), after a warm-up."""
-    import time
-
     import tensorflow as tf
 
     predict = tf.function(lambda x: model(x, training=False))
