@@ -10,14 +10,16 @@ import csv
 import io
 import json
 import math
+import operator
 import os
+import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from . import results
 from .errors import SweeperError
 from .search_space import CONFIG_KEYS
 
@@ -63,8 +65,8 @@ def ranked(rows: Iterable[dict], objective: str, mode: str) -> list[dict]:
 
 
 def all_columns(rows: list[dict], objective: str) -> list[str]:
-    """The design's columns, then any others the rows carry (test metrics, for one)."""
-    cols = columns(objective)
+    """The design's columns, then any others the rows carry (test metrics, for one); merged sweeps lead with `sweep`."""
+    cols = ["sweep"] * any("sweep" in row for row in rows) + columns(objective)
     return cols + [key for key in dict.fromkeys(k for row in rows for k in row) if key not in cols]
 
 
@@ -81,26 +83,121 @@ def read(sweep_dir: Path) -> list[dict]:
     return json.loads(path.read_text())
 
 
-def show(sweep_dir: Path, *, top: int | None, sort: str | None, fmt: str, console: Console) -> None:
-    """`sweeper leaderboard`: print a sweep's rows, best first (or by `sort`), in one of four formats."""
-    rows = read(sweep_dir)
-    objective = objective_of(rows)
+def show(path: Path, *, top: int | None = None, sort: str | None = None, where: Iterable[str] = (),
+         fmt: str = "table", console: Console) -> None:
+    """`sweeper leaderboard`: a sweep's rows (or several sweeps', merged), filtered, sorted, in one of four formats."""
+    rows, objective, notes = load(Path(path))
     cols = all_columns(rows, objective)
+    for condition in where:
+        rows = [row for row in rows if _where(condition, cols)(row)]
     if sort:
-        column, descending = sort.lstrip("-"), sort.startswith("-")
-        if column not in cols:
-            raise SweeperError(f"--sort {sort}: no such column; allowed: {', '.join(cols)}")
-        present = sorted((r for r in rows if r.get(column) not in (None, "")), key=lambda r: r[column], reverse=descending)
-        rows = present + [r for r in rows if r.get(column) in (None, "")]
+        rows = sorted_by(rows, sort, cols)
     rows = rows[:top] if top else rows
     if fmt == "table":
-        render(rows, objective, console, title=f"{Path(sweep_dir).name}")
-    elif fmt == "csv":
-        console.out(to_csv(rows, cols), end="")
-    elif fmt == "json":
-        console.out(json.dumps(rows, indent=1, default=str))
+        render(rows, objective, console, title=Path(path).resolve().name)
+        for note in notes:
+            console.print(note, style="yellow", highlight=False)
+    else:  # written as they are: rich's highlighting takes seconds on megabytes of text
+        text = {"csv": to_csv, "md": to_markdown}[fmt](rows, cols) if fmt != "json" else json.dumps(rows, indent=1, default=str) + "\n"
+        console.file.write(text)
+
+
+def load(path: Path) -> tuple[list[dict], str, list[str]]:
+    """(rows, objective, notes) of one sweep, or of every sweep in a folder merged with a `sweep` column.
+
+    Notes say which sweeps are still running or were interrupted; their rows are what was reported so far.
+    """
+    if not path.is_dir():
+        raise SweeperError(f"{path}: no such folder")
+    if (path / "leaderboard.json").is_file():
+        sweeps = [path]
     else:
-        console.out(to_markdown(rows, cols), end="")
+        sweeps = sorted(p.parent for p in path.glob(f"*/leaderboard.json"))
+        if not sweeps:
+            raise SweeperError(f"{path}: no leaderboard.json here or in its subfolders; "
+                               "give a sweep folder (results/<sweep>) or a folder of them (results/)")
+    merged, objectives, modes, notes = [], set(), set(), []
+    for sweep in sweeps:
+        rows = read(sweep)
+        meta = results.read_meta(sweep)
+        objective = meta.get("objective") or objective_of(rows)
+        objectives.add(objective)
+        modes.add(meta.get("mode") or ("min" if objective.endswith(("rmse", "mae", "loss")) else "max"))
+        state = results.state_of(sweep)
+        if state in ("running", "interrupted"):
+            ended = sum(r["status"] != "running" for r in rows)
+            notes.append(f"{sweep.name}: still running, {ended} of {len(rows)} trials ended so far" if state == "running"
+                         else f"{sweep.name}: interrupted with {ended} of {len(rows)} trials ended; rows still "
+                              "`running` were cut off (`sweeper resume` continues the sweep)")
+        if len(sweeps) > 1:
+            rows = [{"sweep": sweep.name, **row} for row in rows]
+        merged += rows
+    if len(sweeps) == 1:
+        return merged, objectives.pop(), notes
+    if len(objectives) > 1 or len(modes) > 1:  # nothing to rank across: keep each sweep's own order
+        notes.append(f"the sweeps optimise different objectives ({', '.join(sorted(objectives))}): "
+                     "each keeps its own ranks")
+        return merged, sorted(objectives)[0], notes
+    objective = objectives.pop()
+    return ranked(merged, objective, modes.pop()), objective, notes
+
+
+def sorted_by(rows: list[dict], sort: str, cols: list[str]) -> list[dict]:
+    """Ascending by a column, or descending with a leading minus; empty cells last either way."""
+    column, descending = sort.lstrip("-"), sort.startswith("-")
+    if column not in cols:
+        raise SweeperError(f"--sort {sort}: no such column; allowed: {', '.join(cols)}")
+    present = [r for r in rows if r.get(column) not in (None, "")]
+    # Numbers before text, so a column holding both still sorts instead of failing.
+    present.sort(key=lambda r: (isinstance(r[column], str), r[column]), reverse=descending)
+    return present + [r for r in rows if r.get(column) in (None, "")]
+
+
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.@]*)\s*(==|!=|<=|>=|=|<|>)\s*(.*?)\s*$")
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _where(condition: str, cols: list[str]) -> Callable[[dict], bool]:
+    """A row predicate from `COL=VALUE` (also `!=`, `<`, `<=`, `>`, `>=`).
+
+    `=` compares numbers as numbers and text case-insensitively; `status=stopped@3` and
+    `status=stopped` both match a trial ASHA stopped after epoch 3.
+    """
+    match = _CONDITION.match(condition)
+    if not match:
+        raise SweeperError(f"--where {condition}: expected COL=VALUE, or COL with !=, <, <=, >, >=, "
+                           "e.g. --where backbone=resnet50")
+    column, op, wanted = match.groups()
+    if column not in cols:
+        raise SweeperError(f"--where {condition}: no such column; allowed: {', '.join(cols)}")
+    number = _number(wanted)
+    if op in _COMPARE:
+        if number is None:
+            raise SweeperError(f"--where {condition}: {op} needs a number, got {wanted!r}")
+        return lambda row: _number(row.get(column)) is not None and _COMPARE[op](_number(row.get(column)), number)
+
+    def equal(row: dict) -> bool:
+        value = row.get(column)
+        if number is not None and _number(value) is not None:
+            return math.isclose(_number(value), number, rel_tol=1e-9)
+        text = wanted.lower()
+        if column == "status" and text == status_label(row).lower():
+            return True
+        shown = "" if value is None else format_value(value).lower()
+        return text in (shown, str(value).lower())
+
+    return equal if op in ("=", "==") else (lambda row: not equal(row))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return None if isinstance(value, float) and math.isnan(value) else float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def objective_of(rows: list[dict]) -> str:
@@ -119,8 +216,11 @@ def to_csv(rows: list[dict], cols: list[str]) -> str:
 
 
 def to_markdown(rows: list[dict], cols: list[str]) -> str:
+    def cell(row, col):  # Markdown is read by people: `stopped@3` as in the terminal
+        return status_label(row) if col == "status" else format_value(row.get(col)).replace("|", "\\|")
+
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(format_value(r.get(c)).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(r, c) for c in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -129,33 +229,59 @@ STATUS_STYLE = {"completed": "green", "stopped": "yellow", "error": "red", "runn
 
 
 def render(rows: list[dict], objective: str, console: Console, title: str = "") -> None:
-    table = Table(title=title or None, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD)
-    headers = ("#", "trial", "status", objective, "backbone", "cut", "unfreeze", "head", "optimizer", "lr",
-               "batch", "aug", "px", "params")
-    for header in headers:
-        numeric = header in ("#", objective, "unfreeze", "lr", "batch", "px", "params")
-        table.add_column(header, justify="right" if numeric else "left",
-                         style="bold" if header == objective else None, no_wrap=True)
-    for row in rows:
-        table.add_row(
-            format_value(row.get("rank")),
-            str(row.get("trial_id", "")),
-            f"[{STATUS_STYLE.get(row.get('status'), 'white')}]{status_label(row)}[/]",
-            format_value(row.get(objective)),
-            format_value(row.get("backbone")),
-            format_value(row.get("cut")),
-            format_value(row.get("unfreeze")),
-            head_label(row),
-            format_value(row.get("optimizer")),
-            format_value(row.get("learning_rate")),
-            format_value(row.get("batch_size")),
-            format_value(row.get("augment")),
-            format_value(row.get("image_size")),
-            format_value(row.get("params")),
-        )
-    console.print(table)
+    """The terminal table. Laid out here rather than by rich's Table, which takes seconds on thousands of rows;
+    columns that do not fit the terminal's width are left out, and the footer says so."""
+    shown = _table_columns(objective, merged=any("sweep" in row for row in rows))
+    cells = [[cell(row) for _, cell, _ in shown] for row in rows]
+    widths = [max([len(header)] + [len(line[i]) for line in cells]) for i, (header, _, _) in enumerate(shown)]
+    fits, used = 0, 0
+    for width in widths:
+        if fits >= 4 and used + width + 2 > console.width:
+            break
+        fits, used = fits + 1, used + width + 2
+
+    def line(values: list[str], styles: list[str | None]) -> Text:
+        text = Text(no_wrap=True)
+        for i in range(fits):
+            value = values[i].rjust(widths[i]) if shown[i][2] else values[i].ljust(widths[i])
+            text.append(value, style=styles[i])
+            text.append("  ")
+        text.rstrip()
+        return text
+
+    out = Text(no_wrap=True)
+    if title:
+        out.append(title + "\n", style="italic")
+    out.append_text(line([h for h, _, _ in shown], ["bold"] * len(shown)))
+    out.append("\n" + "─" * (used - 2))
+    bold = [("bold" if header == objective else None) for header, _, _ in shown]
+    status_at = [header for header, _, _ in shown].index("status")
+    for row, values in zip(rows, cells):
+        styles = list(bold)
+        styles[status_at] = STATUS_STYLE.get(row.get("status"))
+        out.append("\n")
+        out.append_text(line(values, styles))
+    console.print(out, soft_wrap=True, highlight=False)
+    if fits < len(shown):
+        console.print(f"({', '.join(h for h, _, _ in shown[fits:])} left out to fit {console.width} columns; "
+                      "--format csv or json has every column)", style="dim", highlight=False)
     for row in [r for r in rows if r.get("error")][:5]:
         console.print(f"[red]trial {row['trial_id']} failed:[/] {row['error']}", highlight=False)
+
+
+def _table_columns(objective: str, merged: bool) -> list[tuple[str, Callable[[dict], str], bool]]:
+    """(header, cell, right-aligned) of the terminal table, most important first."""
+    def value(key):
+        return lambda row: format_value(row.get(key))
+
+    return [("sweep", value("sweep"), False)] * merged + [
+        ("#", value("rank"), True), ("trial", value("trial_id"), False), ("status", status_label, False),
+        (objective, value(objective), True), ("backbone", value("backbone"), False), ("cut", value("cut"), False),
+        ("unfreeze", value("unfreeze"), True), ("head", head_label, False), ("optimizer", value("optimizer"), False),
+        ("lr", value("learning_rate"), True), ("batch", value("batch_size"), True), ("aug", value("augment"), False),
+        ("px", value("image_size"), True), ("params", value("params"), True), ("MB", value("size_mb"), True),
+        ("ms", value("latency_ms"), True),
+    ]
 
 
 def status_label(row: dict) -> str:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 from rich.console import Console
 
-from sweeper import leaderboard
+from sweeper import leaderboard, results
 from sweeper.errors import SweeperError
 
 DESIGN_COLUMNS = (
@@ -57,9 +62,9 @@ def test_show_formats_sort_and_top(tmp_path):
     leaderboard.write(tmp_path, rows, "val_accuracy")
 
     def show(**kwargs):
-        console = Console(record=True, width=200)
+        console = Console(file=io.StringIO(), width=200)
         leaderboard.show(tmp_path, console=console, **{"top": None, "sort": None, "fmt": "table", **kwargs})
-        return console.export_text()
+        return console.file.getvalue()
 
     assert show().index("b ") < show().index("c ") < show().index("a ")
     data = json.loads(show(fmt="json", top=2))
@@ -84,3 +89,73 @@ def test_table_shows_stopped_rung_and_errors():
 def test_reading_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
     with pytest.raises(SweeperError, match="no leaderboard.json"):
         leaderboard.read(tmp_path)
+
+
+def _sweep(folder, rows, objective="val_accuracy", mode="max", **meta):
+    folder.mkdir(parents=True)
+    leaderboard.write(folder, leaderboard.ranked(rows, objective, mode), objective)
+    results.write_meta(folder, {"name": folder.name, "objective": objective, "mode": mode, **meta})
+    return folder
+
+
+def _lines(path, **kwargs):
+    console = Console(file=io.StringIO(), width=250)
+    leaderboard.show(path, console=console, **kwargs)
+    return console.file.getvalue().splitlines()
+
+
+def test_where_filters_by_text_status_and_numbers(tmp_path):
+    _sweep(tmp_path / "s", [
+        _row("a", 0.7, backbone="resnet50"), _row("b", 0.9, status="stopped", epochs=3),
+        _row("c", 0.8, backbone="ResNet50", learning_rate=0.01), _row("d", None, status="error"),
+    ])
+
+    def ids(*where, **kwargs):
+        return [r["trial_id"] for r in json.loads("\n".join(_lines(tmp_path / "s", fmt="json", where=where, **kwargs)))]
+
+    assert ids("backbone=resnet50") == ["c", "a"]  # text matches without regard to case
+    assert ids("backbone!=resnet50") == ["b", "d"]
+    assert ids("status=stopped") == ids("status=stopped@3") == ["b"]
+    assert ids("status=stopped@2") == []
+    assert ids("val_accuracy>=0.8") == ["b", "c"] and ids("val_accuracy<0.8") == ["a"]  # no value: no match
+    assert ids("learning_rate=1e-3", "backbone=resnet50") == ["a"]  # conditions combine
+    assert ids("augment=no") == ids("augment=false") == ["b", "c", "a", "d"]
+    for bad, message in [("lr=3", "--where lr=3: no such column"), ("val_accuracy>high", "> needs a number"),
+                         ("backbone", "expected COL=VALUE")]:
+        with pytest.raises(SweeperError, match=message):
+            ids(bad)
+
+
+def test_a_folder_of_sweeps_merges_with_a_sweep_column(tmp_path):
+    _sweep(tmp_path / "first", [_row("a", 0.7), _row("b", 0.95)])
+    _sweep(tmp_path / "second", [_row("c", 0.8, backbone="resnet50")])
+    rows = json.loads("\n".join(_lines(tmp_path, fmt="json")))
+    assert [(r["sweep"], r["trial_id"], r["rank"]) for r in rows] == [("first", "b", 1), ("second", "c", 2), ("first", "a", 3)]
+    table = _lines(tmp_path, where=["backbone=resnet50"])
+    assert table[1].split()[:4] == ["sweep", "#", "trial", "status"] and table[3].split()[:3] == ["second", "2", "c"]
+    csv_rows = list(csv.DictReader(_lines(tmp_path, fmt="csv", sort="trial_id")))
+    assert [r["trial_id"] for r in csv_rows] == ["a", "b", "c"] and list(csv_rows[0])[:2] == ["sweep", "rank"]
+
+    _sweep(tmp_path / "third", [_row("d", 0.5)], objective="val_rmse", mode="min")
+    lines = _lines(tmp_path)
+    assert any("different objectives" in line for line in lines)
+    with pytest.raises(SweeperError, match="nothing: no such folder"):
+        leaderboard.show(tmp_path / "nothing", console=Console(file=io.StringIO()))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SweeperError, match="no leaderboard.json here or in its subfolders"):
+        leaderboard.show(tmp_path / "empty", console=Console(file=io.StringIO()))
+
+
+def test_a_running_or_interrupted_sweep_still_shows_its_rows(tmp_path):
+    rows = [_row("a", 0.7), _row("b", 0.6, status="running", epochs=2)]
+    running = _sweep(tmp_path / "live", rows, state="running", driver_host=socket.gethostname(), driver_pid=os.getpid())
+    lines = _lines(running)
+    assert any(line.split()[1:3] == ["b", "running"] for line in lines)
+    assert lines[-1] == "live: still running, 1 of 2 trials ended so far"
+    # A driver that died without marking the sweep (killed, or the machine went down) reads as interrupted.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = _sweep(tmp_path / "gone", rows, state="running", driver_host=socket.gethostname(), driver_pid=dead.pid)
+    assert results.state_of(gone) == "interrupted"
+    assert "interrupted with 1 of 2 trials ended" in _lines(gone)[-1]
+    assert results.state_of(_sweep(tmp_path / "done", rows, state="finished")) == "finished"
