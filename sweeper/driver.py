@@ -23,18 +23,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import __version__, checkpoint, evaluate, images, leaderboard
+from . import __version__, checkpoint, evaluate, images, leaderboard, results
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
-from .progress import ProgressBoard, ProgressCallback
+from .live import LiveView, SweepInfo, ray_output_to
+from .progress import ProgressBoard
 from .search_space import DefineByRun, space_size
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
 from .weights import find_local
-
-SWEEP_META = "sweep.json"
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -89,15 +87,25 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
         f"objective {spec.objective} ({spec.mode})"
     )
-    callbacks = [LeaderboardCallback(sweep_dir, spec, console), ProgressCallback(board, console)]
+    files = LeaderboardCallback(sweep_dir, spec)
+    info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=spec.budget.trials,
+                     max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
+    callbacks = [files, LiveView(info, files.rows, console, board)]  # files first: the view shows their rows
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     tuner = _make_tuner(spec, context, sweep_dir, callbacks, reuse_workers=options.reuse_workers)
+    results.mark(sweep_dir, "running")
     try:
-        tuner.fit()
+        with ray_output_to(sweep_dir / "ray.log"):
+            tuner.fit()
+    except BaseException:
+        results.mark(sweep_dir, "interrupted")
+        raise
     finally:
         ray.kill(board)
 
     rows = leaderboard.read(sweep_dir)
+    # Tune returns normally after Ctrl+C too, with the trials it cut off still `running`.
+    results.mark(sweep_dir, "interrupted" if any(r["status"] == "running" for r in rows) else "finished")
     if np.any(index.splits == "test"):
         rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
@@ -226,18 +234,14 @@ class StopAt(tune.Stopper):
 
 
 class LeaderboardCallback(tune.Callback):
-    """Rewrites the leaderboard files whenever a trial reports or ends, and prints one line per ended trial."""
+    """Rewrites the leaderboard files whenever a trial starts, reports or ends. `rows` is {trial_id: row}."""
 
-    def __init__(self, sweep_dir: Path, spec: Spec, console: Console):
-        self.sweep_dir, self.spec, self.console = sweep_dir, spec, console
+    def __init__(self, sweep_dir: Path, spec: Spec):
+        self.sweep_dir, self.spec = sweep_dir, spec
         self.rows: dict[str, dict] = {}
-        self.ended = 0
 
-    def __getstate__(self):  # Tune pickles its callbacks with the experiment; a console does not pickle
-        return {**self.__dict__, "console": None}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, console=Console())
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._update(trial, "running", trial.last_result or {})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._update(trial, "running", result)
@@ -245,33 +249,18 @@ class LeaderboardCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}
         status = "completed" if result.get("epoch", 0) >= self.spec.budget.max_epochs else "stopped"
-        self._end(trial, status, result)
+        self._update(trial, status, result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trial, "error", trial.last_result or {}, _error_message(trial))
-
-    def _end(self, trial, status, result, error=""):
-        row = self._update(trial, status, result, error)
-        self.ended += 1
-        objective = self.spec.objective
-        value = row.get(objective)
-        shown = f"{objective} {value:.4f} @ epoch {row['best_epoch']}" if value is not None else "no result"
-        style = leaderboard.STATUS_STYLE.get(status, "white")
-        config = ", ".join(f"{k}={leaderboard.format_value(row[k])}" for k in ("backbone", "cut", "unfreeze", "optimizer", "learning_rate", "batch_size"))
-        self.console.print(
-            f"[{self.ended}/{self.spec.budget.trials}] trial {trial.trial_id} [{style}]{status}[/] "
-            f"after {row['epochs']} epoch{'s' if row['epochs'] != 1 else ''}: {shown}  ({config})" + (f"  [red]{error}[/]" if error else "")
-        )
+        self._update(trial, "error", trial.last_result or {}, _error_message(trial))
 
     def _update(self, trial, status, result, error=""):
-        row = leaderboard.make_row(
+        self.rows[trial.trial_id] = leaderboard.make_row(
             trial_id=trial.trial_id, status=status, config=trial.config, result=result,
             objective=self.spec.objective, error=error,
         )
-        self.rows[trial.trial_id] = row
         rows = leaderboard.ranked(self.rows.values(), self.spec.objective, self.spec.mode)
         leaderboard.write(self.sweep_dir, rows, self.spec.objective)
-        return row
 
 
 def _error_message(trial) -> str:
@@ -300,7 +289,7 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sweeper_version": __version__,
     }
-    (sweep_dir / SWEEP_META).write_text(json.dumps(meta, indent=2))
+    results.write_meta(sweep_dir, meta)
 
 
 def _warn_missing_weights(spec: Spec, weights_dir: Path | None, console: Console) -> None:

@@ -1,0 +1,284 @@
+"""What the terminal shows while a sweep runs.
+
+On a terminal: one live display, redrawn in place, with the sweep's progress and an estimate of
+the time left, the best trial so far, a table of running and recently ended trials, and bars for
+work inside trials (computing frozen features). Anywhere else (CI logs, `| tee`): one plain line
+per event, so the output reads top to bottom and greps well.
+
+The view is a Ray Tune callback: Tune calls it from the driver's loop, so nothing here needs a
+thread. Trials' own output never reaches the terminal; Ray's goes to `ray.log` in the sweep folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .leaderboard import STATUS_STYLE, format_value, head_label, status_label
+
+RECENT = 5  # ended trials kept in the table below the running ones
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """What the view needs to know of the sweep up front."""
+
+    name: str
+    objective: str
+    mode: str
+    trials: int
+    max_epochs: int
+    time_limit: float | None = None
+
+
+class LiveView(tune.Callback):
+    """Shows the sweep as its trials report. `rows` is the leaderboard callback's own {trial_id: row}.
+
+    Tune must call the leaderboard callback first (it comes first in the callbacks list), so the
+    rows are current when the view draws them.
+    """
+
+    REDRAW_SECONDS = 0.5
+
+    def __init__(self, info: SweepInfo, rows: dict[str, dict], console: Console, board=None):
+        self.info, self.rows, self.console, self.board = info, rows, console, board
+        self.started = time.time()
+        self.current: dict[str, float] = {}  # trial_id -> the objective at its last epoch
+        self.ended: list[str] = []  # in the order trials ended
+        self.best_id: str | None = None
+        self.best_value: float | None = None
+        self.features: dict[str, tuple[int, int]] = {}  # label -> (done, total), posted by trials
+        self.feature_started: dict[str, float] = {}
+        self.live: Live | None = None
+        self.drawn = 0.0
+
+    def __getstate__(self):  # Tune pickles its callbacks with the experiment; consoles and displays do not pickle
+        return {**self.__dict__, "console": None, "live": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, console=Console())
+
+    @property
+    def interactive(self) -> bool:
+        return self.console.is_terminal and not self.console.is_dumb_terminal
+
+    # --- Tune's events ------------------------------------------------------------------------
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if not self.interactive:
+            self._line(f"trial {trial.trial_id} started: {config_summary(trial.config)}")
+        self._redraw(force=True)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.info.objective)
+        if value is not None:
+            self.current[trial.trial_id] = value
+        self._note_best(trial.trial_id)
+        self._redraw(force=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial.trial_id)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._redraw()
+
+    def on_experiment_end(self, trials, **info):
+        self.poll_board()
+        if self.live is not None:
+            self.live.update(self.render(), refresh=True)
+            self.live.stop()
+            self.live = None
+        self._line(self.summary())
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _ended(self, trial_id: str) -> None:
+        self.ended.append(trial_id)
+        self._note_best(trial_id)
+        if not self.interactive:
+            row = self.rows.get(trial_id, {})
+            self._line(ended_line(row, len(self.ended), self.info))
+        self._redraw(force=True)
+
+    def _note_best(self, trial_id: str) -> None:
+        row = self.rows.get(trial_id)
+        value = row.get(self.info.objective) if row else None
+        if value is None or row.get("status") == "error":
+            return
+        if self.best_value is None or (value > self.best_value if self.info.mode == "max" else value < self.best_value):
+            self.best_id, self.best_value = trial_id, value
+            if not self.interactive:
+                self._line(f"new best: trial {trial_id} {self.info.objective} {value:.4f} "
+                           f"at epoch {row.get('best_epoch')} ({config_summary(row)})")
+
+    def poll_board(self) -> None:
+        if self.board is not None:
+            self.update_features(ray.get(self.board.snapshot.remote()))
+
+    def update_features(self, tasks: dict[str, tuple[int, int]]) -> None:
+        """Work that trials post to the progress board; off a terminal, a line when it starts and ends."""
+        for label, (done, total) in tasks.items():
+            before = self.features.get(label)
+            if before is None:
+                self.feature_started[label] = time.time()
+                if not self.interactive:
+                    self._line(f"{label}: {total} images")
+            if not self.interactive and done >= total and (before is None or before[0] < before[1]):
+                self._line(f"{label}: done in {time.time() - self.feature_started[label]:.0f} s")
+            self.features[label] = (done, total)
+
+    # --- drawing --------------------------------------------------------------------------------
+
+    def _redraw(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.drawn < self.REDRAW_SECONDS:
+            return
+        self.drawn = time.monotonic()
+        self.poll_board()
+        if not self.interactive:
+            return
+        if self.live is None:
+            self.live = Live(self.render(), console=self.console, auto_refresh=False, transient=True,
+                             redirect_stdout=False, redirect_stderr=False)
+            self.live.start()
+        self.live.update(self.render(), refresh=True)
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True)
+
+    def eta_seconds(self) -> float | None:
+        """Time left, from the pace so far: ended trials, plus running ones by the epochs they have done.
+
+        Trials ASHA stops end early, so the pace already counts them; the estimate firms up as trials end.
+        """
+        done = len(self.ended) + sum(
+            min(row.get("epochs") or 0, self.info.max_epochs) / self.info.max_epochs
+            for trial_id, row in self.rows.items() if row.get("status") == "running"
+        )
+        if done <= 0:
+            return None
+        elapsed = time.time() - self.started
+        left = elapsed * (self.info.trials - done) / done
+        if self.info.time_limit is not None:
+            left = min(left, max(0.0, self.info.time_limit - elapsed))
+        return max(0.0, left)
+
+    def render(self) -> Group:
+        info = self.info
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            Text(f"{info.name}", style="bold"),
+            ProgressBar(total=info.trials, completed=len(self.ended), width=30),
+            Text(f"{len(self.ended)}/{info.trials} trials"),
+            Text(f"elapsed {_clock(time.time() - self.started)}"),
+            Text(f"left ~{_clock(eta)}" if (eta := self.eta_seconds()) is not None else "left: after the first epochs",
+                 style="dim"),
+        )
+        parts = [head, self._best_line(), self._trial_table()]
+        for label, (done, total) in self.features.items():
+            if done < total:
+                bar = Table.grid(padding=(0, 1))
+                bar.add_row(Text(label), ProgressBar(total=total, completed=done, width=30), Text(f"{done}/{total}"))
+                parts.append(bar)
+        return Group(*parts)
+
+    def _best_line(self) -> Text:
+        row = self.rows.get(self.best_id) if self.best_id else None
+        if row is None:
+            return Text("best so far: none yet", style="dim")
+        text = Text("best so far: ")
+        text.append(f"trial {row['trial_id']} {self.info.objective} {row[self.info.objective]:.4f}", style="bold green")
+        text.append(f" at epoch {row.get('best_epoch')}  ({config_summary(row)})")
+        return text
+
+    def _trial_table(self) -> Table:
+        objective = self.info.objective
+        table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
+        for header, numeric in (("trial", False), ("status", False), ("backbone", False), ("cut", False),
+                                ("unfreeze", True), ("head", False), ("optimizer", False), ("lr", True),
+                                ("epoch", True), (objective, True), ("best", True)):
+            table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
+        running = [r for r in self.rows.values() if r.get("status") == "running"]
+        recent = [self.rows[t] for t in reversed(self.ended[-RECENT:]) if t in self.rows]
+        for row in running + recent:
+            status = row.get("status", "")
+            table.add_row(
+                row["trial_id"],
+                Text(status_label(row), style=STATUS_STYLE.get(status, "")),
+                format_value(row.get("backbone")),
+                format_value(row.get("cut")),
+                format_value(row.get("unfreeze")),
+                head_label(row),
+                format_value(row.get("optimizer")),
+                format_value(row.get("learning_rate")),
+                f"{row.get('epochs') or 0}/{self.info.max_epochs}",
+                format_value(self.current.get(row["trial_id"])),
+                format_value(row.get(objective)),
+            )
+        return table
+
+    def summary(self) -> str:
+        statuses = [self.rows[t].get("status") for t in self.ended if t in self.rows]
+        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("completed", "stopped", "error") if s in statuses)
+        return (f"{self.info.name}: {len(self.ended)} of {self.info.trials} trials ended"
+                + (f" ({counts})" if counts else "") + f" in {_clock(time.time() - self.started)}")
+
+
+def config_summary(config: dict) -> str:
+    """The configuration in one short line: `mobilenet_v2_0.35 cut=full unfreeze=0 avg [32] d0.20 adam lr=1.2e-3 bs=32`."""
+    return (f"{config.get('backbone')} cut={config.get('cut')} unfreeze={config.get('unfreeze')} {head_label(config)} "
+            f"{config.get('optimizer')} lr={format_value(config.get('learning_rate'))} bs={config.get('batch_size')}"
+            + (f" {config.get('image_size')}px" if config.get("image_size") else ""))
+
+
+def ended_line(row: dict, ended: int, info: SweepInfo) -> str:
+    """`[3/20] trial 1a2b3c4d stopped@1: val_accuracy 0.8100 at epoch 1 (...)`, and the error if it failed."""
+    value = row.get(info.objective)
+    shown = f"{info.objective} {value:.4f} at epoch {row.get('best_epoch')}" if value is not None else "no result"
+    line = f"[{ended}/{info.trials}] trial {row.get('trial_id')} {status_label(row)}: {shown}  ({config_summary(row)})"
+    return line + (f"  error: {row['error']}" if row.get("error") else "")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@contextmanager
+def ray_output_to(path: Path):
+    """Send Ray's log records and Python warnings to `path` instead of the terminal, for the block's length.
+
+    Trials' own output stays in Ray's session folder (named at the top of the file); a sweep's
+    errors are in each trial's folder and in the leaderboard.
+    """
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger, warnings_logger = logging.getLogger("ray"), logging.getLogger("py.warnings")
+    saved = (ray_logger.handlers[:], ray_logger.level, warnings_logger.handlers[:], warnings_logger.propagate)
+    ray_logger.handlers, warnings_logger.handlers = [handler], [handler]
+    ray_logger.setLevel(logging.INFO)
+    warnings_logger.propagate = False
+    logging.captureWarnings(True)
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None:
+        ray_logger.info("trials' stdout and stderr are in %s", node.get_logs_dir_path())
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        ray_logger.handlers, level, warnings_logger.handlers, warnings_logger.propagate = saved
+        ray_logger.setLevel(level)
+        handler.close()
