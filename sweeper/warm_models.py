@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from . import feature_cache
-from .model import TrialConfig, build_trial_model, compile_model, count_params, inference_latency_ms
+from .model import TrialConfig, build_trial_model, compile_model, count_params
 from .training import EpochLoop
 
 # A worker keeps at most this many models, and this many MB of their weights: enough for the
@@ -39,13 +39,6 @@ class WarmModel:
     _start: list  # the trained variables' values before any training
     _optimizer_start: list
     _gradients: set = field(default_factory=set)  # TF gradient registrations made by its training
-    _latency_ms: float | None = None
-
-    def latency_ms(self) -> float:
-        """Milliseconds for one image through the whole model on this worker's threads; measured once."""
-        if self._latency_ms is None:
-            self._latency_ms = inference_latency_ms(self.model)
-        return self._latency_ms
 
     @property
     def trained(self) -> keras.Model:

@@ -1,0 +1,42 @@
+"""CPU latency per image, measured once per architecture and shared by every trial that builds it.
+
+Trials that differ only in how they train (learning rate, optimizer, batch size, dropout,
+unfreeze) run the same network at inference, so they share one measurement: the leaderboard
+then ranks architectures by cost instead of by how busy the machine was when each trial ended.
+Measurements live in the cache folder, one small file each, keyed by machine and thread count
+as well, because latency is a property of the hardware too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+
+def architecture_key(*, backbone: str, cut: str, head_pooling: str, head_units, image_size: int, task: str,
+                     outputs: int, threads: int) -> str:
+    """What decides the inference graph and where it runs; nothing about how it was trained."""
+    fields = [backbone, cut, head_pooling, list(head_units), image_size, task, outputs, threads, socket.gethostname()]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+def measured_once(cache_dir: Path, key: str, measure: Callable[[], float]) -> float:
+    """The latency stored for `key`, or `measure()`'s, stored for the next trial; the lock makes
+    concurrent trials of one architecture wait for a single measurement instead of racing."""
+    folder = Path(cache_dir) / "latency"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.json"
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            return json.loads(path.read_text())["latency_ms"]
+        value = measure()
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"latency_ms": value}))
+        os.replace(tmp, path)
+        return value
