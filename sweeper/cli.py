@@ -17,6 +17,8 @@ examples:
   sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4
   sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379
   sweeper leaderboard results/cats-vs-dogs --top 5 --format md
+  sweeper leaderboard results/ --where backbone=resnet50 --where status=completed --sort latency_ms
+  sweeper report results/cats-vs-dogs            # charts and one report.html in results/cats-vs-dogs/report/
   sweeper backbones
 """
 
@@ -50,11 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start a new worker process for every trial instead of reusing warm ones (slower; for comparisons)")
     _add_common(run)
 
-    board = commands.add_parser("leaderboard", help="show a sweep's trials, best first")
-    board.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
+    board = commands.add_parser("leaderboard", help="show a sweep's trials, best first", epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    board.add_argument("sweep", type=Path,
+                       help="a sweep folder, results/<sweep>; or a folder of sweeps, merged with a `sweep` column")
     board.add_argument("--top", type=int, help="show only the K best trials")
     board.add_argument("--sort", metavar="COL", help="sort by this column, ascending; descending with a minus: --sort=-learning_rate")
+    board.add_argument("--where", metavar="COL=VALUE", action="append", default=[],
+                       help="keep rows where COL matches; also !=, <, <=, >, >=; repeat to combine: "
+                            "--where backbone=resnet50 --where 'val_accuracy>=0.9'")
     board.add_argument("--format", choices=("table", "csv", "json", "md"), default="table")
+
+    report = commands.add_parser("report", help="write charts and a self-contained report.html for a sweep",
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
 
     commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, weights")
 
@@ -94,7 +105,12 @@ def _dispatch(args, console: Console) -> int:
     elif args.command == "leaderboard":
         from .leaderboard import show
 
-        show(args.sweep, top=args.top, sort=args.sort, fmt=args.format, console=console)
+        show(args.sweep, top=args.top, sort=args.sort, where=args.where, fmt=args.format, console=console)
+    elif args.command == "report":
+        from .report import write_report
+
+        html = write_report(args.sweep)
+        console.print(f"report: {html}  (charts beside it in {html.parent})")
     elif args.command == "run":
         from .driver import RunOptions, run_sweep
         from .spec import load_spec

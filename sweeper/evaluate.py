@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DatasetIndex
+from .plotting import pyplot
 
 
 def predict_split(checkpoint_dir: str, index: DatasetIndex, split: str, cache_dir: str, cpus: int = 1) -> np.ndarray:
@@ -72,7 +73,7 @@ def _regression(truth, predicted, split: str, folder: Path) -> dict[str, float]:
 
 
 def _plot_confusion(matrix, classes, split: str, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     size = max(4.0, 0.5 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
@@ -89,7 +90,7 @@ def _plot_confusion(matrix, classes, split: str, path: Path) -> None:
 
 
 def _plot_predicted_vs_true(truth, predicted, metrics, split: str, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.scatter(truth, predicted, s=14, alpha=0.7)
     low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
@@ -101,12 +102,3 @@ def _plot_predicted_vs_true(truth, predicted, metrics, split: str, path: Path) -
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never a window
-    import matplotlib.pyplot as plt
-
-    return plt

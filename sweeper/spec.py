@@ -207,6 +207,24 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
     )
 
 
+def read_search_setup(path: str | Path) -> tuple[Space, Budget]:
+    """The space and budget of a spec as a sweep saved it (`results/<sweep>/spec.yaml`).
+
+    Unlike `load_spec`, the data folders are not checked: a finished sweep is read where it lies,
+    even after its images have moved.
+    """
+    path = Path(path)
+    ctx = _Context(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        raw = None
+    if not isinstance(raw, dict) or "space" not in raw:
+        ctx.fail("", "not a spec saved by `sweeper run` (no `space`)")
+    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value))
+    return space, _parse_budget(ctx, raw.get("budget") or {})
+
+
 def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
     if not isinstance(raw, dict):
         ctx.fail("data", "must be a mapping: `train: <folder>` (one sub-folder per class) or `csv: <file>`")

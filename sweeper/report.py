@@ -1,0 +1,514 @@
+"""`sweeper report`: charts and one self-contained HTML page that explain a finished (or running) sweep.
+
+The leaderboard says which trial won; the report says why and how far to trust it: how every trial
+learned and where ASHA stopped it, how many trials survived each rung, which hyperparameters mattered
+(fANOVA, as Optuna computes it) and what accuracy costs in CPU latency. Everything lands in
+`results/<sweep>/report/`: four PNG charts and `report.html`, which embeds them so it can be mailed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import textwrap
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import leaderboard
+from .errors import SweeperError
+from .plotting import pyplot
+from .search_space import CONFIG_KEYS, DefineByRun
+from .spec import Budget, Space, read_search_setup
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from optuna.distributions import BaseDistribution
+
+DPI = 110
+FINISHED = ("completed", "stopped")
+STATUS_ORDER = ("completed", "stopped", "running", "error")
+STATUS_WORDS = {"stopped": "stopped by ASHA"}
+
+History = list[tuple[int, float]]  # (epoch, objective) pairs, by epoch
+
+
+def write_report(sweep_dir: Path | str) -> Path:
+    """Write `<sweep_dir>/report/` (four PNG charts and report.html) and return the HTML file's path."""
+    sweep_dir = Path(sweep_dir)
+    rows = leaderboard.read(sweep_dir)
+    if not rows:
+        raise SweeperError(f"{sweep_dir}: no trials yet; nothing to report")
+    sweep = _read_sweep(sweep_dir)
+    objective, mode = sweep["objective"], sweep["mode"]
+    space, budget = read_search_setup(sweep_dir / "spec.yaml")
+    histories = _load_histories(sweep_dir, rows, objective)
+    label = _objective_label(objective, sweep.get("task", "classification"))
+
+    folder = sweep_dir / "report"
+    folder.mkdir(exist_ok=True)
+    # Each chart is saved (and its figure closed) before the next one is drawn.
+    pngs = {
+        "learning_curves.png": _save(
+            _plot_learning_curves(rows, histories, objective, label, budget), folder / "learning_curves.png"),
+        "asha_rungs.png": _save(_plot_asha_rungs(rows, histories, label, budget), folder / "asha_rungs.png"),
+        "param_importance.png": _save(
+            _plot_param_importance(*_importances(rows, space, objective, mode), objective),
+            folder / "param_importance.png"),
+        "objective_vs_latency.png": _save(
+            _plot_objective_vs_latency(rows, objective, label, mode), folder / "objective_vs_latency.png"),
+    }
+    page = folder / "report.html"
+    _replace(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs).encode())
+    return page
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+def _read_sweep(sweep_dir: Path) -> dict[str, Any]:
+    path = sweep_dir / "sweep.json"
+    if not path.is_file():
+        raise SweeperError(f"{sweep_dir}: no sweep.json here; is this a sweep folder (results/<sweep>)?")
+    return json.loads(path.read_text())
+
+
+def _load_histories(sweep_dir: Path, rows: list[dict], objective: str) -> dict[str, History]:
+    """Each trial's objective per epoch, from `trial_<id>/result.json`; trials that reported nothing are left out."""
+    histories: dict[str, History] = {}
+    for row in rows:
+        path = sweep_dir / f"trial_{row['trial_id']}" / "result.json"
+        if not path.is_file():
+            continue
+        by_epoch: dict[int, float] = {}
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                result = json.loads(line)
+            except json.JSONDecodeError:  # a running trial's last line may be half-written
+                continue
+            value = result.get(objective)
+            if isinstance(value, (int, float)) and isinstance(result.get("epoch"), int):
+                by_epoch[result["epoch"]] = float(value)  # a trial restored after a failure repeats epochs: last wins
+        if by_epoch:
+            histories[row["trial_id"]] = sorted(by_epoch.items())
+    return histories
+
+
+def _objective_label(objective: str, task: str) -> str:
+    unit = {
+        "val_accuracy": "fraction", "val_rmse": "target units", "val_mae": "target units",
+        "val_loss": "mean squared error" if task == "regression" else "cross-entropy",
+    }.get(objective)
+    return f"{objective} ({unit})" if unit else objective
+
+
+def _value(row: dict, key: str) -> float | None:
+    """A number from a row, or None when it is missing or NaN."""
+    value = row.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _best(rows: list[dict], objective: str) -> dict | None:
+    """The best trial as the sweep chose it: the first ranked row with a value that did not fail."""
+    return next((r for r in rows if _value(r, objective) is not None and r.get("status") != "error"), None)
+
+
+def _rungs(budget: Budget) -> list[int]:
+    """ASHA's rung epochs (grace * factor**k below max_epochs), then max_epochs where every trial ends."""
+    rungs, epoch = [], budget.grace_epochs
+    while epoch < budget.max_epochs:
+        rungs.append(epoch)
+        epoch *= budget.reduction_factor
+    return rungs + [budget.max_epochs]
+
+
+def _status_counts(rows: list[dict]) -> str:
+    counts = Counter(r.get("status", "") for r in rows)
+    order = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
+    return ", ".join(f"{counts[s]} {STATUS_WORDS.get(s, s)}" for s in order if counts[s])
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+
+def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objective: str, label: str,
+                          budget: Budget) -> Figure:
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    best = _best(rows, objective)
+    shown = [r for r in rows if r["trial_id"] in histories and r is not best]  # the best is drawn last, on top
+    completed = [r for r in shown if r.get("status") == "completed"]
+    colours = plt.get_cmap("tab10" if len(completed) <= 10 else "tab20")
+    name_each = len(completed) <= 10  # beyond that a legend of trial ids is noise
+    handles = []
+    for i, row in enumerate(completed):
+        epochs, values = zip(*histories[row["trial_id"]])
+        name = f"{row['trial_id']} ({leaderboard.format_value(_value(row, objective))})"
+        line, = ax.plot(epochs, values, color=colours(i % colours.N), linewidth=1.6, label=name)
+        if name_each:
+            handles.append(line)
+    if completed and not name_each:
+        handles.append(Line2D([], [], color=colours(0), linewidth=1.6, label=f"completed ({len(completed)})"))
+    others = {"stopped": dict(color="#8c8c8c", linestyle="--", linewidth=0.9, marker="x"),
+              "running": dict(color="tab:cyan", linestyle=":", linewidth=1.2, marker=">"),
+              "error": dict(color="tab:red", linestyle=":", linewidth=1.0, marker="X")}
+    for status, style in others.items():
+        ended = [r for r in shown if r.get("status") == status]
+        for row in ended:
+            epochs, values = zip(*histories[row["trial_id"]])
+            ax.plot(epochs, values, markevery=[len(epochs) - 1], markersize=6, alpha=0.85, **style)
+        if ended:
+            word = {"stopped": "stopped by ASHA", "running": "still running", "error": "failed"}[status]
+            handles.append(Line2D([], [], markersize=6, label=f"{word} ({len(ended)})", **style))
+    if best is not None and best["trial_id"] in histories:
+        epochs, values = zip(*histories[best["trial_id"]])
+        ax.plot(epochs, values, color="black", linewidth=3, zorder=5)
+        star = dict(marker="*", markersize=16, markerfacecolor="gold", markeredgecolor="black")
+        if isinstance(best.get("best_epoch"), int):
+            ax.plot(best["best_epoch"], _value(best, objective), zorder=6, **star)
+        value = leaderboard.format_value(_value(best, objective))
+        handles.insert(0, Line2D([], [], color="black", linewidth=3, label=f"best: {best['trial_id']} ({value})",
+                                 **{**star, "markersize": 11}))
+    stop_rungs = _rungs(budget)[:-1]
+    for epoch in stop_rungs:
+        ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+    if stop_rungs:
+        handles.append(Line2D([], [], color="grey", linestyle=":", linewidth=1,
+                              label=f"ASHA rung (epoch {', '.join(map(str, stop_rungs))})"))
+    ax.set_xlim(0.8, budget.max_epochs + 0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Learning curves: {len(rows)} trials ({_status_counts(rows)})")
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    return fig
+
+
+def _plot_asha_rungs(rows: list[dict], histories: dict[str, History], label: str, budget: Budget) -> Figure:
+    from matplotlib.lines import Line2D
+
+    plt = pyplot()
+    rungs = _rungs(budget)
+    reached = [sum((r.get("epochs") or 0) >= epoch for r in rows) for epoch in rungs]
+    names = [f"epoch {e}" + (" (max)" if e == budget.max_epochs else "") for e in rungs]
+    fig, (bars, strip) = plt.subplots(1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [1, 1.5]})
+
+    bars.bar(range(len(rungs)), reached, color="tab:blue", width=0.6)
+    for x, count in enumerate(reached):
+        bars.annotate(str(count), (x, count), xytext=(0, 3), textcoords="offset points", ha="center",
+                      fontweight="bold")
+    bars.set_xticks(range(len(rungs)), labels=names)
+    bars.set_ylim(0, max(reached + [1]) * 1.15)
+    bars.set_xlabel("ASHA rung (epochs trained)")
+    bars.set_ylabel("trials that reached it (count)")
+    bars.set_title(f"Trials reaching each rung: {' → '.join(map(str, reached))}")
+
+    # At each rung ASHA compares the objective of that epoch; each trial then went on or ended there.
+    styles = {"went on": dict(color="tab:green", marker="o"),
+              "stopped here by ASHA": dict(color="#8c8c8c", marker="x"),
+              "completed": dict(color="tab:blue", marker="o"),
+              "ended here (running or failed)": dict(color="tab:red", marker="s")}
+    jitter = np.random.default_rng(0)
+    seen = set()
+    for x, epoch in enumerate(rungs):
+        for row in rows:
+            value = dict(histories.get(row["trial_id"], [])).get(epoch)
+            if value is None:
+                continue
+            status = row.get("status")
+            kind = ("went on" if (row.get("epochs") or 0) > epoch else "stopped here by ASHA" if status == "stopped"
+                    else "completed" if status == "completed" else "ended here (running or failed)")
+            seen.add(kind)
+            strip.scatter(x + jitter.uniform(-0.15, 0.15), value, s=36, alpha=0.85, **styles[kind])
+    strip.set_xticks(range(len(rungs)), labels=names)
+    strip.set_xlim(-0.5, len(rungs) - 0.5)
+    strip.set_xlabel("ASHA rung (epochs trained)")
+    strip.set_ylabel(label)
+    strip.grid(axis="y", alpha=0.3)
+    strip.set_title("Objective at each rung, and what each trial did next")
+    if seen:
+        strip.legend(handles=[Line2D([], [], linestyle="", markersize=6, label=k, **s)
+                              for k, s in styles.items() if k in seen],
+                     loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    fig.suptitle(f"ASHA: grace {budget.grace_epochs} epoch(s), reduction factor {budget.reduction_factor}, "
+                 f"max {budget.max_epochs} epochs", fontsize=10)
+    return fig
+
+
+class _Recorder:
+    """Stands in for an optuna.Trial: answers DefineByRun with a finished trial's values, noting each distribution.
+
+    The search named its parameters `key` or `key@backbone` (a per-backbone `cut`); the row holds `key`.
+    """
+
+    def __init__(self, row: dict):
+        self.row = row
+        self.params: dict[str, Any] = {}
+        self.distributions: dict[str, BaseDistribution] = {}
+
+    def suggest_categorical(self, name: str, choices: list) -> Any:
+        from optuna.distributions import CategoricalDistribution
+
+        return self._record(name, CategoricalDistribution(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> Any:
+        from optuna.distributions import IntDistribution
+
+        return self._record(name, IntDistribution(low, high, log=log, step=step))
+
+    def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> Any:
+        from optuna.distributions import FloatDistribution
+
+        return self._record(name, FloatDistribution(low, high, log=log, step=step))
+
+    def _record(self, name: str, distribution: BaseDistribution) -> Any:
+        value = self.row.get(name.split("@")[0])
+        self.params[name], self.distributions[name] = value, distribution
+        return value
+
+
+def _importances(rows: list[dict], space: Space, objective: str, mode: str) -> tuple[dict[str, float], int, str]:
+    """fANOVA importance of each varying parameter over the finished trials, most important first.
+
+    Returns (importances, trials used, why there are none: "" when there are).
+    """
+    import optuna
+
+    finished = [r for r in rows if r.get("status") in FINISHED and _value(r, objective) is not None]
+    if len(finished) < 2:
+        return {}, len(finished), f"needs at least 2 finished trials; this sweep has {len(finished)}"
+    define = DefineByRun(space)
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line on the console
+    try:
+        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+        for row in finished:
+            recorder = _Recorder(row)
+            define(recorder)
+            try:
+                study.add_trial(optuna.trial.create_trial(
+                    params=recorder.params, distributions=recorder.distributions, value=_value(row, objective)))
+            except ValueError:  # a value outside the spec's space (the spec was edited after the sweep)
+                continue
+        trials = study.get_trials(deepcopy=False)
+        if len(trials) < 2:
+            return {}, len(trials), f"needs at least 2 finished trials in the search space; found {len(trials)}"
+        shared = set.intersection(*(set(t.params) for t in trials))
+        varying = sorted(name for name in shared if len({repr(t.params[name]) for t in trials}) > 1)
+        if not varying:
+            return {}, len(trials), f"no hyperparameter varies across the {len(trials)} finished trials"
+        if len({t.value for t in trials}) == 1:
+            return {}, len(trials), f"all {len(trials)} finished trials scored the same {objective}"
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varying)
+    finally:
+        optuna.logging.set_verbosity(previous)
+    return {name: float(value) for name, value in importances.items()}, len(trials), ""
+
+
+def _plot_param_importance(importances: dict[str, float], trials: int, why: str, objective: str) -> Figure:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, max(3.4, 0.45 * len(importances) + 1.8)))
+    ax.set_xlabel("importance (fANOVA, normalised to sum 1)")
+    if why:
+        ax.set_title("Parameter importance: not available")
+        _say(ax, f"Parameter importance is undefined here: {why}.")
+    else:
+        ordered = sorted(importances.items(), key=lambda item: item[1])  # barh draws bottom-up: largest on top
+        names, values = [n for n, _ in ordered], [v for _, v in ordered]
+        ax.barh(names, values, color="tab:blue")
+        for y, value in enumerate(values):
+            ax.annotate(f"{value:.2f}", (value, y), xytext=(3, 0), textcoords="offset points", va="center")
+        ax.set_xlim(0, max(values) * 1.15)
+        ax.set_ylabel("hyperparameter (Optuna name)")
+        ax.set_title(f"What explains {objective}: parameter importance over {trials} finished trials")
+    return fig
+
+
+def _pareto_front(points: list[tuple[str, float, float]], mode: str) -> list[str]:
+    """The ids of the (id, latency, objective) points no other point beats, fastest first.
+
+    A point is beaten when another is at least as fast and at least as good, and strictly one of the two.
+    """
+    sign = 1 if mode == "max" else -1
+
+    def beats(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
+        return a[1] <= b[1] and sign * a[2] >= sign * b[2] and (a[1] < b[1] or a[2] != b[2])
+
+    front = [p for p in points if not any(beats(q, p) for q in points)]
+    return [p[0] for p in sorted(front, key=lambda p: (p[1], sign * p[2]))]
+
+
+def _plot_objective_vs_latency(rows: list[dict], objective: str, label: str, mode: str) -> Figure:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.set_xlabel("CPU latency per image (ms, batch 1)")
+    ax.set_ylabel(label)
+    points = [(r["trial_id"], _value(r, "latency_ms"), _value(r, objective)) for r in rows
+              if _value(r, "latency_ms") is not None and _value(r, objective) is not None]
+    if not points:
+        ax.set_title(f"{objective} against latency: no latency measured")
+        _say(ax, f"None of the {len(rows)} trials has a latency_ms. Latency is measured when a trial completes "
+                 "its last epoch; stopped, failed and running trials have none.")
+        return fig
+    front = _pareto_front(points, mode)
+    on_front = [next(p for p in points if p[0] == trial_id) for trial_id in front]
+    others = [p for p in points if p[0] not in front]
+    if others:
+        ax.scatter([p[1] for p in others], [p[2] for p in others], s=36, color="#8c8c8c", alpha=0.8,
+                   label=f"other trials ({len(others)})")
+    ax.step([p[1] for p in on_front], [p[2] for p in on_front], where="post", color="tab:red", linewidth=1.2)
+    ax.scatter([p[1] for p in on_front], [p[2] for p in on_front], s=64, color="tab:red", edgecolor="black",
+               zorder=3, label=f"Pareto front ({len(front)}): best {objective} for its latency")
+    for trial_id, latency, value in on_front:
+        ax.annotate(trial_id, (latency, value), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    latencies = [p[1] for p in points]
+    if min(latencies) > 0 and max(latencies) / min(latencies) > 20:  # backbones span orders of magnitude
+        ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.12)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(f"{objective} against CPU latency: {len(points)} trials, {len(front)} on the Pareto front")
+    return fig
+
+
+def _say(ax: Axes, text: str) -> None:
+    """A chart that has no data says why, in the middle of its empty axes."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, textwrap.fill(text, 60), transform=ax.transAxes, ha="center", va="center", fontsize=11)
+
+
+def _save(fig: Figure, path: Path) -> bytes:
+    """Save a figure as PNG (atomically), close it and return the bytes for the HTML page."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    pyplot().close(fig)
+    data = buffer.getvalue()
+    _replace(path, data)
+    return data
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1180px;
+       padding: 0 1em; color: #222; }
+h1 { margin-bottom: .2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+.summary p { margin: .3em 0; }
+figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; max-width: 60em; }
+.table { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 12px; white-space: nowrap; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #eee; text-align: left; }
+th { background: #f5f5f5; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.error { white-space: normal; min-width: 20em; color: #a00; }
+tr.stopped td { color: #777; } tr.error td { background: #fff4f4; } tr.running td { background: #f2fbff; }
+"""
+
+
+def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget, pngs: dict[str, bytes]) -> str:
+    e = html.escape
+    best = _best(rows, objective)
+    if best is None:
+        best_line = "No trial has a value yet."
+    else:
+        config = (f"{best.get('backbone')}, cut {best.get('cut')}, unfreeze {best.get('unfreeze')}, "
+                  f"head {leaderboard.head_label(best)}, {best.get('optimizer')} "
+                  f"lr {leaderboard.format_value(best.get('learning_rate'))}, batch {best.get('batch_size')}, "
+                  f"augment {leaderboard.format_value(best.get('augment'))}, {best.get('image_size')} px")
+        tests = ", ".join(f"{k} {leaderboard.format_value(v)}" for k, v in best.items()
+                          if k.startswith("test_") and v is not None)
+        best_line = (f"Best trial: <b>{e(str(best['trial_id']))}</b>, {e(objective)} "
+                     f"<b>{e(leaderboard.format_value(_value(best, objective)))}</b> "
+                     f"(epoch {e(leaderboard.format_value(best.get('best_epoch')))}) with {e(config)}"
+                     + (f"; on the test split: {e(tests)}" if tests else "") + ".")
+    better = "higher is better" if mode == "max" else "lower is better"
+    captions = {
+        "learning_curves.png": (
+            "Learning curves of every trial",
+            f"Each line is one trial's {objective} after each epoch. Coloured solid lines ran all "
+            f"{budget.max_epochs} epochs; grey dashed lines ending in × were stopped by ASHA at a rung (dotted "
+            "lines); the thick black line is the best trial, its star the epoch it was best at."),
+        "asha_rungs.png": (
+            "Trials surviving the ASHA rungs",
+            f"Left: how many trials trained at least as many epochs as each rung; ASHA lets about 1 in "
+            f"{budget.reduction_factor} go on at each rung. Right: each trial's {objective} at the rung's epoch "
+            "(what ASHA compared), coloured by whether the trial went on past it."),
+        "param_importance.png": (
+            "Parameter importance",
+            f"How much of the spread in {objective} across the finished trials each hyperparameter explains "
+            "(fANOVA on a random forest, as Optuna computes it; the bars sum to 1). With few trials, read it "
+            "as a hint of where to search next, not a measurement."),
+        "objective_vs_latency.png": (
+            "Objective against CPU latency",
+            f"Each point is a trial with a measured CPU latency. The red points joined by the step line are the "
+            f"Pareto front: no other trial is both as fast and as good ({better}); pick the fastest one that is "
+            "good enough."),
+    }
+    figures = "\n".join(
+        f'<figure><img src="data:image/png;base64,{base64.b64encode(data).decode()}" data-file="{e(file)}" '
+        f'alt="{e(captions[file][0])}"><figcaption>{e(captions[file][1])}</figcaption></figure>'
+        for file, data in pngs.items()
+    )
+    columns = ["rank", "trial_id", "status", objective, *CONFIG_KEYS, *leaderboard.COST_KEYS, "wall_s", "error"]
+    header = "".join(f"<th>{e(c)}</th>" for c in columns)
+    body = "\n".join(
+        f'<tr class="{e(str(row.get("status", "")))}">' + "".join(_cell(row, c) for c in columns) + "</tr>"
+        for row in rows
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Sweep {e(name)}: report</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<header class="summary">
+<h1>Sweep {e(name)}</h1>
+<p>Objective: <b>{e(objective)}</b> ({e(mode)}, {better}). {len(rows)} trials: {e(_status_counts(rows))}.</p>
+<p>{best_line}</p>
+</header>
+<h2>Charts</h2>
+{figures}
+<h2>Leaderboard</h2>
+<div class="table"><table>
+<thead><tr>{header}</tr></thead>
+<tbody>
+{body}
+</tbody>
+</table></div>
+</body>
+</html>
+"""
+
+
+def _cell(row: dict, column: str) -> str:
+    value = row.get(column)
+    text = leaderboard.status_label(row) if column == "status" else leaderboard.format_value(value)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    kind = ' class="num"' if numeric else ' class="error"' if column == "error" else ""
+    return f"<td{kind}>{html.escape(text)}</td>"

@@ -1,0 +1,173 @@
+"""`sweeper report`: charts and a self-contained report.html, from a synthetic sweep folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sweeper import leaderboard
+from sweeper.errors import SweeperError
+from sweeper.report import _importances, _pareto_front, write_report
+from sweeper.spec import read_search_setup
+
+CHARTS = ("learning_curves.png", "asha_rungs.png", "param_importance.png", "objective_vs_latency.png")
+SPEC = """\
+name: synthetic
+image_size: 96
+budget: {trials: 12, max_epochs: 9, grace_epochs: 1, reduction_factor: 3}
+space:
+  backbone: [mobilenet_v2_0.35, mobilenet_0.25]
+  head: {units: [[], [32]]}
+  optimizer: [adam, rmsprop]
+  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
+"""
+OOM = "ResourceExhaustedError: <OOM> allocating tensor & 'batch' 64"
+
+
+def _write_sweep(folder, trials):
+    """A sweep folder as `sweeper run` leaves it. `trials`: (id, status, epochs, final value, config, latency)."""
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(SPEC)
+    (folder / "sweep.json").write_text(json.dumps(
+        {"name": folder.name, "objective": "val_accuracy", "mode": "max", "task": "classification"}))
+    rows = []
+    for trial_id, status, epochs, final, config, latency in trials:
+        config = {"cut": "full", "unfreeze": 0, "head_pooling": "avg", "head_dropout": 0.2, "batch_size": 32,
+                  "augment": False, "image_size": 96, **config}
+        lines, best, best_epoch = [], None, 0
+        for epoch in range(1, epochs + 1):  # a curve rising towards `final`
+            value = round(final - 0.25 * 0.6 ** epoch, 4)
+            if best is None or value > best:
+                best, best_epoch = value, epoch
+            lines.append({"epoch": epoch, "val_accuracy": value, "best_val_accuracy": best, "best_epoch": best_epoch,
+                          "training_iteration": epoch, "time_total_s": 2.0 * epoch, "params": 400_000,
+                          "trainable_params": 1281, "size_mb": 1.6, "config": config})
+        if latency is not None:
+            lines[-1]["latency_ms"] = latency
+        if lines:
+            text = "".join(json.dumps(line) + "\n" for line in lines)
+            if status == "running":  # a sweep read while a trial writes its next line
+                text += '{"epoch": %d, "val_accu' % (epochs + 1)
+            (folder / f"trial_{trial_id}").mkdir()
+            (folder / f"trial_{trial_id}" / "result.json").write_text(text)
+        rows.append(leaderboard.make_row(trial_id=trial_id, status=status, config=config,
+                                         result=lines[-1] if lines else {}, objective="val_accuracy",
+                                         error=OOM if status == "error" else ""))
+    leaderboard.write(folder, leaderboard.ranked(rows, "val_accuracy", "max"), "val_accuracy")
+    return folder
+
+
+def _synthetic_trials():
+    """12 finished trials whose accuracy depends on the learning rate (best near 1e-3), a failed and a running one."""
+    rng = np.random.default_rng(7)
+    trials = []
+    for i in range(12):
+        lr = float(10 ** rng.uniform(-4, -2))
+        config = {"backbone": ("mobilenet_v2_0.35", "mobilenet_0.25")[i % 2], "learning_rate": lr,
+                  "optimizer": ("adam", "rmsprop")[i // 2 % 2], "head_units": ("[]", "[32]")[i // 4 % 2]}
+        trials.append((f"t{i:02d}", config, round(0.95 - 0.2 * abs(math.log10(lr) + 3) + rng.normal(0, 0.005), 4)))
+    trials.sort(key=lambda t: -t[2])
+    out = []
+    for rank, (trial_id, config, final) in enumerate(trials):  # as ASHA would: the best go furthest
+        status, epochs = ("completed", 9) if rank < 4 else ("stopped", 3) if rank < 7 else ("stopped", 1)
+        latency = (9.0, 6.0, 7.0, 3.0)[rank] if status == "completed" else None  # a front of ranks 3, 1 and 0
+        out.append((trial_id, status, epochs, final, config, latency))
+    base = {"backbone": "mobilenet_0.25", "optimizer": "adam", "head_units": "[]", "learning_rate": 1e-3}
+    out.append(("err", "error", 0, None, base, None))
+    out.append(("run", "running", 2, 0.9, base, None))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    folder = _write_sweep(tmp_path_factory.mktemp("results") / "synthetic", _synthetic_trials())
+    return folder, write_report(folder)
+
+
+def _embedded(page: str) -> dict[str, list[bytes]]:
+    found: dict[str, list[bytes]] = {}
+    for payload, name in re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" data-file="([^"]+)"', page):
+        found.setdefault(name, []).append(base64.b64decode(payload))
+    return found
+
+
+def test_report_writes_four_charts_embedded_in_one_self_contained_page(sweep):
+    folder, page_path = sweep
+    assert page_path == folder / "report" / "report.html"
+    page = page_path.read_text()
+    embedded = _embedded(page)
+    assert sorted(embedded) == sorted(CHARTS)
+    for name in CHARTS:
+        path = folder / "report" / name
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 300
+        assert embedded[name] == [path.read_bytes()]  # once, and the very bytes of the file beside it
+    assert page.count("<figcaption>") == 4
+    assert 'src="http' not in page and "href=" not in page and "<script" not in page and "<link" not in page
+    assert not list((folder / "report").glob(".*.tmp"))
+
+
+def test_report_page_has_the_summary_and_the_whole_leaderboard(sweep):
+    folder, page_path = sweep
+    page = page_path.read_text()
+    rows = leaderboard.read(folder)
+    assert page.count("<tr") == len(rows) + 1
+    best = rows[0]
+    assert f"Best trial: <b>{best['trial_id']}</b>" in page
+    assert f"{len(rows)} trials: 4 completed, 8 stopped by ASHA, 1 running, 1 error" in page
+    assert page.count(">stopped@3<") == 3 and page.count(">stopped@1<") == 5
+    assert html.escape(OOM) in page and "<OOM>" not in page
+
+
+def test_pareto_front_keeps_the_points_no_other_point_beats():
+    points = [("a", 10.0, 0.90), ("b", 5.0, 0.80), ("c", 20.0, 0.95), ("d", 15.0, 0.85), ("e", 5.0, 0.70),
+              ("f", 2.0, 0.75), ("g", 20.0, 0.95)]
+    assert _pareto_front(points, "max") == ["f", "b", "a", "c", "g"]  # d is slower and worse than a; ties both stay
+    assert _pareto_front(points, "min") == ["f", "e"]  # lower is better: e beats every slower point
+    assert _pareto_front([], "max") == []
+
+
+def test_learning_rate_is_the_most_important_parameter(sweep):
+    folder, _ = sweep
+    space, _ = read_search_setup(folder / "spec.yaml")
+    importances, trials, why = _importances(leaderboard.read(folder), space, "val_accuracy", "max")
+    assert why == "" and trials == 12
+    assert set(importances) == {"backbone", "optimizer", "head_units", "learning_rate"}
+    assert max(importances, key=importances.get) == "learning_rate"
+    assert sum(importances.values()) == pytest.approx(1.0)
+
+
+def test_a_sweep_with_one_finished_trial_and_no_latency_still_gets_a_report(tmp_path):
+    config = {"backbone": "mobilenet_0.25", "optimizer": "adam", "head_units": "[]", "learning_rate": 1e-3}
+    folder = _write_sweep(tmp_path / "tiny", [("only", "completed", 9, 0.8, config, None),
+                                                ("err", "error", 0, None, config, None)])
+    page = write_report(folder).read_text()
+    assert sorted(_embedded(page)) == sorted(CHARTS)
+    for name in CHARTS:
+        with Image.open(folder / "report" / name) as image:
+            assert image.size[0] > 400 and image.size[1] > 300
+    space, _ = read_search_setup(folder / "spec.yaml")
+    rows = leaderboard.read(folder)
+    assert _importances(rows, space, "val_accuracy", "max") == (
+        {}, 1, "needs at least 2 finished trials; this sweep has 1")
+    twin = {**rows[0], "trial_id": "twin"}  # a second trial, same configuration and score: nothing to explain
+    assert _importances([rows[0], twin], space, "val_accuracy", "max")[2] == (
+        "no hyperparameter varies across the 2 finished trials")
+    other = {**twin, "optimizer": "rmsprop"}
+    assert _importances([rows[0], other], space, "val_accuracy", "max")[2] == (
+        "all 2 finished trials scored the same val_accuracy")
+
+
+def test_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
+    with pytest.raises(SweeperError, match="no leaderboard.json"):
+        write_report(tmp_path)
+    leaderboard.write(tmp_path, [], "val_accuracy")
+    with pytest.raises(SweeperError, match="no trials yet; nothing to report"):
+        write_report(tmp_path)
