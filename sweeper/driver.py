@@ -34,6 +34,7 @@ from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
 from .weights import find_local
 
+
 @dataclass(frozen=True)
 class RunOptions:
     out: Path = Path("results")
