@@ -106,9 +106,10 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
 
     rows = leaderboard.read(sweep_dir)
     # Tune returns normally after Ctrl+C too, with the trials it cut off still `running`.
-    results.mark(sweep_dir, "interrupted" if any(r["status"] == "running" for r in rows) else "finished")
+    cut_off = any(r["status"] == "running" for r in rows)
     if np.any(index.splits == "test"):
         rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
+    results.mark(sweep_dir, "interrupted" if cut_off else "finished")  # after the evaluation: its results are part of it
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
     minutes = (time.time() - started) / 60
     console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}")
