@@ -19,6 +19,9 @@ examples:
   sweeper leaderboard results/cats-vs-dogs --top 5 --format md
   sweeper leaderboard results/ --where backbone=resnet50 --where status=completed --sort latency_ms
   sweeper report results/cats-vs-dogs            # charts and one report.html in results/cats-vs-dogs/report/
+  sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --int8
+  sweeper export results/cats-vs-dogs --top 3 --out bundles/cats-vs-dogs-top3
+  sweeper predict bundles/cats-vs-dogs photos/ cat.jpg --format csv
   sweeper backbones
 """
 
@@ -67,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     report.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
 
+    export = commands.add_parser("export", help="write the best trial (or the K best, averaged) as a deployable bundle",
+                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
+    export.add_argument("--out", type=Path, required=True, help="the bundle's folder (it must not exist, unless --force)")
+    export.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
+    export.add_argument("--top", type=int, default=1, metavar="K", help="average the K best trials into one model")
+    export.add_argument("--int8", action="store_true", help="also write model_int8.tflite, calibrated on training images")
+    export.add_argument("--force", action="store_true", help="replace the bundle at --out")
+    export.add_argument("--cache-dir", type=Path, help="the sweep's cache folder (default: <results>/.cache)")
+
+    predict = commands.add_parser("predict", help="label images (or predict values) with an exported bundle",
+                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    predict.add_argument("bundle", type=Path, help="a folder written by `sweeper export`")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
+    predict.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
     commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, weights")
 
     demo = commands.add_parser("demo", help="run the embedded quickstart sweep on real digits, offline")
@@ -111,6 +130,19 @@ def _dispatch(args, console: Console) -> int:
 
         html = write_report(args.sweep)
         console.print(f"report: {html}  (charts beside it in {html.parent})")
+    elif args.command == "export":
+        from .export import ExportOptions, export_bundle
+
+        if args.top < 1:
+            raise SweeperError(f"--top {args.top}: must be at least 1")
+        if args.trial and args.top > 1:
+            raise SweeperError("--trial and --top: choose one trial, or the K best")
+        export_bundle(args.sweep, args.out, ExportOptions(trial=args.trial, top=args.top, int8=args.int8,
+                                                          force=args.force, cache_dir=args.cache_dir), console)
+    elif args.command == "predict":
+        from .predict import run_predict
+
+        run_predict(args.bundle, args.images, fmt=args.format, console=console)
     elif args.command == "run":
         from .driver import RunOptions, run_sweep
         from .spec import load_spec

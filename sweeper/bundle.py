@@ -1,0 +1,142 @@
+"""A deployable bundle, as `sweeper export` writes it, and predictions with it.
+
+    bundle.json         what the bundle holds: task, classes, input size, the trials it came from
+    model.keras         the whole model (one trial's, or the average of several), RGB 0-255 in
+    saved_model/        TensorFlow SavedModel; `serve` takes uint8 RGB images of any size
+    model.tflite        float TFLite (model_int8.tflite too, with --int8); uint8 at the input size
+    labels.json, preprocessing.json, model_card.md
+
+Images are read exactly as the sweep read them (`images.decode`: EXIF orientation, squashed to
+a square, bilinear), so a bundle sees what its trials saw.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import SweeperError
+
+MANIFEST = "bundle.json"
+FORMAT = 1
+REQUIRED = ("format", "task", "classes", "image_size", "members", "files")
+
+
+def read_manifest(folder: Path) -> dict:
+    """The bundle's manifest, checked against the files beside it; a clear error when it does not hold."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise SweeperError(f"{folder}: not a sweeper bundle (no {MANIFEST}); make one with `sweeper export`")
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        raise SweeperError(f"{path}: not valid JSON ({exc})") from None
+    missing = [key for key in REQUIRED if key not in manifest]
+    if missing:
+        raise SweeperError(f"{path}: missing {', '.join(missing)}")
+    if manifest["format"] != FORMAT:
+        raise SweeperError(f"{path}: bundle format {manifest['format']}; this sweeper reads format {FORMAT}")
+    if manifest["task"] == "classification" and len(manifest["classes"]) < 2:
+        raise SweeperError(f"{path}: a classification bundle needs at least 2 classes, has {manifest['classes']}")
+    absent = [name for name in manifest["files"] if not (folder / name).exists()]
+    if absent:
+        raise SweeperError(f"{folder}: the bundle is incomplete: {', '.join(absent)} missing")
+    return manifest
+
+
+@dataclass
+class Bundle:
+    folder: Path
+    manifest: dict
+    model: object  # keras.Model
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest["classes"]
+
+    @property
+    def image_size(self) -> int:
+        return self.manifest["image_size"]
+
+    def outputs(self, pixels: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, classes), or values (N,), for uint8 RGB images at the bundle's size."""
+        raw = np.asarray(self.model.predict(pixels, batch_size=32, verbose=0), dtype=np.float64)
+        return to_probabilities(raw, self.task)
+
+    def predict(self, items: Iterable[str | Path | np.ndarray]) -> list[dict]:
+        """One dict per item: `path`, `label` and `confidence` (or `value`, for regression).
+
+        Items are image files or RGB arrays of any size. A file that cannot be read gets `error`
+        instead, as the sweep would have skipped it.
+        """
+        items = list(items)
+        pixels, results, rows = [], [], []
+        for i, item in enumerate(items):
+            name = f"array[{i}]" if isinstance(item, np.ndarray) else str(item)
+            try:
+                pixels.append(read_image(item, self.image_size))
+                rows.append(len(results))
+            except Exception as exc:  # PIL raises many types for broken files
+                results.append({"path": name, "error": f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]})
+                continue
+            results.append({"path": name})
+        if pixels:
+            outputs = self.outputs(np.stack(pixels))
+            for at, output in zip(rows, outputs):
+                results[at].update(describe(output, self.task, self.classes))
+        return results
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """A bundle written by `sweeper export`, ready to predict: `load_bundle(dir).predict(["cat.jpg"])`."""
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    import keras
+
+    from . import model as _registers_custom_layers  # noqa: F401  (Preprocess)
+
+    model = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
+    n_out = model.outputs[0].shape[-1]
+    expected = 1 if manifest["task"] == "regression" or len(manifest["classes"]) == 2 else len(manifest["classes"])
+    if n_out != expected:
+        raise SweeperError(f"{folder}: model.keras has {n_out} outputs but {MANIFEST} describes {expected}")
+    return Bundle(folder, manifest, model)
+
+
+def read_image(item: str | Path | np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    from .images import decode
+
+    if not isinstance(item, np.ndarray):
+        return decode(str(item), size)
+    array = np.asarray(item)
+    if array.dtype != np.uint8:
+        raise ValueError(f"arrays must be uint8 RGB (0-255), got {array.dtype}")
+    if array.shape[:2] == (size, size) and array.ndim == 3 and array.shape[2] == 3:
+        return array
+    return np.asarray(Image.fromarray(array).convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+
+
+def to_probabilities(raw: np.ndarray, task: str) -> np.ndarray:
+    """Model outputs as (N, classes) probabilities; a sigmoid's one column becomes two. Values stay (N,)."""
+    if task == "regression":
+        return raw.reshape(-1)
+    return np.concatenate([1 - raw, raw], axis=1) if raw.shape[1] == 1 else raw
+
+
+def describe(output, task: str, classes: list[str]) -> dict:
+    if task == "regression":
+        return {"value": float(output)}
+    # Ties go to the first class, as Keras' accuracy (p > 0.5) counts a sigmoid's 0.5.
+    best = int(np.argmax(output))
+    return {"label": classes[best], "confidence": float(output[best])}

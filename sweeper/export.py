@@ -1,0 +1,358 @@
+"""`sweeper export`: the model that earned a leaderboard score, as a bundle people deploy.
+
+The bundle is rebuilt from the trial's best-epoch checkpoint as the whole model (backbone and
+trained parts, also when the trial trained on cached features), written in every format, and
+then checked before it is moved into place: its Keras model must reproduce the trial's
+validation metric, and every other format must agree with the Keras model. A bundle that
+fails the check is not written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, checkpoint, images, leaderboard, results
+from .bundle import FORMAT, MANIFEST, to_probabilities
+from .data import DatasetIndex, build_index
+from .errors import SweeperError
+from .spec import parse_spec
+
+FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
+METRIC_AGREES = 1e-6  # relative: the Keras model against the trial's reported metric
+CALIBRATION_IMAGES = 100  # training images that calibrate the int8 model
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    trial: str | None = None  # None: the best trial
+    top: int = 1  # more than 1: an ensemble averaging the K best trials
+    int8: bool = False  # also write model_int8.tflite, calibrated on training images
+    force: bool = False  # replace an existing bundle
+    cache_dir: Path | None = None  # default: the sweep's, <out>/.cache
+
+
+class ParityError(SweeperError):
+    """The exported model does not reproduce what the sweep measured."""
+
+
+def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOptions(),
+                  console: Console | None = None) -> Path:
+    console = console or Console()
+    sweep_dir, out = Path(sweep_dir).resolve(), Path(out).resolve()
+    if out.exists() and not options.force:
+        raise SweeperError(f"{out} already exists; choose another --out or pass --force to replace it")
+    meta = results.read_meta(sweep_dir)
+    rows = leaderboard.read(sweep_dir)
+    objective = meta.get("objective") or leaderboard.objective_of(rows)
+    members = _choose(rows, objective, options, sweep_dir)
+    index = _sweep_data(sweep_dir, meta)
+    cache_dir = Path(options.cache_dir or sweep_dir.parent / ".cache")
+
+    from .trial import init_tensorflow
+
+    init_tensorflow(os.cpu_count() or 1)
+    loaded = [checkpoint.load_model(checkpoint.find(sweep_dir, row["trial_id"]), task=index.task,
+                                    n_classes=len(index.classes)) for row in members]
+    model = loaded[0][0] if len(loaded) == 1 else _ensemble([m for m, _ in loaded])
+    size = max(config.image_size for _, config in loaded)
+    names = ", ".join(row["trial_id"] for row in members)
+    console.print(f"exporting {'trial' if len(members) == 1 else f'an ensemble of the {len(members)} best trials:'} "
+                  f"{names} from {sweep_dir.name}")
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        index, pixels = images.load_images(index, size, cache_dir)
+        _write_models(model, tmp, size, index, pixels, options.int8)
+        checks = _check(model, tmp, index, pixels, members, objective, loaded[0][1], console)
+        manifest = _manifest(sweep_dir, meta, index, members, loaded, size, objective, checks, tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        (tmp / "model_card.md").write_text(_model_card(sweep_dir, manifest))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    console.print(f"bundle: {out}")
+    return out
+
+
+def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir: Path) -> list[dict]:
+    """The trials to export, best first: those that reported a value and kept a checkpoint."""
+    usable = [r for r in rows if r.get(objective) is not None and r.get("status") != "error"
+              and any((sweep_dir / f"trial_{r['trial_id']}").glob(f"checkpoint_*/{checkpoint.META_FILE}"))]
+    if options.trial:
+        chosen = [r for r in usable if r["trial_id"] == options.trial]
+        if not chosen:
+            known = ", ".join(r["trial_id"] for r in usable[:10])
+            raise SweeperError(f"--trial {options.trial}: no such trial with a checkpoint in {sweep_dir}; "
+                               f"the best are: {known}")
+        return chosen
+    if not usable:
+        raise SweeperError(f"{sweep_dir}: no trial has a checkpoint yet; nothing to export")
+    if options.top > len(usable):
+        raise SweeperError(f"--top {options.top}: {sweep_dir} has {len(usable)} trials with a checkpoint")
+    return usable[:options.top]
+
+
+def _sweep_data(sweep_dir: Path, meta: dict) -> DatasetIndex:
+    """The sweep's data set, indexed again and checked against the fingerprint the sweep recorded."""
+    saved = sweep_dir / "spec.yaml"
+    if not saved.is_file() or "spec_path" not in meta:
+        raise SweeperError(f"{sweep_dir}: no spec.yaml or sweep.json here; is this a sweep folder (results/<sweep>)?")
+    # Relative paths in the saved spec are relative to the spec file the sweep was run from.
+    spec = parse_spec(yaml.safe_load(saved.read_text()), Path(meta["spec_path"]))
+    index = build_index(spec.data, spec.task)
+    if meta.get("data_fingerprint") and index.fingerprint != meta["data_fingerprint"]:
+        raise SweeperError(f"{sweep_dir}: the data changed since the sweep (fingerprint {index.fingerprint}, "
+                           f"the sweep saw {meta['data_fingerprint']}); the export could not be checked against it")
+    return index
+
+
+def _ensemble(models: list):
+    """One model averaging the members' outputs; each member resizes the input to its own size."""
+    import keras
+
+    size = max(m.inputs[0].shape[1] for m in models)
+    inputs = keras.Input((size, size, 3), name="image")
+    outputs = []
+    for i, member in enumerate(models):
+        x = inputs
+        own = member.inputs[0].shape[1]
+        if own != size:
+            x = keras.layers.Resizing(own, own, interpolation="bilinear", name=f"resize_{i}")(x)
+        outputs.append(keras.Model(member.inputs[0], member.outputs[0], name=f"member_{i}")(x))
+    return keras.Model(inputs, keras.layers.Average(name="average")(outputs), name="sweeper_ensemble")
+
+
+# --- formats -----------------------------------------------------------------------------------
+
+
+def _write_models(model, folder: Path, size: int, index: DatasetIndex, pixels: np.ndarray, int8: bool) -> None:
+    import keras
+    import tensorflow as tf
+
+    model.save(folder / "model.keras")
+    classes = tf.constant(list(index.classes) or [""])
+    regression = index.task == "regression"
+
+    def head(raw):
+        if regression:
+            return {"value": tf.reshape(raw, [-1])}
+        probabilities = tf.concat([1 - raw, raw], axis=1) if raw.shape[-1] == 1 else raw
+        best = tf.argmax(probabilities, axis=-1)
+        return {"probabilities": probabilities, "label": tf.gather(classes, best),
+                "confidence": tf.reduce_max(probabilities, axis=-1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(images_in):
+        x = tf.cast(images_in, tf.float32)
+        shape = tf.shape(x)
+        x = tf.cond(tf.logical_and(shape[1] == size, shape[2] == size), lambda: x,
+                    lambda: tf.image.resize(x, (size, size), method="bilinear", antialias=True))
+        return head(model(x, training=False))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")])
+    def fixed_size(images_in):  # TFLite: numbers only, at the bundle's size
+        out = head(model(tf.cast(images_in, tf.float32), training=False))
+        return {k: v for k, v in out.items() if k != "label"}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serve)
+    archive.add_endpoint("tflite", fixed_size)
+    archive.write_out(str(folder / "saved_model"), verbose=False)
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved_model"), signature_keys=["tflite"])
+    (folder / "model.tflite").write_bytes(converter.convert())
+    if int8:
+        train = index.indices("train")[:CALIBRATION_IMAGES]
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved_model"), signature_keys=["tflite"])
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([pixels[i:i + 1]] for i in train)
+        (folder / "model_int8.tflite").write_bytes(converter.convert())
+
+    labels = {"task": index.task, "classes": list(index.classes)}
+    (folder / "labels.json").write_text(json.dumps(labels, indent=2))
+    preprocessing = {
+        "input": "RGB, uint8 0-255, channels last",
+        "image_size": size,
+        "resize": "EXIF orientation applied, then squashed to image_size x image_size with bilinear "
+                  "resampling (PIL); sweeper's own `predict` reads files this way",
+        "scaling": "inside the model: pass pixels as they are",
+        "saved_model": "signature `serve`: images uint8 [N, H, W, 3] of any size, resized in the graph "
+                       "(bilinear, antialiased; pass image_size images for results identical to sweeper's)",
+        "tflite": f"signature `tflite`: images uint8 [N, {size}, {size}, 3]",
+        "outputs": ("value: [N]" if regression else
+                    "probabilities: [N, classes] in labels.json order; label and confidence (saved_model only)"),
+    }
+    (folder / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+
+def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members: list[dict], objective: str,
+           config, console: Console) -> dict:
+    """Every format's metrics on the validation split (and the test split); ParityError where they disagree."""
+    from .model import compile_model
+
+    task = index.task
+    rows = index.indices("validation")
+    x, y = pixels[rows], index.targets[rows]
+    # The objective, computed by Keras the way the trials computed it.
+    compile_model(model, config, task=task, n_classes=len(index.classes))
+    measured = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    value = float(measured[objective.removeprefix("val_")])
+    checks: dict = {"objective": objective, objective: value, "best_trial": float(members[0][objective])}
+    if len(members) == 1 and abs(value - checks["best_trial"]) > METRIC_AGREES * max(1.0, abs(value)):
+        raise ParityError(f"the exported model's {objective} on the validation split is {value:.6f}, but trial "
+                          f"{members[0]['trial_id']} reported {checks['best_trial']:.6f}; the bundle was not written")
+
+    reference = to_probabilities(np.asarray(model.predict(x, batch_size=64, verbose=0), np.float64), task)
+    outputs = {"model.keras": reference, "saved_model": _saved_model_out(folder, x, task),
+               "tflite": _tflite_out(folder / "model.tflite", x, task)}
+    if (folder / "model_int8.tflite").is_file():
+        outputs["tflite_int8"] = _tflite_out(folder / "model_int8.tflite", x, task)
+    checks["formats"] = {}
+    for name, out in outputs.items():
+        checks["formats"][name] = {**_split_metrics(out, y, task, "val"),
+                                   "max_abs_difference": float(np.max(np.abs(out - reference)))}
+        difference = checks["formats"][name]["max_abs_difference"]
+        if name != "tflite_int8" and difference > FORMATS_AGREE:
+            raise ParityError(f"{name} differs from the Keras model by up to {difference:.2e} on the validation "
+                              f"split (allowed {FORMATS_AGREE:.0e}); the bundle was not written")
+    test = index.indices("test")
+    if len(test):
+        out = to_probabilities(np.asarray(model.predict(pixels[test], batch_size=64, verbose=0), np.float64), task)
+        checks["test"] = _split_metrics(out, index.targets[test], task, "test")
+    _print_checks(checks, members, console)
+    return checks
+
+
+def _saved_model_out(folder: Path, x: np.ndarray, task: str) -> np.ndarray:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(folder / "saved_model"))  # held: `serve` needs its variables alive
+    key = "value" if task == "regression" else "probabilities"
+    return np.concatenate([loaded.serve(x[i:i + 64])[key].numpy() for i in range(0, len(x), 64)]).astype(np.float64)
+
+
+def _tflite_out(path: Path, x: np.ndarray, task: str) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner("tflite")
+    key = "value" if task == "regression" else "probabilities"
+    return np.concatenate([runner(images=x[i:i + 32])[key] for i in range(0, len(x), 32)]).astype(np.float64)
+
+
+def _split_metrics(out: np.ndarray, y: np.ndarray, task: str, split: str) -> dict[str, float]:
+    if task == "regression":
+        error = out - y.astype(np.float64)
+        return {f"{split}_rmse": float(np.sqrt(np.mean(error ** 2))), f"{split}_mae": float(np.mean(np.abs(error)))}
+    return {f"{split}_accuracy": float(np.mean(np.argmax(out, axis=1) == y))}
+
+
+def _print_checks(checks: dict, members: list[dict], console: Console) -> None:
+    objective = checks["objective"]
+    single = len(members) == 1
+    console.print(f"{objective} on the validation split: {checks[objective]:.6g} "
+                  + (f"(trial {members[0]['trial_id']} reported {checks['best_trial']:.6g})" if single
+                     else f"(the best single trial: {checks['best_trial']:.6g})"), highlight=False)
+    metrics = [k for k in next(iter(checks["formats"].values())) if k != "max_abs_difference"]
+    table = Table(title="every format on the validation split", title_justify="left")
+    for column in ("format", *metrics, "max |difference| from model.keras"):
+        table.add_column(column, justify="left" if column == "format" else "right")
+    for name, row in checks["formats"].items():
+        table.add_row(name, *(f"{row[m]:.6g}" for m in metrics), f"{row['max_abs_difference']:.2e}")
+    console.print(table)
+    if "tflite_int8" in checks["formats"]:
+        metric = metrics[0]
+        change = checks["formats"]["tflite_int8"][metric] - checks["formats"]["model.keras"][metric]
+        console.print(f"int8 TFLite: {metric} {change:+.4f} against the float model", highlight=False)
+
+
+# --- what the bundle says of itself --------------------------------------------------------------
+
+
+def _manifest(sweep_dir: Path, meta: dict, index: DatasetIndex, members: list[dict], loaded: list, size: int,
+              objective: str, checks: dict, folder: Path) -> dict:
+    files = sorted(p.name for p in folder.iterdir())
+    return {
+        "format": FORMAT,
+        "task": index.task,
+        "classes": list(index.classes),
+        "image_size": size,
+        "objective": objective,
+        "sweep": meta.get("name", sweep_dir.name),
+        "members": [
+            {"trial_id": row["trial_id"], "epoch": row.get("best_epoch"), objective: row[objective],
+             "config": {k: v for k, v in vars(config).items()}}
+            for row, (_, config) in zip(members, loaded)
+        ],
+        "checks": checks,
+        "data_fingerprint": index.fingerprint,
+        "versions": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files + [MANIFEST, "model_card.md"],
+    }
+
+
+def _versions() -> dict[str, str]:
+    versions = {"sweeper": __version__}
+    for name, dist in (("tensorflow", "tensorflow-cpu"), ("tensorflow", "tensorflow"), ("keras", "keras"),
+                       ("ray", "ray"), ("optuna", "optuna"), ("numpy", "numpy"), ("ai-edge-litert", "ai-edge-litert")):
+        if name not in versions:
+            try:
+                versions[name] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+    return versions
+
+
+def _model_card(sweep_dir: Path, manifest: dict) -> str:
+    objective = manifest["objective"]
+    checks = manifest["checks"]
+    members = manifest["members"]
+    kind = "one trial" if len(members) == 1 else f"an ensemble averaging the {len(members)} best trials"
+    lines = [
+        f"# Model card: {manifest['sweep']}",
+        "",
+        f"Exported by sweeper {manifest['versions']['sweeper']} on {manifest['created']} from {kind} of the sweep "
+        f"`{sweep_dir}`.",
+        "",
+        f"- Task: {manifest['task']}" + (f", classes: {', '.join(manifest['classes'])}" if manifest["classes"] else ""),
+        f"- Input: RGB images, {manifest['image_size']} x {manifest['image_size']} px (see preprocessing.json)",
+        f"- Data fingerprint: `{manifest['data_fingerprint']}`",
+        "",
+        "## Configuration",
+        "",
+        "| trial | epoch | " + objective + " | " + " | ".join(members[0]["config"]) + " |",
+        "|" + "---|" * (3 + len(members[0]["config"])),
+    ]
+    for m in members:
+        lines.append(f"| {m['trial_id']} | {m['epoch']} | {leaderboard.format_value(m[objective])} | "
+                     + " | ".join(leaderboard.format_value(v) if not isinstance(v, (list, tuple)) else str(list(v))
+                                  for v in m["config"].values()) + " |")
+    lines += ["", "## Metrics", "", f"{objective} on the validation split (model.keras): {checks[objective]:.6g}", "",
+              "| split | format | metric | value |", "|---|---|---|---|"]
+    for name, row in checks["formats"].items():
+        lines += [f"| validation | {name} | {k} | {v:.6g} |" for k, v in row.items()]
+    lines += [f"| test | model.keras | {k} | {v:.6g} |" for k, v in checks.get("test", {}).items()]
+    lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in manifest["versions"].items()]
+    spec = (sweep_dir / "spec.yaml").read_text()
+    lines += ["", "## The sweep's spec", "", "```yaml", spec.rstrip(), "```", ""]
+    return "\n".join(lines)

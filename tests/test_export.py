@@ -1,0 +1,218 @@
+"""Export and predict on real sweeps (ImageNet weights, real photographs): the bundle is the model
+that earned its leaderboard score, in every format, and `predict` gives what the evaluation gave."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from sweeper import leaderboard, load_bundle
+from sweeper.bundle import MANIFEST, read_manifest
+from sweeper.cli import main
+from sweeper.data import build_index
+from sweeper.errors import SweeperError
+from sweeper.images import decode
+from sweeper.spec import load_spec
+
+from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
+
+CATS = ASSETS / "datasets" / "cats_vs_dogs"
+BCCD = ASSETS / "datasets" / "bccd_blood_cell_counts"
+
+
+def _run(*argv) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([str(a) for a in argv]) == 0
+    return out.getvalue()
+
+
+# --- bundles that are not right say so ------------------------------------------------------------
+
+
+def test_a_folder_that_is_not_a_bundle_or_is_damaged_is_a_clear_error(tmp_path):
+    with pytest.raises(SweeperError, match="not a sweeper bundle"):
+        read_manifest(tmp_path)
+    manifest = {"format": 1, "task": "classification", "classes": ["cat", "dog"], "image_size": 96,
+                "members": [], "files": ["model.keras", "labels.json"]}
+    (tmp_path / MANIFEST).write_text(json.dumps({k: v for k, v in manifest.items() if k != "classes"}))
+    with pytest.raises(SweeperError, match="missing classes"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(SweeperError, match="bundle format 99"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "labels.json").write_text("{}")
+    with pytest.raises(SweeperError, match="incomplete: model.keras missing"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(SweeperError, match="not valid JSON"):
+        read_manifest(tmp_path)
+
+
+# --- real sweeps ---------------------------------------------------------------------------------
+
+CATS_SPEC = f"""
+name: export-cats
+data:
+  train: {CATS / "training_set"}
+  test: {CATS / "test_set"}
+  validation_split: 0.25
+image_size: 96
+weights: {WEIGHTS}
+budget: {{trials: 6, max_epochs: 2, grace_epochs: 2, concurrent_trials: 2, seed: 0}}
+space:
+  backbone: [mobilenet_v2_0.35, mobilenet_0.25]
+  unfreeze: [0, 10]
+  head: {{pooling: avg, units: [[], [16]], dropout: 0.2}}
+  optimizer: adam
+  learning_rate: {{low: 1.0e-3, high: 3.0e-3, log: true}}
+  batch_size: 32
+"""
+
+
+@pytest.fixture(scope="module")
+def cats_sweep(tmp_path_factory, ray_session):
+    folder = tmp_path_factory.mktemp("export")
+    _run("run", write_spec(folder, CATS_SPEC), "--out", folder / "results")
+    return folder / "results" / "export-cats"
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
+def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_sweep, tmp_path):
+    rows = leaderboard.read(cats_sweep)
+    best = rows[0]
+    printed = _run("export", cats_sweep, "--out", tmp_path / "bundle", "--int8")
+    assert f"trial {best['trial_id']} reported" in printed and "int8 TFLite: val_accuracy" in printed
+    bundle = tmp_path / "bundle"
+    for name in ("model.keras", "saved_model/saved_model.pb", "model.tflite", "model_int8.tflite", "labels.json",
+                 "preprocessing.json", "model_card.md", MANIFEST):
+        assert (bundle / name).exists(), name
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    checks = manifest["checks"]
+    assert manifest["members"][0]["trial_id"] == best["trial_id"] and manifest["classes"] == ["cats", "dogs"]
+    assert checks["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
+    for name in ("saved_model", "tflite"):
+        assert checks["formats"][name]["max_abs_difference"] <= 1e-4
+        assert checks["formats"][name]["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
+    assert checks["test"]["test_accuracy"] == pytest.approx(best["test_accuracy"], abs=1e-6)
+    card = (bundle / "model_card.md").read_text()
+    assert best["trial_id"] in card and manifest["data_fingerprint"] in card and "tensorflow:" in card
+    assert "| test | model.keras | test_accuracy |" in card and "name: export-cats" in card
+
+    # `sweeper predict` on the test images gives the evaluation's accuracy.
+    predicted = json.loads(_run("predict", bundle, CATS / "test_set", "--format", "json"))
+    assert len(predicted) == 200 and set(predicted[0]) == {"path", "label", "confidence"}
+    accuracy = np.mean([p["label"] in p["path"].split("/")[-2] for p in predicted])
+    assert accuracy == pytest.approx(best["test_accuracy"], abs=1e-9)
+
+    # The Python API takes arrays of any size too; an unreadable file is reported, not fatal.
+    model = load_bundle(bundle)
+    first = predicted[0]["path"]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    big = decode(first, 300)
+    out = model.predict([decode(first, 96), broken, big])
+    assert out[0]["label"] == predicted[0]["label"] and out[0]["confidence"] == pytest.approx(predicted[0]["confidence"], abs=1e-6)
+    assert out[1]["error"].startswith("unreadable image") and out[2]["label"] in ("cats", "dogs")
+
+    # The SavedModel serves raw uint8 images of any size, labels included.
+    import tensorflow as tf
+
+    saved_model = tf.saved_model.load(str(bundle / "saved_model"))
+    served = saved_model.serve(tf.constant(big[None]))
+    assert served["label"].numpy()[0].decode() in ("cats", "dogs") and served["probabilities"].shape == (1, 2)
+
+    # An existing bundle is not overwritten without --force.
+    assert main(["export", str(cats_sweep), "--out", str(bundle)]) == 2
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
+def test_a_trial_fine_tuned_on_cached_activations_exports_exactly(cats_sweep, tmp_path):
+    tuned = next(r for r in leaderboard.read(cats_sweep) if r["unfreeze"] > 0)
+    _run("export", cats_sweep, "--trial", tuned["trial_id"], "--out", tmp_path / "tuned")
+    manifest = json.loads((tmp_path / "tuned" / MANIFEST).read_text())
+    assert manifest["members"][0]["config"]["unfreeze"] == tuned["unfreeze"] > 0
+    assert manifest["checks"]["val_accuracy"] == pytest.approx(tuned["val_accuracy"], abs=1e-6)
+    assert manifest["checks"]["formats"]["tflite"]["max_abs_difference"] <= 1e-4
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
+def test_an_ensemble_of_the_top_3_predicts_end_to_end(cats_sweep, tmp_path):
+    rows = leaderboard.read(cats_sweep)
+    printed = _run("export", cats_sweep, "--top", "3", "--out", tmp_path / "top3")
+    assert f"the best single trial: {rows[0]['val_accuracy']:.6g}" in printed
+    manifest = json.loads((tmp_path / "top3" / MANIFEST).read_text())
+    assert [m["trial_id"] for m in manifest["members"]] == [r["trial_id"] for r in rows[:3]]
+    assert manifest["checks"]["formats"]["saved_model"]["max_abs_difference"] <= 1e-4
+    predicted = load_bundle(tmp_path / "top3").predict(sorted((CATS / "test_set" / "dogs").glob("*.jpg"))[:20])
+    assert len(predicted) == 20 and all(p["label"] in ("cats", "dogs") and 0.5 <= p["confidence"] <= 1 for p in predicted)
+    assert np.mean([p["label"] == "dogs" for p in predicted]) >= 0.6
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
+def test_a_mismatch_with_the_leaderboard_fails_the_export_and_writes_nothing(cats_sweep, tmp_path, capsys):
+    copy = tmp_path / "results" / "copy"
+    shutil.copytree(cats_sweep, copy)
+    rows = leaderboard.read(copy)
+    rows[0]["val_accuracy"] = rows[0]["val_accuracy"] - 0.01  # as if the checkpoint were another epoch's
+    leaderboard.write(copy, rows, "val_accuracy")
+    assert main(["export", str(copy), "--out", str(tmp_path / "bad")]) == 2
+    assert "the bundle was not written" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad.tmp-*"))
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
+def test_a_regression_bundle_reproduces_rmse_and_predicts_the_test_values(tmp_path, ray_session):
+    spec_path = write_spec(tmp_path, f"""
+name: export-bccd
+task: regression
+data:
+  csv: {BCCD / "counts_per_image.DERIVED.csv"}
+  images: {BCCD / "BCCD" / "JPEGImages"}
+  path_column: image
+  target_column: total_count
+  validation_split: 0.2
+  test_split: 0.1
+image_size: 96
+weights: {WEIGHTS}
+budget: {{trials: 2, max_epochs: 3, grace_epochs: 3, concurrent_trials: 2, seed: 0}}
+space:
+  backbone: mobilenet_v2_0.35
+  head: {{pooling: avg, units: [[64]], dropout: 0.1}}
+  optimizer: adam
+  learning_rate: [1.0e-3, 3.0e-3]
+  batch_size: 32
+""")
+    _run("run", spec_path, "--out", tmp_path / "results")
+    sweep = tmp_path / "results" / "export-bccd"
+    best = leaderboard.read(sweep)[0]
+    _run("export", sweep, "--out", tmp_path / "bundle")
+    manifest = json.loads((tmp_path / "bundle" / MANIFEST).read_text())
+    assert manifest["task"] == "regression" and manifest["classes"] == []
+    assert manifest["checks"]["val_rmse"] == pytest.approx(best["val_rmse"], rel=1e-6)
+    assert manifest["checks"]["formats"]["tflite"]["max_abs_difference"] <= 1e-4
+
+    index = build_index(load_spec(spec_path).data, "regression")
+    test = index.indices("test")
+    predicted = load_bundle(tmp_path / "bundle").predict([index.paths[i] for i in test])
+    values = np.array([p["value"] for p in predicted])
+    rmse = float(np.sqrt(np.mean((values - index.targets[test]) ** 2)))
+    assert rmse == pytest.approx(best["test_rmse"], rel=1e-5)
+    csv_lines = _run("predict", tmp_path / "bundle", index.paths[test[0]], "--format", "csv").splitlines()
+    assert csv_lines[0] == "path,value" and float(csv_lines[1].split(",")[1]) == pytest.approx(values[0], rel=1e-5)
