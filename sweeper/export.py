@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, checkpoint, images, leaderboard, results
-from .bundle import FORMAT, MANIFEST, to_probabilities
+from .bundle import FORMAT, MANIFEST, quiet_native_stderr, to_probabilities
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .spec import parse_spec
@@ -59,33 +59,34 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
     index = _sweep_data(sweep_dir, meta)
     cache_dir = Path(options.cache_dir or sweep_dir.parent / ".cache")
 
-    from .trial import init_tensorflow
+    with quiet_native_stderr():
+        from .trial import init_tensorflow
 
-    init_tensorflow(os.cpu_count() or 1)
-    loaded = [checkpoint.load_model(checkpoint.find(sweep_dir, row["trial_id"]), task=index.task,
-                                    n_classes=len(index.classes)) for row in members]
-    model = loaded[0][0] if len(loaded) == 1 else _ensemble([m for m, _ in loaded])
-    size = max(config.image_size for _, config in loaded)
-    names = ", ".join(row["trial_id"] for row in members)
-    console.print(f"exporting {'trial' if len(members) == 1 else f'an ensemble of the {len(members)} best trials:'} "
-                  f"{names} from {sweep_dir.name}")
+        init_tensorflow(os.cpu_count() or 1)
+        loaded = [checkpoint.load_model(checkpoint.find(sweep_dir, row["trial_id"]), task=index.task,
+                                        n_classes=len(index.classes)) for row in members]
+        model = loaded[0][0] if len(loaded) == 1 else _ensemble([m for m, _ in loaded])
+        size = max(config.image_size for _, config in loaded)
+        names = ", ".join(row["trial_id"] for row in members)
+        console.print(f"exporting {'trial' if len(members) == 1 else f'an ensemble of the {len(members)} best trials:'} "
+                      f"{names} from {sweep_dir.name}")
 
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        index, pixels = images.load_images(index, size, cache_dir)
-        _write_models(model, tmp, size, index, pixels, options.int8)
-        checks = _check(model, tmp, index, pixels, members, objective, loaded[0][1], console)
-        manifest = _manifest(sweep_dir, meta, index, members, loaded, size, objective, checks, tmp)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        (tmp / "model_card.md").write_text(_model_card(sweep_dir, manifest))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        tmp.mkdir(parents=True)
+        try:
+            index, pixels = images.load_images(index, size, cache_dir)
+            _write_models(model, tmp, size, index, pixels, options.int8)
+            checks = _check(model, tmp, index, pixels, members, objective, loaded[0][1], console)
+            manifest = _manifest(sweep_dir, meta, index, members, loaded, size, objective, checks, tmp)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            (tmp / "model_card.md").write_text(_model_card(sweep_dir, manifest))
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     console.print(f"bundle: {out}")
     return out
 

@@ -139,7 +139,10 @@ def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_
 @pytest.mark.assets
 def test_a_trial_fine_tuned_on_cached_activations_exports_exactly(cats_sweep, tmp_path):
     tuned = next(r for r in leaderboard.read(cats_sweep) if r["unfreeze"] > 0)
-    _run("export", cats_sweep, "--trial", tuned["trial_id"], "--out", tmp_path / "tuned")
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "tuned" / "stale.txt").write_text("an older bundle")
+    _run("export", cats_sweep, "--trial", tuned["trial_id"], "--out", tmp_path / "tuned", "--force")
+    assert not (tmp_path / "tuned" / "stale.txt").exists()  # --force replaced the folder as a whole
     manifest = json.loads((tmp_path / "tuned" / MANIFEST).read_text())
     assert manifest["members"][0]["config"]["unfreeze"] == tuned["unfreeze"] > 0
     assert manifest["checks"]["val_accuracy"] == pytest.approx(tuned["val_accuracy"], abs=1e-6)
