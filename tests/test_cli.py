@@ -7,7 +7,7 @@ from importlib.resources import files
 import pytest
 
 from sweeper.cli import main
-from sweeper.demo import QUICKSTART, write_digits
+from sweeper.demo import HELD_OUT, QUICKSTART, write_digits
 from sweeper.spec import Choice, parse_spec
 
 import yaml
@@ -60,6 +60,10 @@ def test_the_demo_spec_and_data(tmp_path):
     assert write_digits(tmp_path / "digits") == 1797
     assert sorted(p.name for p in (tmp_path / "digits").iterdir()) == [str(i) for i in range(10)]
     assert sum(1 for _ in (tmp_path / "digits").rglob("*.png")) == 1797
+    # The demo keeps the last digits aside for its exported bundle to label, named with their truth.
+    assert write_digits(tmp_path / "kept", held_out=tmp_path / "aside") == 1797 - HELD_OUT
+    aside = sorted(p.name for p in (tmp_path / "aside").iterdir())
+    assert len(aside) == HELD_OUT and aside[-1] == "digit_1796_is_8.png"
     spec = parse_spec(yaml.safe_load(text), tmp_path / QUICKSTART)
     assert spec.budget.trials >= 8
     assert isinstance(spec.space.backbone, Choice) and "simple_cnn" in spec.space.backbone.options
