@@ -338,6 +338,9 @@ def _model_card(sweep_dir: Path, manifest: dict) -> str:
         f"- Task: {manifest['task']}" + (f", classes: {', '.join(manifest['classes'])}" if manifest["classes"] else ""),
         f"- Input: RGB images, {manifest['image_size']} x {manifest['image_size']} px (see preprocessing.json)",
         f"- Data fingerprint: `{manifest['data_fingerprint']}`",
+        "- Loading: `saved_model/` needs TensorFlow alone and `model.tflite` LiteRT alone; `model.keras` holds "
+        "sweeper's `Preprocess` layer, so load it with `sweeper.load_bundle(folder)` (or `import sweeper.model` "
+        "before `keras.saving.load_model`)",
         "",
         "## Configuration",
         "",

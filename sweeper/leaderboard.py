@@ -112,7 +112,7 @@ def load(path: Path) -> tuple[list[dict], str, list[str]]:
     if (path / "leaderboard.json").is_file():
         sweeps = [path]
     else:
-        sweeps = sorted(p.parent for p in path.glob(f"*/leaderboard.json"))
+        sweeps = sorted(p.parent for p in path.glob("*/leaderboard.json"))
         if not sweeps:
             raise SweeperError(f"{path}: no leaderboard.json here or in its subfolders; "
                                "give a sweep folder (results/<sweep>) or a folder of them (results/)")

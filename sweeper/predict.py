@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .bundle import load_bundle, quiet_native_stderr, read_manifest
+from .bundle import load_bundle, quiet_native_stderr
 from .data import IMAGE_SUFFIXES
 from .errors import SweeperError
 
@@ -33,12 +33,12 @@ def image_files(paths: list[Path]) -> list[Path]:
 def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Console) -> list[dict]:
     files = image_files(paths)
     with quiet_native_stderr():
-        results = load_bundle(bundle_dir).predict(files)
-    bundle = read_manifest(bundle_dir)
+        bundle = load_bundle(bundle_dir)
+        results = bundle.predict(files)
     good = [r for r in results if "error" not in r]
     for bad in (r for r in results if "error" in r):  # skipped, as the sweep skips them; said on stderr
         Console(stderr=True).print(f"[yellow]skipped[/] {bad['path']}: {bad['error']}", highlight=False)
-    keys = ["path", "value"] if bundle["task"] == "regression" else ["path", "label", "confidence"]
+    keys = ["path", "value"] if bundle.task == "regression" else ["path", "label", "confidence"]
     if fmt == "json":
         console.file.write(json.dumps(good, indent=1) + "\n")
     elif fmt == "csv":

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 
 import numpy as np
 import pytest
 
 from sweeper import leaderboard, load_bundle
-from sweeper.bundle import MANIFEST, read_manifest
+from sweeper.bundle import MANIFEST, quiet_native_stderr, read_manifest
 from sweeper.cli import main
 from sweeper.data import build_index
 from sweeper.errors import SweeperError
@@ -53,6 +54,20 @@ def test_a_folder_that_is_not_a_bundle_or_is_damaged_is_a_clear_error(tmp_path):
     (tmp_path / MANIFEST).write_text("{not json")
     with pytest.raises(SweeperError, match="not valid JSON"):
         read_manifest(tmp_path)
+
+
+def test_native_stderr_is_held_back_unless_something_unexpected_fails(capfd):
+    with quiet_native_stderr():
+        os.write(2, b"absl banner\n")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(SweeperError), quiet_native_stderr():
+        os.write(2, b"converter chatter\n")
+        raise SweeperError("a user error says it all")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(RuntimeError), quiet_native_stderr():
+        os.write(2, b"why it broke\n")
+        raise RuntimeError("unexpected")
+    assert capfd.readouterr().err == "why it broke\n"
 
 
 # --- real sweeps ---------------------------------------------------------------------------------
