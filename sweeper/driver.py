@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import warnings
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     """Run the whole sweep; returns the sweep folder."""
     console = console or Console()
     started = time.time()
+    if options.address:
+        check_address(options.address)  # before any work: Ray itself waits minutes on a wrong address
     sweep_dir = (options.out / spec.name).resolve()
     if sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise SweeperError(
@@ -202,6 +205,23 @@ def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialCon
 
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"  # Tune's default name spells out the config and gets too long
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line error when nothing answers at a `HOST:PORT` (or `ray://HOST:PORT`) cluster address.
+
+    `auto` and other forms are left to Ray, which says itself when it finds no cluster.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        if address != "auto":
+            raise SweeperError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SweeperError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                           "start one with `ray start --head` or check the address") from None
 
 
 def _init_ray(address: str | None) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .bundle import load_bundle, quiet_native_stderr
+from .bundle import load_bundle, quiet_native_stderr, read_manifest
 from .data import IMAGE_SUFFIXES
 from .errors import SweeperError
 
@@ -31,6 +31,7 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 
 def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Console) -> list[dict]:
+    read_manifest(bundle_dir)  # a wrong bundle folder is said first, before TensorFlow loads
     files = image_files(paths)
     with quiet_native_stderr():
         bundle = load_bundle(bundle_dir)

@@ -31,6 +31,10 @@ def test_bad_spec_exits_2_with_one_line_naming_the_key(tmp_path, capsys):
         (["run"], "the following arguments are required: spec"),
         (["run", "x.yaml", "--trials", "many"], "invalid int value: 'many'"),
         (["leaderboard", "."], "no leaderboard.json here"),
+        (["report", "."], "no leaderboard.json here"),
+        (["export", ".", "--out", "bundle"], "no leaderboard.json here"),
+        (["export", ".", "--out", "bundle", "--top", "0"], "--top 0: must be at least 1"),
+        (["predict", ".", "cat.jpg"], "not a sweeper bundle (no bundle.json)"),
     ],
 )
 def test_bad_arguments_exit_2(argv, message, capsys, tmp_path, monkeypatch):
@@ -38,6 +42,25 @@ def test_bad_arguments_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
+        (["--address", "nowhere"], "--address nowhere: expected HOST:PORT"),
+        (["--out", "a_file/results"], "a_file/results: cannot create the results folder"),
+    ],
+)
+def test_a_run_that_cannot_start_exits_2_at_once_and_leaves_nothing(extra, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "s.yaml").write_text("data: {train: d}\nspace: {backbone: simple_cnn}\n")
+    assert main(["run", "s.yaml", "--out", "results", *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "results").exists()
 
 
 def test_backbones_lists_the_registry(capsys):
