@@ -94,9 +94,10 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     files = LeaderboardCallback(sweep_dir, spec)
     info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=spec.budget.trials,
                      max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
-    callbacks = [files, LiveView(info, files.rows, console, board)]  # files first: the view shows their rows
+    guard = FailureGuard(min(spec.budget.trials, max(3, spec.budget.concurrent_trials + 1)))
+    callbacks = [files, LiveView(info, files.rows, console, board), guard]  # files first: the view shows their rows
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
-    tuner = _make_tuner(spec, context, sweep_dir, callbacks, reuse_workers=options.reuse_workers)
+    tuner = _make_tuner(spec, context, sweep_dir, callbacks, guard, reuse_workers=options.reuse_workers)
     results.mark(sweep_dir, "running")
     try:
         with ray_output_to(sweep_dir / "ray.log"):
@@ -113,6 +114,10 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     if np.any(index.splits == "test"):
         rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
     results.mark(sweep_dir, "interrupted" if cut_off else "finished")  # after the evaluation: its results are part of it
+    if guard.stop_all():
+        first = next((r["error"] for r in rows if r.get("error")), "no message")
+        raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
+                           f"{spec.budget.trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
     minutes = (time.time() - started) / 60
     console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}")
@@ -134,8 +139,8 @@ def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
     return index
 
 
-def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: list[tune.Callback], *,
-                reuse_workers: bool = True):
+def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: list[tune.Callback],
+                guard: tune.Stopper, *, reuse_workers: bool = True):
     import optuna
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -173,7 +178,8 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: l
         run_config=tune.RunConfig(
             name=sweep_dir.name,
             storage_path=str(sweep_dir.parent),
-            stop=StopAt(spec.objective, spec.mode, budget.stop_at) if budget.stop_at is not None else None,
+            stop=tune.stopper.CombinedStopper(
+                guard, *([StopAt(spec.objective, spec.mode, budget.stop_at)] if budget.stop_at is not None else [])),
             failure_config=tune.FailureConfig(max_failures=budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=spec.objective, checkpoint_score_order=spec.mode
@@ -255,6 +261,26 @@ class StopAt(tune.Stopper):
         return self.reached
 
 
+class FailureGuard(tune.Callback, tune.Stopper):
+    """Stops a sweep whose first `limit` trials all failed before reporting anything, instead of
+    failing through the whole budget (bad weights, data the model cannot take, a space that diverges)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.failed, self.reported = limit, 0, False
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.reported = True
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed += 1
+
+    def __call__(self, trial_id, result) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return not self.reported and self.failed >= self.limit
+
+
 class LeaderboardCallback(tune.Callback):
     """Rewrites the leaderboard files whenever a trial starts, reports or ends. `rows` is {trial_id: row}."""
 
@@ -274,7 +300,17 @@ class LeaderboardCallback(tune.Callback):
         self._update(trial, status, result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._update(trial, "error", trial.last_result or {}, _error_message(trial))
+        message = _error_message(trial)
+        diverged = "TrialDiverged: " in message
+        self._update(trial, "diverged" if diverged else "error", trial.last_result or {},
+                     message.split("TrialDiverged: ", 1)[-1] if diverged else message)
+
+    def on_experiment_end(self, trials, **info):
+        # A sweep that ends early (stop_at, the failure guard) terminates its running trials without
+        # telling on_trial_complete; trials still running now were cut off by an interruption.
+        for trial in trials:
+            if self.rows.get(trial.trial_id, {}).get("status") == "running" and trial.status == "TERMINATED":
+                self._update(trial, "stopped", trial.last_result or {})
 
     def _update(self, trial, status, result, error=""):
         self.rows[trial.trial_id] = leaderboard.make_row(

@@ -225,7 +225,7 @@ def to_markdown(rows: list[dict], cols: list[str]) -> str:
 
 
 # The terminal table shows what people choose by, compactly; the files hold every column.
-STATUS_STYLE = {"completed": "green", "stopped": "yellow", "error": "red", "running": "cyan"}
+STATUS_STYLE = {"completed": "green", "stopped": "yellow", "error": "red", "diverged": "magenta", "running": "cyan"}
 
 
 def render(rows: list[dict], objective: str, console: Console, title: str = "") -> None:

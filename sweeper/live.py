@@ -56,6 +56,7 @@ class LiveView(tune.Callback):
         self.started = time.time()
         self.current: dict[str, float] = {}  # trial_id -> the objective at its last epoch
         self.ended: list[str] = []  # in the order trials ended
+        self.starts: dict[str, int] = {}  # trial_id -> times started: Tune retries failed trials (budget.max_failures)
         self.best_id: str | None = None
         self.best_value: float | None = None
         self.features: dict[str, tuple[int, int]] = {}  # label -> (done, total), posted by trials
@@ -76,8 +77,11 @@ class LiveView(tune.Callback):
     # --- Tune's events ------------------------------------------------------------------------
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.starts[trial.trial_id] = self.starts.get(trial.trial_id, 0) + 1
         if not self.interactive:
-            self._line(f"trial {trial.trial_id} started: {config_summary(trial.config)}")
+            attempt = self.starts[trial.trial_id]
+            self._line(f"trial {trial.trial_id} started: {config_summary(trial.config)}" if attempt == 1
+                       else f"trial {trial.trial_id} restarted after a failure (attempt {attempt})")
         self._redraw(force=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -232,7 +236,7 @@ class LiveView(tune.Callback):
 
     def summary(self) -> str:
         statuses = [self.rows[t].get("status") for t in self.ended if t in self.rows]
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("completed", "stopped", "error") if s in statuses)
+        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("completed", "stopped", "diverged", "error") if s in statuses)
         return (f"{self.info.name}: {len(self.ended)} of {self.info.trials} trials ended"
                 + (f" ({counts})" if counts else "") + f" in {_clock(time.time() - self.started)}")
 

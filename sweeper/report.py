@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 DPI = 110
 FINISHED = ("completed", "stopped")
-STATUS_ORDER = ("completed", "stopped", "running", "error")
+STATUS_ORDER = ("completed", "stopped", "running", "diverged", "error")
 STATUS_WORDS = {"stopped": "stopped by ASHA"}
 
 History = list[tuple[int, float]]  # (epoch, objective) pairs, by epoch
@@ -163,6 +163,7 @@ def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objec
         handles.append(Line2D([], [], color=colours(0), linewidth=1.6, label=f"completed ({len(completed)})"))
     others = {"stopped": dict(color="#8c8c8c", linestyle="--", linewidth=0.9, marker="x"),
               "running": dict(color="tab:cyan", linestyle=":", linewidth=1.2, marker=">"),
+              "diverged": dict(color="tab:purple", linestyle=":", linewidth=1.0, marker="X"),
               "error": dict(color="tab:red", linestyle=":", linewidth=1.0, marker="X")}
     for status, style in others.items():
         ended = [r for r in shown if r.get("status") == status]
@@ -170,7 +171,8 @@ def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objec
             epochs, values = zip(*histories[row["trial_id"]])
             ax.plot(epochs, values, markevery=[len(epochs) - 1], markersize=6, alpha=0.85, **style)
         if ended:
-            word = {"stopped": "stopped by ASHA", "running": "still running", "error": "failed"}[status]
+            word = {"stopped": "stopped by ASHA", "running": "still running", "diverged": "diverged",
+                    "error": "failed"}[status]
             handles.append(Line2D([], [], markersize=6, label=f"{word} ({len(ended)})", **style))
     if best is not None and best["trial_id"] in histories:
         epochs, values = zip(*histories[best["trial_id"]])

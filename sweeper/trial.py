@@ -55,6 +55,8 @@ def run_trial(config: dict, context: TrialContext) -> None:
 
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
+    if _diverged_before().is_file():  # a retry (budget.max_failures) would diverge again, the same way
+        raise TrialDiverged(_diverged_before().read_text())
 
     index, pixels = images.load_images(context.index, trial_config.image_size, Path(context.cache_dir))
     train_idx, val_idx = index.indices("train"), index.indices("validation")
@@ -90,9 +92,28 @@ def run_trial(config: dict, context: TrialContext) -> None:
         logs = warm.loop.train_epoch(x_train, y_train, batch_size=trial_config.batch_size, rng=order)
         validation = warm.loop.evaluate(x_val, y_val, batch_size=max(trial_config.batch_size, 64))
         logs.update({f"val_{name}": value for name, value in validation.items()})
+        if not all(math.isfinite(logs[key]) for key in ("loss", context.objective) if key in logs):
+            _diverged(f"the loss became {logs['loss']} at epoch {epoch} "
+                      f"(learning rate {trial_config.learning_rate:g}, {trial_config.optimizer})")
         if epoch == context.max_epochs:  # a completed trial's cost, for the leaderboard
             logs["latency_ms"] = _latency_ms(warm.model, trial_config, context, outputs=len(index.classes) or 1)
         reporter.report(epoch, logs)
+
+
+class TrialDiverged(RuntimeError):
+    """The loss became NaN or infinite: the trial ends as `diverged` instead of training on garbage."""
+
+
+def _diverged_before() -> Path:
+    from ray import tune
+
+    return Path(tune.get_context().get_trial_dir()) / "diverged.txt"
+
+
+def _diverged(message: str):
+    """End the trial as diverged, leaving a note so that Tune's retry of it ends at once."""
+    _diverged_before().write_text(message)
+    raise TrialDiverged(message)
 
 
 def _latency_ms(model, config, context: TrialContext, outputs: int) -> float:
