@@ -192,9 +192,7 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: l
 
 def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialContext, console: Console) -> list[dict]:
     """Evaluate the best trial's best checkpoint on the test split; its row gains `test_*` columns."""
-    import ray
-
-    best = next((r for r in rows if r.get(spec.objective) is not None and r["status"] != "error"), None)
+    best = next(iter(leaderboard.scored(rows, spec.objective)), None)
     if best is None:
         console.print("[yellow]no trial finished an epoch: nothing to evaluate on the test split[/]")
         return rows
@@ -231,8 +229,6 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
 
 
 def _init_ray(address: str | None) -> None:
-    import ray
-
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

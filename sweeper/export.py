@@ -93,8 +93,8 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
 
 def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir: Path) -> list[dict]:
     """The trials to export, best first: those that reported a value and kept a checkpoint."""
-    usable = [r for r in rows if r.get(objective) is not None and r.get("status") != "error"
-              and any((sweep_dir / f"trial_{r['trial_id']}").glob(f"checkpoint_*/{checkpoint.META_FILE}"))]
+    usable = [r for r in leaderboard.scored(rows, objective)
+              if any((sweep_dir / f"trial_{r['trial_id']}").glob(f"checkpoint_*/{checkpoint.META_FILE}"))]
     if options.trial:
         chosen = [r for r in usable if r["trial_id"] == options.trial]
         if not chosen:

@@ -25,6 +25,8 @@ import keras
 import numpy as np
 from filelock import FileLock
 
+from .results import alive
+
 BATCH = 64
 CHUNK = 2 * BATCH  # images per claim: small enough that concurrent trials share an entry evenly
 
@@ -143,22 +145,12 @@ def _claim(parts: Path, chunk: int) -> bool:
             owner = int(claim.read_text() or 0)
         except (OSError, ValueError):
             return False
-        if owner and not _alive(owner):  # its trial was killed: take the chunk over
+        if owner and not alive(owner):  # its trial was killed: take the chunk over
             claim.unlink(missing_ok=True)
             return _claim(parts, chunk)
         return False
     with os.fdopen(fd, "w") as file:
         file.write(str(os.getpid()))
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
     return True
 
 

@@ -22,7 +22,9 @@ from rich.text import Text
 from . import results
 from .errors import SweeperError
 from .search_space import CONFIG_KEYS
+from .spec import OBJECTIVES
 
+MODES = {name: mode for objectives in OBJECTIVES.values() for name, mode in objectives.items()}
 COST_KEYS = ("params", "trainable_params", "size_mb", "latency_ms")
 
 
@@ -62,6 +64,15 @@ def ranked(rows: Iterable[dict], objective: str, mode: str) -> list[dict]:
     for i, row in enumerate(out, start=1):
         row["rank"] = i
     return out
+
+
+def scored(rows: Iterable[dict], objective: str) -> list[dict]:
+    """The rows that earned a value and did not fail, in their order: `scored(rows)[0]` is the best trial."""
+    def has_value(row):
+        value = row.get(objective)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+    return [row for row in rows if has_value(row) and row.get("status") != "error"]
 
 
 def all_columns(rows: list[dict], objective: str) -> list[str]:
@@ -122,7 +133,7 @@ def load(path: Path) -> tuple[list[dict], str, list[str]]:
         meta = results.read_meta(sweep)
         objective = meta.get("objective") or objective_of(rows)
         objectives.add(objective)
-        modes.add(meta.get("mode") or ("min" if objective.endswith(("rmse", "mae", "loss")) else "max"))
+        modes.add(meta.get("mode") or MODES.get(objective, "max"))
         state = results.state_of(sweep)
         if state in ("running", "interrupted"):
             ended = sum(r["status"] != "running" for r in rows)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import leaderboard
+from . import leaderboard, results
 from .errors import SweeperError
 from .plotting import pyplot
 from .search_space import CONFIG_KEYS, DefineByRun
@@ -46,7 +46,9 @@ def write_report(sweep_dir: Path | str) -> Path:
     rows = leaderboard.read(sweep_dir)
     if not rows:
         raise SweeperError(f"{sweep_dir}: no trials yet; nothing to report")
-    sweep = _read_sweep(sweep_dir)
+    sweep = results.read_meta(sweep_dir)
+    if "objective" not in sweep:
+        raise SweeperError(f"{sweep_dir}: no sweep.json here; is this a sweep folder (results/<sweep>)?")
     objective, mode = sweep["objective"], sweep["mode"]
     space, budget = read_search_setup(sweep_dir / "spec.yaml")
     histories = _load_histories(sweep_dir, rows, objective)
@@ -71,13 +73,6 @@ def write_report(sweep_dir: Path | str) -> Path:
 
 
 # --- inputs ------------------------------------------------------------------------------------
-
-
-def _read_sweep(sweep_dir: Path) -> dict[str, Any]:
-    path = sweep_dir / "sweep.json"
-    if not path.is_file():
-        raise SweeperError(f"{sweep_dir}: no sweep.json here; is this a sweep folder (results/<sweep>)?")
-    return json.loads(path.read_text())
 
 
 def _load_histories(sweep_dir: Path, rows: list[dict], objective: str) -> dict[str, History]:
@@ -117,11 +112,6 @@ def _value(row: dict, key: str) -> float | None:
     return float(value)
 
 
-def _best(rows: list[dict], objective: str) -> dict | None:
-    """The best trial as the sweep chose it: the first ranked row with a value that did not fail."""
-    return next((r for r in rows if _value(r, objective) is not None and r.get("status") != "error"), None)
-
-
 def _rungs(budget: Budget) -> list[int]:
     """ASHA's rung epochs (grace * factor**k below max_epochs), then max_epochs where every trial ends."""
     rungs, epoch = [], budget.grace_epochs
@@ -147,7 +137,7 @@ def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objec
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 5.5))
-    best = _best(rows, objective)
+    best = next(iter(leaderboard.scored(rows, objective)), None)
     shown = [r for r in rows if r["trial_id"] in histories and r is not best]  # the best is drawn last, on top
     completed = [r for r in shown if r.get("status") == "completed"]
     colours = plt.get_cmap("tab10" if len(completed) <= 10 else "tab20")
@@ -433,7 +423,7 @@ tr.stopped td { color: #777; } tr.error td { background: #fff4f4; } tr.running t
 
 def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget, pngs: dict[str, bytes]) -> str:
     e = html.escape
-    best = _best(rows, objective)
+    best = next(iter(leaderboard.scored(rows, objective)), None)
     if best is None:
         best_line = "No trial has a value yet."
     else:

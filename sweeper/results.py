@@ -43,12 +43,13 @@ def state_of(sweep_dir: Path) -> str:
     """`running`, `finished` or `interrupted`; `unknown` for a sweep without a record of its state."""
     meta = read_meta(sweep_dir)
     state = meta.get("state", "unknown")
-    if state == "running" and meta.get("driver_host") == socket.gethostname() and not _alive(meta.get("driver_pid")):
+    if state == "running" and meta.get("driver_host") == socket.gethostname() and not alive(meta.get("driver_pid")):
         return "interrupted"
     return state
 
 
-def _alive(pid) -> bool:
+def alive(pid) -> bool:
+    """Whether a process with this id runs on this machine (the feature cache asks it of chunk claimers)."""
     if not isinstance(pid, int):
         return False
     try:

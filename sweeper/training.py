@@ -34,8 +34,9 @@ class EpochLoop:
         """One pass over (x, y) in a random order drawn from `rng`; returns the epoch's mean metrics."""
         self.model.reset_metrics()
         order = rng.permutation(_length(x)).astype(np.int32)
-        if _nbytes(x) <= RESIDENT_BYTES:
-            self._train_resident(_as_tensors(x), _as_tensors(y), order, batch_size)
+        x, y, resident = hold(x, y)
+        if resident:
+            self._train_resident(x, y, order, batch_size)
         else:
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
@@ -44,8 +45,9 @@ class EpochLoop:
 
     def evaluate(self, x, y, *, batch_size: int) -> dict[str, float]:
         self.model.reset_metrics()
-        if _nbytes(x) <= RESIDENT_BYTES:
-            self._test_resident(_as_tensors(x), _as_tensors(y), batch_size)
+        x, y, resident = hold(x, y)
+        if resident:
+            self._test_resident(x, y, batch_size)
         else:
             for start in range(0, _length(x), batch_size):
                 rows = slice(start, start + batch_size)
@@ -65,6 +67,21 @@ class EpochLoop:
         for start in tf.range(0, tf.shape(y)[0], batch_size):
             rows = tf.range(start, tf.minimum(start + batch_size, tf.shape(y)[0]))
             self.model.test_step((_gather(x, rows), tf.gather(y, rows)))
+
+
+def hold(x, y):
+    """(x, y, resident): as TensorFlow tensors when x fits in RESIDENT_BYTES, else as they are.
+
+    A trial holds its inputs once, so its epochs reuse the tensors instead of copying the arrays
+    again every epoch; inputs already held pass through.
+    """
+    import tensorflow as tf
+
+    if isinstance(x[0] if isinstance(x, (list, tuple)) else x, tf.Tensor):
+        return x, y, True
+    if _nbytes(x) <= RESIDENT_BYTES:
+        return _as_tensors(x), _as_tensors(y), True
+    return x, y, False
 
 
 def _metrics(model) -> dict[str, float]:

@@ -52,11 +52,13 @@ def run_trial(config: dict, context: TrialContext) -> None:
 
     from . import feature_cache, images, warm_models
     from .model import TrialConfig
+    from .training import hold
 
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
-    if _diverged_before().is_file():  # a retry (budget.max_failures) would diverge again, the same way
-        raise TrialDiverged(_diverged_before().read_text())
+    diverged = _diverged_before()
+    if diverged.is_file():  # a retry (budget.max_failures) would diverge again, the same way
+        raise TrialDiverged(diverged.read_text())
 
     index, pixels = images.load_images(context.index, trial_config.image_size, Path(context.cache_dir))
     train_idx, val_idx = index.indices("train"), index.indices("validation")
@@ -85,6 +87,8 @@ def run_trial(config: dict, context: TrialContext) -> None:
         )
         x_train, x_val = split.inputs(features, train_idx), split.inputs(features, val_idx)
 
+    x_train, y_train, _ = hold(x_train, y_train)  # once per trial, not once per epoch
+    x_val, y_val, _ = hold(x_val, y_val)
     reporter = EpochReporter(warm.model, trial_config, context, target_stats, warm.sizes, started=started,
                              worker_trials=_trials_in_worker)
     order = np.random.default_rng(seed)
@@ -142,8 +146,6 @@ class EpochReporter:
 
         from . import checkpoint
 
-        if not math.isfinite(metrics["loss"]):
-            raise FloatingPointError(f"training diverged: loss is {metrics['loss']} at epoch {epoch}")
         objective = self.context.objective
         value = metrics[objective]
         improved = self.best is None or (value > self.best if self.context.mode == "max" else value < self.best)
