@@ -27,7 +27,7 @@ from _common import cats_spec, require_assets, run_sweeper
 def trial_results(sweep: Path) -> list[dict]:
     """Every trial's first result, by worker and then in the order the worker ran them."""
     firsts = []
-    for result_file in sweep.glob("trial_*/result.json"):
+    for result_file in sweep.glob("experiment/trial_*/result.json"):
         first = json.loads(result_file.read_text().splitlines()[0])
         firsts.append(first)
     return sorted(firsts, key=lambda r: (r["pid"], r["worker_trials"]))

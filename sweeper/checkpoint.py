@@ -24,22 +24,31 @@ def save(folder: Path, model, config, epoch: int, metrics: dict, target_stats=No
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
+def read(folder: Path) -> tuple[dict, list[np.ndarray]]:
+    """The checkpoint's record (epoch, metrics, config) and its weights, in `model.weights` order."""
+    meta = json.loads((folder / META_FILE).read_text())
+    with np.load(folder / WEIGHTS_FILE) as saved:
+        weights = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    return meta, weights
+
+
 def load_model(folder: Path, *, task: str, n_classes: int):
     """The whole model (backbone and trained parts) with the checkpoint's weights, and its TrialConfig."""
     from .model import TrialConfig, build_model
 
-    meta = json.loads((folder / META_FILE).read_text())
+    meta, weights = read(folder)
     config = TrialConfig(**{**meta["config"], "head_units": tuple(meta["config"]["head_units"])})
     # No pretrained file is needed: every weight, frozen or trained, is in the checkpoint.
     model = build_model(config, task=task, n_classes=n_classes, weights=None, target_stats=meta.get("target_stats"))
-    with np.load(folder / WEIGHTS_FILE) as saved:
-        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+    model.set_weights(weights)
     return model, config
 
 
 def find(sweep_dir: Path, trial_id: str) -> Path:
     """The folder of the checkpoint Tune kept for a trial (its best epoch)."""
-    found = sorted((Path(sweep_dir) / f"trial_{trial_id}").glob(f"checkpoint_*/{META_FILE}"))
+    from .results import trial_folder
+
+    found = sorted(trial_folder(sweep_dir, trial_id).glob(f"checkpoint_*/{META_FILE}"))
     if not found:
         raise FileNotFoundError(f"{sweep_dir}: trial {trial_id} has no checkpoint")
     return found[-1].parent

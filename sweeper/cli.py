@@ -1,4 +1,5 @@
-"""The `sweeper` command line. Exit codes: 0 success, 2 bad input (one line, no traceback), 1 a bug."""
+"""The `sweeper` command line. Exit codes: 0 success, 2 bad input (one line, no traceback), 130 interrupted
+(Ctrl+C; a sweep prints its `sweeper resume` command), 1 a bug."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ EXAMPLES = """\
 examples:
   sweeper demo                                   # a whole sweep on real digits, offline
   sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4
-  sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379
+  sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379 --storage /shared/sweeps
+  sweeper resume results/cats-vs-dogs            # after Ctrl+C, a crash or a lost driver
   sweeper leaderboard results/cats-vs-dogs --top 5 --format md
   sweeper leaderboard results/ --where backbone=resnet50 --where status=completed --sort latency_ms
   sweeper report results/cats-vs-dogs            # charts and one report.html in results/cats-vs-dogs/report/
@@ -49,11 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-epochs", type=int, help="override budget.max_epochs")
     run.add_argument("--name", help="override the sweep's name (its folder under --out)")
     run.add_argument("--address", help="attach to a running Ray cluster, e.g. 10.0.0.5:6379 or auto")
+    run.add_argument("--storage", metavar="PATH_OR_URI",
+                     help="where the Ray Tune experiment (trial folders, checkpoints) goes: a path every node "
+                          "sees, or a URI such as s3://bucket/sweeps (default: <out>/<sweep>/experiment)")
     run.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
                      help="train every trial on images, recomputing frozen layers each epoch (slower; for comparisons)")
     run.add_argument("--fresh-workers", dest="reuse_workers", action="store_false",
                      help="start a new worker process for every trial instead of reusing warm ones (slower; for comparisons)")
     _add_common(run)
+
+    resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped", epilog=EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    resume.add_argument("sweep", type=Path, help="the sweep's folder, results/<sweep>")
+    resume.add_argument("--address", help="the Ray cluster to continue on (default: the one it ran on, or local)")
 
     board = commands.add_parser("leaderboard", help="show a sweep's trials, best first", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     except SweeperError as exc:
         Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
-    except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted")
+    except KeyboardInterrupt as exc:  # Ctrl+C; a sweep says how to resume it
+        Console(stderr=True).print(f"interrupted; {exc}" if exc.args else "interrupted", highlight=False, soft_wrap=True)
         return 130
     except Exception:  # a bug: show everything
         traceback.print_exc()
@@ -150,8 +160,12 @@ def _dispatch(args, console: Console) -> int:
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
-                                   cache_dir=args.cache_dir, feature_cache=args.feature_cache,
+                                   cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,
                                    reuse_workers=args.reuse_workers), console)
+    elif args.command == "resume":
+        from .driver import resume_sweep
+
+        resume_sweep(args.sweep, address=args.address, console=console)
     elif args.command == "demo":
         from .demo import run_demo
         from .driver import RunOptions

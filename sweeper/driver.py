@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
+from .resumable import ResumableASHA, check_experiment_state, delete_trial_folder, trial_results
 from .search_space import DefineByRun, space_size
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
@@ -44,6 +45,24 @@ class RunOptions:
     cache_dir: Path | None = None  # default: <out>/.cache, shared by the sweeps in <out>
     feature_cache: bool = True  # False: every trial trains on images (for comparisons and debugging)
     reuse_workers: bool = True  # False: a new worker process per trial, TensorFlow imported anew (for comparisons)
+    storage: str | None = None  # where the Tune experiment goes: a shared path or a URI; default <out>/<sweep>/experiment
+
+    def to_meta(self) -> dict:
+        """What `sweeper resume` needs to run the sweep on the same way (saved in sweep.json)."""
+        return {"weights_dir": str(self.weights_dir) if self.weights_dir else None, "cache_dir": str(self.cache_dir),
+                "feature_cache": self.feature_cache, "reuse_workers": self.reuse_workers, "storage": self.storage}
+
+    @classmethod
+    def from_meta(cls, meta: dict, out: Path) -> RunOptions:
+        saved = meta.get("options", {})
+        return cls(out=out, address=meta.get("address"),
+                   weights_dir=Path(saved["weights_dir"]) if saved.get("weights_dir") else None,
+                   cache_dir=Path(saved.get("cache_dir") or out / ".cache"),
+                   feature_cache=saved.get("feature_cache", True), reuse_workers=saved.get("reuse_workers", True),
+                   storage=saved.get("storage"))
+
+
+ENDED = ("completed", "stopped", "error", "diverged")  # leaderboard statuses of trials that will not run again
 
 
 def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
@@ -61,15 +80,51 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SweeperError(f"{options.out}: cannot create the results folder ({exc.strerror})") from None
-    cache_dir = (options.cache_dir or options.out / ".cache").resolve()
-    weights_dir = options.weights_dir or spec.weights_dir
-
-    index = prepare_data(spec, cache_dir, console)
+    options = replace(options, cache_dir=(options.cache_dir or options.out / ".cache").resolve(),
+                      weights_dir=options.weights_dir or spec.weights_dir)
+    index = prepare_data(spec, options.cache_dir, console)
     _save_run_files(spec, sweep_dir, index, options)
-    _warn_missing_weights(spec, weights_dir, console)
+    _warn_missing_weights(spec, options.weights_dir, console)
+    return _tune(spec, sweep_dir, index, options, console, started=started)
 
+
+def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Console | None = None) -> Path:
+    """Continue an interrupted sweep where its saved state left it; returns the sweep folder.
+
+    Trials that ended stay as they are; trials that were running continue from their kept
+    checkpoint; the searcher keeps its history and ASHA its rungs; the budget is the original one.
+    """
+    console = console or Console()
+    started = time.time()
+    sweep_dir = Path(sweep_dir).resolve()
+    meta = results.read_meta(sweep_dir)
+    state = results.state_of(sweep_dir) if meta else "unknown"
+    if state == "finished":
+        raise SweeperError(f"{sweep_dir}: this sweep has finished; nothing to resume "
+                           f"(see `sweeper leaderboard {sweep_dir}`, or run the spec again with another --name)")
+    if state == "running" and meta.get("driver_host") == socket.gethostname():
+        raise SweeperError(f"{sweep_dir}: this sweep is still running (driver pid {meta.get('driver_pid')}); "
+                           "stop it with Ctrl+C before resuming it")
+    spec = results.saved_spec(sweep_dir)
+    options = RunOptions.from_meta(meta, out=sweep_dir.parent)
+    options = replace(options, address=address or options.address)
+    if options.address:
+        check_address(options.address)
+    index = prepare_data(spec, options.cache_dir, console)
+    if index.fingerprint != meta.get("data_fingerprint"):
+        raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint {index.fingerprint}, "
+                           f"the sweep saw {meta.get('data_fingerprint')}); run the spec as a new sweep instead")
+    check_experiment_state(results.experiment_of(sweep_dir))
+    return _tune(spec, sweep_dir, index, options, console, started=started, saved=leaderboard.read(sweep_dir))
+
+
+def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console, *,
+          started: float, saved: list[dict] | None = None) -> Path:
+    """Run (or, given the `saved` leaderboard rows, resume) the Tune experiment, then evaluate and summarise."""
     _init_ray(options.address)
     board = ProgressBoard.options(runtime_env={"env_vars": {COLD_WORKER: "1"}}).remote()
+    experiment = results.experiment_location(sweep_dir, options.storage)
+    ended = {r["trial_id"]: _ended(r, experiment, spec.objective) for r in saved or [] if r["status"] in ENDED}
     context = TrialContext(
         index=index,
         task=spec.task,
@@ -77,31 +132,43 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         mode=spec.mode,
         max_epochs=spec.budget.max_epochs,
         weights=spec.weights,
-        weights_dir=str(weights_dir) if weights_dir else None,
-        cache_dir=str(cache_dir),
+        weights_dir=str(options.weights_dir) if options.weights_dir else None,
+        cache_dir=str(options.cache_dir),
         cpus=max(1, int(spec.budget.cpus_per_trial)),
         seed=spec.budget.seed,
         feature_cache=options.feature_cache,
         progress=board,
+        ended=ended,
     )
-    size = space_size(spec.space)
-    console.print(
-        f"[bold]{spec.name}[/]: {spec.budget.trials} trials over "
-        f"{'a continuous space' if size is None else f'{size} configurations'}, "
-        f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
-        f"objective {spec.objective} ({spec.mode})"
-    )
-    files = LeaderboardCallback(sweep_dir, spec)
+    if saved is None:
+        size = space_size(spec.space)
+        console.print(
+            f"[bold]{spec.name}[/]: {spec.budget.trials} trials over "
+            f"{'a continuous space' if size is None else f'{size} configurations'}, "
+            f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
+            f"objective {spec.objective} ({spec.mode})"
+        )
+    else:
+        console.print(f"[bold]{spec.name}[/]: resuming; {len(ended)} of {spec.budget.trials} trials had ended, "
+                      f"{len(saved) - len(ended)} were running")
+    guard = FailureGuard(min(spec.budget.trials, max(3, spec.budget.concurrent_trials + 1)), saved or [])
+    stop_at = StopAt(spec.objective, spec.mode, spec.budget.stop_at) if spec.budget.stop_at is not None else None
+    early_end = EarlyEnd([guard, *([stop_at] if stop_at else [])], spec.budget.time_limit)
+    files = LeaderboardCallback(sweep_dir, spec, saved, experiment, early_end)
     info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=spec.budget.trials,
                      max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
-    guard = FailureGuard(min(spec.budget.trials, max(3, spec.budget.concurrent_trials + 1)))
-    callbacks = [files, LiveView(info, files.rows, console, board), guard]  # files first: the view shows their rows
-    leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
-    tuner = _make_tuner(spec, context, sweep_dir, callbacks, guard, reuse_workers=options.reuse_workers)
+    callbacks = [files, LiveView(info, files.rows, console, board, ended), guard]  # files first: the view shows their rows
+    if saved is None:
+        leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
+    tuner = _make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
+                        reuse_workers=options.reuse_workers, resume=saved is not None)
     results.mark(sweep_dir, "running")
     try:
         with ray_output_to(sweep_dir / "ray.log"):
             tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl+C: Tune stops at once
+        results.mark(sweep_dir, "interrupted")
+        raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
     except BaseException:
         results.mark(sweep_dir, "interrupted")
         raise
@@ -109,11 +176,14 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         ray.kill(board)
 
     rows = leaderboard.read(sweep_dir)
-    # Tune returns normally after Ctrl+C too, with the trials it cut off still `running`.
-    cut_off = any(r["status"] == "running" for r in rows)
+    # Tune returns normally after Ctrl+C too, with the trials it cut off still `running` (or not started).
+    if any(r["status"] == "running" for r in rows) or (len(rows) < spec.budget.trials and not early_end()):
+        results.mark(sweep_dir, "interrupted")
+        leaderboard.render(rows, spec.objective, console, title=f"{spec.name} so far — best {spec.objective} first")
+        raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}")
     if np.any(index.splits == "test"):
         rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
-    results.mark(sweep_dir, "interrupted" if cut_off else "finished")  # after the evaluation: its results are part of it
+    results.mark(sweep_dir, "finished")  # after the evaluation: its results are part of it
     if guard.stop_all():
         first = next((r["error"] for r in rows if r.get("error")), "no message")
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
@@ -122,6 +192,17 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     minutes = (time.time() - started) / 60
     console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}")
     return sweep_dir
+
+
+def _ended(row: dict, experiment: str, objective: str) -> dict:
+    """What a resumed trial that had ended tells Tune again: its error, or its last result."""
+    if row["status"] in ("error", "diverged"):
+        return {"error": row.get("error") or row["status"]}
+    history = [r for r in trial_results(experiment, row["trial_id"]) if r.get(objective) is not None]
+    if not history:  # ended before it reported: Tune's searcher can only count it as failed
+        return {"error": f"the trial {row['status']} before it reported a value"}
+    last = history[-1]
+    return {"result": {k: last[k] for k in (objective, "epoch", f"best_{objective}", "best_epoch") if k in last}}
 
 
 def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
@@ -139,10 +220,15 @@ def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
     return index
 
 
-def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: list[tune.Callback],
-                guard: tune.Stopper, *, reuse_workers: bool = True):
+def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: list[tune.Callback],
+                stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False):
+    """The Tune experiment at `experiment`; with `resume`, the same experiment continued from its saved state.
+
+    A resumed sweep is built exactly like a new one, rather than unpickled by `Tuner.restore`: the
+    callbacks must talk to this driver's display and progress board, not the killed driver's.
+    Tune then restores the trials and the searcher's history from the experiment's saved state.
+    """
     import optuna
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -152,7 +238,7 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: l
         seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
     )
     searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler)
-    scheduler = ASHAScheduler(
+    scheduler = ResumableASHA(
         time_attr="training_iteration",
         max_t=budget.max_epochs,
         grace_period=budget.grace_epochs,
@@ -164,6 +250,8 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: l
     )
     return tune.Tuner(
         trainable,
+        # Tune's own restore path (`Tuner.restore`) takes a resume config the same way, privately.
+        _tuner_kwargs={"resume_config": tune.ResumeConfig()} if resume else None,
         tune_config=tune.TuneConfig(
             metric=spec.objective,
             mode=spec.mode,
@@ -176,10 +264,9 @@ def _make_tuner(spec: Spec, context: TrialContext, sweep_dir: Path, callbacks: l
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=sweep_dir.name,
-            storage_path=str(sweep_dir.parent),
-            stop=tune.stopper.CombinedStopper(
-                guard, *([StopAt(spec.objective, spec.mode, budget.stop_at)] if budget.stop_at is not None else [])),
+            name=experiment.rstrip("/").rsplit("/", 1)[-1],
+            storage_path=experiment.rstrip("/").rsplit("/", 1)[0],
+            stop=tune.stopper.CombinedStopper(*stoppers),
             failure_config=tune.FailureConfig(max_failures=budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=spec.objective, checkpoint_score_order=spec.mode
@@ -232,6 +319,11 @@ def _init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Save the experiment's state at least every second (Tune's default is every 10 s or more), so a
+    # killed driver loses at most the trials started in the last second; the warning that saves come
+    # often is moot here: trials' checkpoints force a save too.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})
@@ -257,12 +349,27 @@ class StopAt(tune.Stopper):
         return self.reached
 
 
+class EarlyEnd:
+    """Whether the sweep ended before its budget on purpose: a stopper's (stop_at, the failure
+    guard) or the time limit; not an interruption."""
+
+    def __init__(self, stoppers: list[tune.Stopper], time_limit: float | None):
+        self.stoppers, self.time_limit, self.started = stoppers, time_limit, time.time()
+
+    def __call__(self) -> bool:
+        timed_out = self.time_limit is not None and time.time() - self.started >= self.time_limit
+        return timed_out or any(stopper.stop_all() for stopper in self.stoppers)
+
+
 class FailureGuard(tune.Callback, tune.Stopper):
     """Stops a sweep whose first `limit` trials all failed before reporting anything, instead of
     failing through the whole budget (bad weights, data the model cannot take, a space that diverges)."""
 
-    def __init__(self, limit: int):
-        self.limit, self.failed, self.reported = limit, 0, False
+    def __init__(self, limit: int, saved: list[dict] = ()):
+        # A resumed sweep counts the trials of its earlier sessions too.
+        self.limit = limit
+        self.failed = sum(r["status"] in ("error", "diverged") for r in saved)
+        self.reported = any(r.get("epochs") for r in saved)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.reported = True
@@ -278,32 +385,60 @@ class FailureGuard(tune.Callback, tune.Stopper):
 
 
 class LeaderboardCallback(tune.Callback):
-    """Rewrites the leaderboard files whenever a trial starts, reports or ends. `rows` is {trial_id: row}."""
+    """Rewrites the leaderboard files whenever a trial starts, reports or ends. `rows` is {trial_id: row}.
 
-    def __init__(self, sweep_dir: Path, spec: Spec):
-        self.sweep_dir, self.spec = sweep_dir, spec
-        self.rows: dict[str, dict] = {}
+    A resumed sweep starts from its `saved` rows: ended trials keep theirs, whatever Tune's saved
+    state (which can lag a moment behind) says of them.
+    """
+
+    def __init__(self, sweep_dir: Path, spec: Spec, saved: list[dict] | None, experiment: str, early_end: EarlyEnd):
+        self.sweep_dir, self.spec, self.experiment, self.early_end = sweep_dir, spec, experiment, early_end
+        self.rows: dict[str, dict] = {r["trial_id"]: r for r in saved or []}
+        self.ended_before = {trial_id for trial_id, r in self.rows.items() if r["status"] in ENDED}
+        self.reconciled = saved is None
+
+    def on_step_begin(self, iteration, trials, **info):
+        if not self.reconciled:  # the first step of a resumed sweep: Tune has restored its trials
+            self.reconciled = True
+            self._forget_unknown({trial.trial_id for trial in trials})
+
+    def _forget_unknown(self, known: set[str]) -> None:
+        """Drop the trials Tune's saved state does not know: started just before the driver was
+        killed, after the last save. Their configurations are proposed again, as new trials."""
+        for trial_id in set(self.rows) - known:
+            del self.rows[trial_id]
+            delete_trial_folder(self.experiment, trial_id)
+        self.ended_before &= known
+        self._write()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._update(trial, "running", trial.last_result or {})
+        if trial.trial_id not in self.ended_before:
+            self._update(trial, "running", trial.last_result or {})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._update(trial, "running", result)
+        if trial.trial_id not in self.ended_before:
+            self._update(trial, "running", result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.ended_before:
+            return
         result = trial.last_result or {}
         status = "completed" if result.get("epoch", 0) >= self.spec.budget.max_epochs else "stopped"
         self._update(trial, status, result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.ended_before:
+            return
         message = _error_message(trial)
         diverged = "TrialDiverged: " in message
         self._update(trial, "diverged" if diverged else "error", trial.last_result or {},
                      message.split("TrialDiverged: ", 1)[-1] if diverged else message)
 
     def on_experiment_end(self, trials, **info):
-        # A sweep that ends early (stop_at, the failure guard) terminates its running trials without
-        # telling on_trial_complete; trials still running now were cut off by an interruption.
+        # A sweep that ends early (stop_at, the failure guard, the time limit) terminates its running
+        # trials without telling on_trial_complete. Otherwise (Ctrl+C) they stay `running`, to resume.
+        if not self.early_end():
+            return
         for trial in trials:
             if self.rows.get(trial.trial_id, {}).get("status") == "running" and trial.status == "TERMINATED":
                 self._update(trial, "stopped", trial.last_result or {})
@@ -313,6 +448,9 @@ class LeaderboardCallback(tune.Callback):
             trial_id=trial.trial_id, status=status, config=trial.config, result=result,
             objective=self.spec.objective, error=error,
         )
+        self._write()
+
+    def _write(self) -> None:
         rows = leaderboard.ranked(self.rows.values(), self.spec.objective, self.spec.mode)
         leaderboard.write(self.sweep_dir, rows, self.spec.objective)
 
@@ -329,7 +467,7 @@ def _error_message(trial) -> str:
 
 def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions) -> None:
     header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
-    (sweep_dir / "spec.yaml").write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
+    (sweep_dir / results.SAVED_SPEC).write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
     (sweep_dir / "data_summary.json").write_text(json.dumps(index.summary(), indent=2))
     meta = {
         "name": spec.name,
@@ -340,6 +478,8 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
         "classes": list(index.classes),
         "data_fingerprint": index.fingerprint,
         "address": options.address,
+        "experiment": results.experiment_location(sweep_dir, options.storage),
+        "options": options.to_meta(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sweeper_version": __version__,
     }

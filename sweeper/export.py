@@ -18,7 +18,6 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +25,6 @@ from . import __version__, checkpoint, images, leaderboard, results
 from .bundle import FORMAT, MANIFEST, quiet_native_stderr, to_probabilities
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
-from .spec import parse_spec
 
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
 METRIC_AGREES = 1e-6  # relative: the Keras model against the trial's reported metric
@@ -93,8 +91,7 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
 
 def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir: Path) -> list[dict]:
     """The trials to export, best first: those that reported a value and kept a checkpoint."""
-    usable = [r for r in leaderboard.scored(rows, objective)
-              if any((sweep_dir / f"trial_{r['trial_id']}").glob(f"checkpoint_*/{checkpoint.META_FILE}"))]
+    usable = [r for r in leaderboard.scored(rows, objective) if _has_checkpoint(sweep_dir, r["trial_id"])]
     if options.trial:
         chosen = [r for r in usable if r["trial_id"] == options.trial]
         if not chosen:
@@ -109,13 +106,17 @@ def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir:
     return usable[:options.top]
 
 
+def _has_checkpoint(sweep_dir: Path, trial_id: str) -> bool:
+    try:
+        checkpoint.find(sweep_dir, trial_id)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _sweep_data(sweep_dir: Path, meta: dict) -> DatasetIndex:
     """The sweep's data set, indexed again and checked against the fingerprint the sweep recorded."""
-    saved = sweep_dir / "spec.yaml"
-    if not saved.is_file() or "spec_path" not in meta:
-        raise SweeperError(f"{sweep_dir}: no spec.yaml or sweep.json here; is this a sweep folder (results/<sweep>)?")
-    # Relative paths in the saved spec are relative to the spec file the sweep was run from.
-    spec = parse_spec(yaml.safe_load(saved.read_text()), Path(meta["spec_path"]))
+    spec = results.saved_spec(sweep_dir)
     index = build_index(spec.data, spec.task)
     if meta.get("data_fingerprint") and index.fingerprint != meta["data_fingerprint"]:
         raise SweeperError(f"{sweep_dir}: the data changed since the sweep (fingerprint {index.fingerprint}, "
@@ -357,6 +358,6 @@ def _model_card(sweep_dir: Path, manifest: dict) -> str:
         lines += [f"| validation | {name} | {k} | {v:.6g} |" for k, v in row.items()]
     lines += [f"| test | model.keras | {k} | {v:.6g} |" for k, v in checks.get("test", {}).items()]
     lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in manifest["versions"].items()]
-    spec = (sweep_dir / "spec.yaml").read_text()
+    spec = (sweep_dir / results.SAVED_SPEC).read_text()
     lines += ["", "## The sweep's spec", "", "```yaml", spec.rstrip(), "```", ""]
     return "\n".join(lines)

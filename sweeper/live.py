@@ -51,11 +51,11 @@ class LiveView(tune.Callback):
 
     REDRAW_SECONDS = 0.5
 
-    def __init__(self, info: SweepInfo, rows: dict[str, dict], console: Console, board=None):
+    def __init__(self, info: SweepInfo, rows: dict[str, dict], console: Console, board=None, ended=()):
         self.info, self.rows, self.console, self.board = info, rows, console, board
         self.started = time.time()
         self.current: dict[str, float] = {}  # trial_id -> the objective at its last epoch
-        self.ended: list[str] = []  # in the order trials ended
+        self.ended: list[str] = list(ended)  # in the order trials ended; a resumed sweep's earlier ones first
         self.starts: dict[str, int] = {}  # trial_id -> times started: Tune retries failed trials (budget.max_failures)
         self.best_id: str | None = None
         self.best_value: float | None = None
@@ -63,6 +63,8 @@ class LiveView(tune.Callback):
         self.feature_started: dict[str, float] = {}
         self.live: Live | None = None
         self.drawn = 0.0
+        for trial_id in self.ended:
+            self._note_best(trial_id)
 
     def __getstate__(self):  # Tune pickles its callbacks with the experiment; consoles and displays do not pickle
         return {**self.__dict__, "console": None, "live": None}
@@ -77,6 +79,8 @@ class LiveView(tune.Callback):
     # --- Tune's events ------------------------------------------------------------------------
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.ended:  # a resumed sweep telling Tune again how an ended trial ended
+            return
         self.starts[trial.trial_id] = self.starts.get(trial.trial_id, 0) + 1
         if not self.interactive:
             attempt = self.starts[trial.trial_id]
@@ -111,6 +115,8 @@ class LiveView(tune.Callback):
     # --- state ----------------------------------------------------------------------------------
 
     def _ended(self, trial_id: str) -> None:
+        if trial_id in self.ended:
+            return
         self.ended.append(trial_id)
         self._note_best(trial_id)
         if not self.interactive:

@@ -79,7 +79,7 @@ def _load_histories(sweep_dir: Path, rows: list[dict], objective: str) -> dict[s
     """Each trial's objective per epoch, from `trial_<id>/result.json`; trials that reported nothing are left out."""
     histories: dict[str, History] = {}
     for row in rows:
-        path = sweep_dir / f"trial_{row['trial_id']}" / "result.json"
+        path = results.trial_folder(sweep_dir, row["trial_id"]) / "result.json"
         if not path.is_file():
             continue
         by_epoch: dict[int, float] = {}

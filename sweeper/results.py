@@ -1,8 +1,13 @@
-"""The results folder's own record of a sweep, `results/<sweep>/sweep.json`, and whether it still runs.
+"""The results folder's own record of a sweep, `results/<sweep>/sweep.json`, whether it still
+runs, and where its Ray Tune experiment (trial folders, checkpoints, Tune's saved state) lives.
 
 The driver writes `sweep.json` when a sweep starts and marks it `finished` or `interrupted` when
 it ends; a driver killed outright cannot, so a `running` sweep whose driver process is gone on
 this machine reads as interrupted.
+
+The experiment is `results/<sweep>/experiment/`, or `<storage>/<sweep>` with `--storage` (a
+shared path, or a URI such as s3://bucket/sweeps). It is a folder of its own because Tune, on
+resume, copies the experiment folder's top-level JSON files and writes them back later, stale.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import socket
 from pathlib import Path
 
 SWEEP_META = "sweep.json"
+SAVED_SPEC = "spec.yaml"  # the spec as run
+EXPERIMENT = "experiment"  # the Tune experiment's folder in the sweep folder, without --storage
 
 
 def write_meta(sweep_dir: Path, meta: dict) -> None:
@@ -59,3 +66,59 @@ def alive(pid) -> bool:
     except PermissionError:  # someone else's process: it exists
         return True
     return True
+
+
+def saved_spec(sweep_dir: Path):
+    """The spec the sweep was run with, read back from the sweep folder."""
+    import yaml
+
+    from .errors import SweeperError
+    from .spec import parse_spec
+
+    meta = read_meta(sweep_dir)
+    saved = Path(sweep_dir) / SAVED_SPEC
+    if not saved.is_file() or "spec_path" not in meta:
+        raise SweeperError(f"{sweep_dir}: no spec.yaml or sweep.json here; is this a sweep folder (results/<sweep>)?")
+    # Relative paths in the saved spec are relative to the spec file the sweep was run from.
+    return parse_spec(yaml.safe_load(saved.read_text()), Path(meta["spec_path"]))
+
+
+def experiment_location(sweep_dir: Path, storage: str | None = None) -> str:
+    """Where a sweep's Tune experiment goes: a local path, or a URI with --storage."""
+    sweep_dir = Path(sweep_dir)
+    if storage is None:
+        return str(sweep_dir / EXPERIMENT)
+    if "://" in storage:
+        return f"{storage.rstrip('/')}/{sweep_dir.name}"
+    return str(Path(storage).expanduser().resolve() / sweep_dir.name)
+
+
+def experiment_of(sweep_dir: Path) -> str:
+    """The sweep's Tune experiment, as recorded in sweep.json."""
+    return read_meta(sweep_dir).get("experiment") or experiment_location(sweep_dir)
+
+
+def filesystem(location: str):
+    """A pyarrow filesystem and the path in it, for a local path or a URI."""
+    import pyarrow.fs
+
+    if "://" in location:
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), location
+
+
+def trial_folder(sweep_dir: Path, trial_id: str) -> Path:
+    """A trial's folder (result.json, checkpoints) on this machine; a remote experiment's is copied
+    into `<sweep>/.remote/` first."""
+    location = experiment_of(sweep_dir)
+    if "://" not in location:
+        return Path(location) / f"trial_{trial_id}"
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    local = Path(sweep_dir) / ".remote" / f"trial_{trial_id}"
+    if not local.is_dir():
+        local.mkdir(parents=True)
+        pyarrow.fs.copy_files(f"{path}/trial_{trial_id}", str(local), source_filesystem=fs,
+                              destination_filesystem=pyarrow.fs.LocalFileSystem())
+    return local

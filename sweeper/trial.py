@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import latency
@@ -38,6 +38,10 @@ class TrialContext:
     seed: int
     feature_cache: bool = True  # False trains every trial on images, for comparison
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
+    # On `sweeper resume`: trials the leaderboard saw end, {trial_id: {"error": message}} or
+    # {trial_id: {"result": last result}}. Tune's saved state can lag behind the leaderboard by a
+    # moment, and then offers such a trial to run again.
+    ended: dict[str, dict] = field(default_factory=dict)
 
 
 def run_trial(config: dict, context: TrialContext) -> None:
@@ -54,11 +58,20 @@ def run_trial(config: dict, context: TrialContext) -> None:
     from .model import TrialConfig
     from .training import hold
 
+    from ray import tune
+
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
     diverged = _diverged_before()
     if diverged.is_file():  # a retry (budget.max_failures) would diverge again, the same way
         raise TrialDiverged(diverged.read_text())
+    trial_id = tune.get_context().get_trial_id()
+    if trial_id in context.ended:  # it ended before the driver was killed: never train it twice
+        ended = context.ended[trial_id]
+        if "error" in ended:
+            raise TrialEndedBefore(ended["error"])
+        tune.report({**ended["result"], REPLAYED: True})  # what Tune and the searcher missed; no training
+        return
 
     index, pixels = images.load_images(context.index, trial_config.image_size, Path(context.cache_dir))
     train_idx, val_idx = index.indices("train"), index.indices("validation")
@@ -91,8 +104,9 @@ def run_trial(config: dict, context: TrialContext) -> None:
     x_val, y_val, _ = hold(x_val, y_val)
     reporter = EpochReporter(warm.model, trial_config, context, target_stats, warm.sizes, started=started,
                              worker_trials=_trials_in_worker)
-    order = np.random.default_rng(seed)
-    for epoch in range(1, context.max_epochs + 1):
+    first = 1 + _resume_from_checkpoint(warm.model, reporter)
+    for epoch in range(first, context.max_epochs + 1):
+        order = np.random.default_rng((seed, epoch))  # per epoch: a resumed trial shuffles as it would have
         logs = warm.loop.train_epoch(x_train, y_train, batch_size=trial_config.batch_size, rng=order)
         validation = warm.loop.evaluate(x_val, y_val, batch_size=max(trial_config.batch_size, 64))
         logs.update({f"val_{name}": value for name, value in validation.items()})
@@ -106,6 +120,33 @@ def run_trial(config: dict, context: TrialContext) -> None:
 
 class TrialDiverged(RuntimeError):
     """The loss became NaN or infinite: the trial ends as `diverged` instead of training on garbage."""
+
+
+REPLAYED = "replayed"  # marks the result a resumed sweep reports again for a trial that had ended
+
+
+class TrialEndedBefore(RuntimeError):
+    """Raised again, on resume, for a trial that had failed before the driver was killed."""
+
+
+def _resume_from_checkpoint(model, reporter: "EpochReporter") -> int:
+    """On a resumed sweep, load the trial's kept checkpoint (its best epoch); returns that epoch, or 0.
+
+    Tune resumes the trial at the checkpoint's epoch too, so the epochs after it are trained
+    again; the optimizer starts afresh from the checkpoint's weights.
+    """
+    from ray import tune
+
+    from . import checkpoint
+
+    kept = tune.get_checkpoint()
+    if kept is None:
+        return 0
+    with kept.as_directory() as folder:
+        meta, weights = checkpoint.read(Path(folder))
+    model.set_weights(weights)
+    reporter.best, reporter.best_epoch = meta["metrics"][reporter.context.objective], meta["epoch"]
+    return int(meta["epoch"])
 
 
 def _diverged_before() -> Path:
@@ -155,13 +196,20 @@ class EpochReporter:
             self.startup_s = round(time.time() - self.started, 3)
         report = {**metrics, "epoch": epoch, f"best_{objective}": self.best, "best_epoch": self.best_epoch,
                   "startup_s": self.startup_s, "worker_rss_mb": _resident_mb(),
-                  "worker_trials": self.worker_trials, **self.sizes}
+                  "worker_trials": self.worker_trials, "node_id": _node_id(), **self.sizes}
         with tempfile.TemporaryDirectory(prefix="sweeper-ckpt-") as folder:
             kept = None
             if improved:  # Tune copies the folder into the experiment before report() returns
                 checkpoint.save(Path(folder), self.model, self.trial_config, epoch, metrics, self.target_stats)
                 kept = tune.Checkpoint.from_directory(folder)
             tune.report(report, checkpoint=kept)
+
+
+def _node_id() -> str:
+    """The Ray node this epoch ran on: on a cluster, nodes can share a host name and address."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def _release_freed_memory() -> None:

@@ -35,6 +35,7 @@ def test_bad_spec_exits_2_with_one_line_naming_the_key(tmp_path, capsys):
         (["export", ".", "--out", "bundle"], "no leaderboard.json here"),
         (["export", ".", "--out", "bundle", "--top", "0"], "--top 0: must be at least 1"),
         (["predict", ".", "cat.jpg"], "not a sweeper bundle (no bundle.json)"),
+        (["resume", "."], "no spec.yaml or sweep.json here; is this a sweep folder"),
     ],
 )
 def test_bad_arguments_exit_2(argv, message, capsys, tmp_path, monkeypatch):
@@ -61,6 +62,19 @@ def test_a_run_that_cannot_start_exits_2_at_once_and_leaves_nothing(extra, messa
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_a_run_never_overwrites_an_existing_sweep(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    (tmp_path / "s.yaml").write_text("name: taken\ndata: {train: d}\nspace: {backbone: simple_cnn}\n")
+    (tmp_path / "results" / "taken").mkdir(parents=True)
+    (tmp_path / "results" / "taken" / "leaderboard.json").write_text("[]")
+    assert main(["run", "s.yaml", "--out", "results"]) == 2
+    err = capsys.readouterr().err
+    assert "taken already exists; choose another --name, or continue it with `sweeper resume" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / "results" / "taken" / "leaderboard.json").read_text() == "[]"
 
 
 def test_backbones_lists_the_registry(capsys):

@@ -55,8 +55,8 @@ def _write_sweep(folder, trials):
             text = "".join(json.dumps(line) + "\n" for line in lines)
             if status == "running":  # a sweep read while a trial writes its next line
                 text += '{"epoch": %d, "val_accu' % (epochs + 1)
-            (folder / f"trial_{trial_id}").mkdir()
-            (folder / f"trial_{trial_id}" / "result.json").write_text(text)
+            (folder / "experiment" / f"trial_{trial_id}").mkdir(parents=True)
+            (folder / "experiment" / f"trial_{trial_id}" / "result.json").write_text(text)
         rows.append(leaderboard.make_row(trial_id=trial_id, status=status, config=config,
                                          result=lines[-1] if lines else {}, objective="val_accuracy",
                                          error=OOM if status == "error" else ""))

@@ -49,7 +49,7 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
     # The design's columns, then how long each trial took to start; the best row adds test metrics.
     assert list(rows[1]) == leaderboard.columns("val_accuracy") + ["startup_s"]
     assert all(0 < r["startup_s"] < 120 for r in rows)
-    trial_dirs = sorted(p.name.removeprefix("trial_") for p in sweep.glob("trial_*"))
+    trial_dirs = sorted(p.name.removeprefix("trial_") for p in (sweep / "experiment").glob("trial_*"))
     assert sorted(r["trial_id"] for r in rows) == trial_dirs  # one row per trial in the Ray experiment
     for row in rows:
         assert row["status"] in ("completed", "stopped"), row
@@ -65,7 +65,7 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
 
     # The checkpoint kept for each trial is its best epoch, not its last.
     for row in rows:
-        metas = list((sweep / f"trial_{row['trial_id']}").glob(f"checkpoint_*/{META_FILE}"))
+        metas = list((sweep / "experiment" / f"trial_{row['trial_id']}").glob(f"checkpoint_*/{META_FILE}"))
         assert len(metas) == 1
         meta = json.loads(metas[0].read_text())
         assert meta["epoch"] == row["best_epoch"]

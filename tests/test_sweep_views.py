@@ -78,7 +78,7 @@ def test_leaderboard_formats_where_and_sort_match_the_ray_experiment(sweep, caps
     assert len(rows) == TRIALS and [r["rank"] for r in rows] == list(range(1, TRIALS + 1))
 
     # Every row is a trial of the Ray experiment, with its configuration, epochs and best value.
-    analysis = ExperimentAnalysis(str(sweep_dir))
+    analysis = ExperimentAnalysis(str(sweep_dir / "experiment"))
     trials = {t.trial_id: t for t in analysis.trials}
     assert set(trials) == {r["trial_id"] for r in rows}
     frames = {Path(path).name.removeprefix("trial_"): frame for path, frame in analysis.trial_dataframes.items()}

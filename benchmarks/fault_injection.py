@@ -1,0 +1,177 @@
+"""Kill a sweep's driver with SIGKILL at random moments, resume it each time, and check what is left.
+
+A real sweep (a small CNN on scikit-learn's digits, 2 trials at a time, ASHA, TPE) is started
+with `sweeper run`, killed after a random delay, resumed with `sweeper resume`, killed again,
+and so on; the last resume runs to the end. The kill takes the driver alone; Ray's processes of
+that session are then killed too, as when the machine itself goes down. Then it checks:
+
+- the sweep finished with exactly `budget.trials` trials: as many leaderboard rows, all ended,
+  as trial folders in the experiment, with no id twice (trials lost, trials duplicated);
+- Optuna's history (the searcher's saved state) holds every trial, each finished, and no other;
+- no trial that had ended before a kill reported again after it (finished trials not retrained).
+
+    .venv/bin/python benchmarks/fault_injection.py [--kills 8] [--trials 16] [--seed 0]
+
+tests/test_resume.py runs a shorter variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SWEEPER = [sys.executable, "-m", "sweeper"]
+ENDED = ("completed", "stopped", "error", "diverged")
+
+SPEC = """\
+name: faults
+task: classification
+data: {{train: {digits}, validation_split: 0.2}}
+image_size: 32
+weights: none
+budget: {{trials: {trials}, max_epochs: {epochs}, grace_epochs: 1, reduction_factor: 2, concurrent_trials: 2, seed: {seed}}}
+space:
+  backbone: simple_cnn
+  head: {{pooling: [avg, flatten], units: [[], [32]], dropout: 0.1}}
+  optimizer: [adam, rmsprop]
+  learning_rate: {{low: 1.0e-4, high: 1.0e-2, log: true}}
+  batch_size: [32, 64]
+"""
+
+
+def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
+           window: tuple[float, float] = (3.0, 30.0), say=print) -> dict:
+    """Run the sweep in `folder` through `kills` SIGKILLs of its driver; returns the figures."""
+    from sweeper.demo import write_digits
+
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = folder / "digits"
+    if not digits.is_dir():
+        write_digits(digits)
+    spec = folder / "spec.yaml"
+    spec.write_text(SPEC.format(digits=digits, trials=trials, epochs=epochs, seed=seed))
+    sweep = folder / "results" / "faults"
+    rng = random.Random(seed)
+    ended: dict[str, int] = {}  # trial id -> its result lines when it was first seen ended
+    figures = {"kills": 0, "finished_before_kill": False, "leftover_processes_killed": 0}
+    started = time.perf_counter()
+    command = [*SWEEPER, "run", str(spec), "--out", str(folder / "results")]
+    with open(folder / "drivers.log", "a") as log:
+        while figures["kills"] < kills:
+            driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            delay = rng.uniform(*window)
+            try:
+                code = driver.wait(timeout=delay)
+                if code != 0:
+                    raise RuntimeError(f"the driver exited with {code} before the kill; see {folder / 'drivers.log'}")
+                figures["finished_before_kill"] = True
+                break
+            except subprocess.TimeoutExpired:
+                driver.send_signal(signal.SIGKILL)
+                driver.wait()
+            figures["kills"] += 1
+            figures["leftover_processes_killed"] += _kill_session(driver.pid)
+            for trial_id, lines in _ended_trials(sweep).items():
+                ended.setdefault(trial_id, lines)
+            say(f"kill {figures['kills']} after {delay:.1f} s: {len(ended)} trials ended so far")
+            command = [*SWEEPER, "resume", str(sweep)]
+        if not figures["finished_before_kill"]:
+            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+    figures["wall_s"] = round(time.perf_counter() - started, 1)
+    figures.update(check(sweep, trials, ended))
+    return figures
+
+
+def check(sweep: Path, trials: int, ended_before: dict[str, int]) -> dict:
+    """The final state's figures: what a resumed sweep must get right."""
+    meta = json.loads((sweep / "sweep.json").read_text())
+    rows = json.loads((sweep / "leaderboard.json").read_text())
+    ids = [r["trial_id"] for r in rows]
+    folders = sorted(p.name.removeprefix("trial_") for p in (sweep / "experiment").glob("trial_*"))
+    searcher = _searcher_state(sweep / "experiment")
+    study = searcher["_ot_study"]
+    retrained = [t for t, lines in ended_before.items() if _result_lines(sweep, t) != lines]
+    return {
+        "state": meta.get("state"),
+        "trials": len(rows),
+        "trials_lost": max(0, trials - len({i for i, r in zip(ids, rows) if r["status"] in ENDED})),
+        "trials_duplicated": len(ids) - len(set(ids)) + max(0, len(rows) - trials),
+        "folders_match_rows": folders == sorted(ids),
+        "optuna_trials": len(study.trials),
+        "optuna_matches_rows": sorted(searcher["_ot_trials"]) == sorted(ids),
+        "optuna_unfinished": sum(not t.state.is_finished() for t in study.trials),
+        "ended_trials_retrained": len(retrained),
+        "statuses": {s: sum(r["status"] == s for r in rows) for s in sorted({r["status"] for r in rows})},
+    }
+
+
+def _ended_trials(sweep: Path) -> dict[str, int]:
+    try:
+        rows = json.loads((sweep / "leaderboard.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {r["trial_id"]: _result_lines(sweep, r["trial_id"]) for r in rows if r["status"] in ENDED}
+
+
+def _result_lines(sweep: Path, trial_id: str) -> int:
+    """Results the trial reported, leaving out what a resume replays (without training) of an ended trial."""
+    path = sweep / "experiment" / f"trial_{trial_id}" / "result.json"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return sum('"replayed": true' not in line for line in lines)
+
+
+def _searcher_state(experiment: Path) -> dict:
+    newest = sorted(experiment.glob("searcher-state-*.pkl"))[-1]
+    with open(newest, "rb") as f:
+        return pickle.load(f)
+
+
+def _kill_session(pid: int) -> int:
+    """Kill what is left of the killed driver's session (its local Ray); returns how many processes."""
+    time.sleep(1.0)
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _session_of(int(p.name)) == pid]
+    for proc in left:
+        try:
+            os.kill(int(proc.name), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(left)
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sweeper-faults-") as tmp:
+        figures = inject(Path(tmp), kills=args.kills, trials=args.trials, epochs=args.epochs, seed=args.seed)
+    print(json.dumps(figures, indent=1))
+    ok = (figures["state"] == "finished" and figures["trials_lost"] == 0 and figures["trials_duplicated"] == 0
+          and figures["folders_match_rows"] and figures["optuna_matches_rows"] and not figures["optuna_unfinished"]
+          and not figures["ended_trials_retrained"])
+    print(f"kills survived: {figures['kills']}, trials lost: {figures['trials_lost']}, "
+          f"duplicated: {figures['trials_duplicated']}, finished trials retrained: {figures['ended_trials_retrained']}"
+          f" -> {'OK' if ok else 'FAILED'}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Interrupting and resuming sweeps: Ctrl+C, SIGKILL of the driver at random moments, and the
+cases `sweeper resume` refuses. Real sweeps of a small CNN on the digits, tier 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from sweeper import leaderboard, results
+from sweeper.cli import main
+
+from conftest import ROOT, write_spec
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from fault_injection import SPEC, inject  # noqa: E402
+
+
+@pytest.mark.ray
+def test_five_sigkills_of_the_driver_lose_and_repeat_no_trial(tmp_path):
+    figures = inject(tmp_path, kills=5, trials=8, epochs=3, seed=1, window=(8.0, 22.0), say=lambda _: None)
+    assert figures["kills"] == 5, figures
+    assert figures["state"] == "finished" and figures["trials"] == 8
+    assert figures["trials_lost"] == 0 and figures["trials_duplicated"] == 0
+    assert figures["folders_match_rows"] and figures["optuna_matches_rows"]
+    assert figures["optuna_trials"] == 8 and figures["optuna_unfinished"] == 0
+    assert figures["ended_trials_retrained"] == 0
+
+
+@pytest.mark.ray
+def test_ctrl_c_stops_gracefully_prints_the_resume_command_and_resume_finishes(tmp_path, digits_dir, capsys):
+    spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, trials=6, epochs=4, seed=0))
+    out = tmp_path / "results"
+    sweep = out / "faults"
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(spec), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not _reported(sweep):  # interrupt mid-trial, after a first epoch
+        time.sleep(0.5)
+    driver.send_signal(signal.SIGINT)
+    stdout, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stdout + stderr
+    assert f"interrupted; continue it with: sweeper resume {sweep}" in stderr
+    assert results.state_of(sweep) == "interrupted"
+    before = {r["trial_id"]: r for r in leaderboard.read(sweep)}
+    assert before and len(before) < 6
+
+    assert main(["resume", str(sweep)]) == 0
+    assert "resuming;" in capsys.readouterr().out
+    rows = leaderboard.read(sweep)
+    assert results.state_of(sweep) == "finished"
+    assert len(rows) == 6 and all(r["status"] in ("completed", "stopped") for r in rows)
+    for row in rows:  # trials that had ended kept their results; those cut off went on from a checkpoint
+        if before.get(row["trial_id"], {}).get("status") in ("completed", "stopped"):
+            assert row == {**before[row["trial_id"]], "rank": row["rank"]}
+    folders = sorted(p.name.removeprefix("trial_") for p in (sweep / "experiment").glob("trial_*"))
+    assert folders == sorted(r["trial_id"] for r in rows)
+
+    # A finished sweep is not resumed again.
+    assert main(["resume", str(sweep)]) == 2
+    assert "this sweep has finished; nothing to resume" in capsys.readouterr().err
+
+
+def _reported(sweep: Path) -> bool:
+    try:
+        return any(r["epochs"] for r in json.loads((sweep / "leaderboard.json").read_text()))
+    except (OSError, ValueError):
+        return False
+
+
+def test_resume_refuses_a_sweep_still_running_here(tmp_path, capsys):
+    sweep = tmp_path / "results" / "busy"
+    sweep.mkdir(parents=True)
+    (sweep / "spec.yaml").write_text("data: {train: d}\n")
+    results.write_meta(sweep, {"spec_path": str(tmp_path / "spec.yaml"), "state": "running",
+                               "driver_host": socket.gethostname(), "driver_pid": os.getpid()})
+    assert main(["resume", str(sweep)]) == 2
+    err = capsys.readouterr().err
+    assert f"this sweep is still running (driver pid {os.getpid()})" in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_refuses_a_damaged_saved_state(tmp_path):
+    from sweeper.errors import SweeperError
+    from sweeper.resumable import check_experiment_state
+
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')
+    with pytest.raises(SweeperError, match="the saved state of the sweep cannot be read"):
+        check_experiment_state(str(tmp_path))
+
+
+def test_asha_reads_its_rungs_back_from_restored_trials(tmp_path):
+    """A resumed ASHA judges new trials against the old ones, as if it had never stopped."""
+    import pyarrow.fs
+
+    from sweeper.resumable import ResumableASHA
+
+    def asha():
+        return ResumableASHA(time_attr="training_iteration", metric="val_accuracy", mode="max", max_t=8,
+                             grace_period=1, reduction_factor=2)
+
+    def rungs(scheduler):  # milestone -> {trial: value}; ASHA keeps no public view of them
+        return {milestone: recorded for milestone, recorded in scheduler._brackets[0]._rungs}
+
+    history = {"a": [0.5, 0.6, 0.7, 0.8], "b": [0.4, 0.45], "c": [0.9, 0.95, 0.96, 0.97], "d": [0.2]}
+    original, resumed = asha(), asha()
+    for trial_id, values in history.items():
+        results = [{"training_iteration": i, "val_accuracy": v} for i, v in enumerate(values, 1)]
+        folder = tmp_path / f"trial_{trial_id}"
+        folder.mkdir()
+        (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in results))
+        storage = SimpleNamespace(trial_fs_path=str(folder), storage_filesystem=pyarrow.fs.LocalFileSystem())
+        # The first session, as it ran: one result at a time.
+        original.on_trial_add(None, SimpleNamespace(trial_id=trial_id, last_result={}))
+        for result in results:
+            original.on_trial_result(None, SimpleNamespace(trial_id=trial_id), result)
+        # The resumed session: Tune adds each restored trial with its last result.
+        resumed.on_trial_add(None, SimpleNamespace(trial_id=trial_id, storage=storage, last_result=results[-1]))
+
+    assert rungs(resumed) == rungs(original)
+    assert rungs(resumed)[1] == {"a": 0.5, "b": 0.4, "c": 0.9, "d": 0.2}
+    assert rungs(resumed)[4] == {"a": 0.8, "c": 0.97}
