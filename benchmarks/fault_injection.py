@@ -49,7 +49,7 @@ space:
 
 
 def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
-           window: tuple[float, float] = (3.0, 30.0), say=print) -> dict:
+           window: tuple[float, float] = (5.0, 40.0), say=print) -> dict:
     """Run the sweep in `folder` through `kills` SIGKILLs of its driver; returns the figures."""
     from sweeper.demo import write_digits
 
@@ -76,10 +76,8 @@ def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
                 figures["finished_before_kill"] = True
                 break
             except subprocess.TimeoutExpired:
-                driver.send_signal(signal.SIGKILL)
-                driver.wait()
+                figures["leftover_processes_killed"] += kill_driver(driver)
             figures["kills"] += 1
-            figures["leftover_processes_killed"] += _kill_session(driver.pid)
             for trial_id, lines in _ended_trials(sweep).items():
                 ended.setdefault(trial_id, lines)
             say(f"kill {figures['kills']} after {delay:.1f} s: {len(ended)} trials ended so far")
@@ -110,6 +108,10 @@ def check(sweep: Path, trials: int, ended_before: dict[str, int]) -> dict:
         "optuna_matches_rows": sorted(searcher["_ot_trials"]) == sorted(ids),
         "optuna_unfinished": sum(not t.state.is_finished() for t in study.trials),
         "ended_trials_retrained": len(retrained),
+        # How the kills fell: trials cut off mid-training and continued from their checkpoint (in
+        # another process), and ended trials whose end Tune's saved state had missed (replayed).
+        "trials_continued_from_checkpoint": sum(_continued(sweep, t) for t in ids),
+        "ended_trials_replayed": sum(_replayed(sweep, t) for t in ids),
         "statuses": {s: sum(r["status"] == s for r in rows) for s in sorted({r["status"] for r in rows})},
     }
 
@@ -129,16 +131,32 @@ def _result_lines(sweep: Path, trial_id: str) -> int:
     return sum('"replayed": true' not in line for line in lines)
 
 
+def _results(sweep: Path, trial_id: str) -> list[dict]:
+    path = sweep / "experiment" / f"trial_{trial_id}" / "result.json"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _continued(sweep: Path, trial_id: str) -> bool:
+    return len({r["pid"] for r in _results(sweep, trial_id) if not r.get("replayed")}) > 1
+
+
+def _replayed(sweep: Path, trial_id: str) -> bool:
+    return any(r.get("replayed") for r in _results(sweep, trial_id))
+
+
 def _searcher_state(experiment: Path) -> dict:
     newest = sorted(experiment.glob("searcher-state-*.pkl"))[-1]
     with open(newest, "rb") as f:
         return pickle.load(f)
 
 
-def _kill_session(pid: int) -> int:
-    """Kill what is left of the killed driver's session (its local Ray); returns how many processes."""
+def kill_driver(driver: subprocess.Popen) -> int:
+    """SIGKILL a driver started with `start_new_session=True`, then what is left of its session
+    (the local Ray it started); returns how many processes were left."""
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
     time.sleep(1.0)
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _session_of(int(p.name)) == pid]
+    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _session_of(int(p.name)) == driver.pid]
     for proc in left:
         try:
             os.kill(int(proc.name), signal.SIGKILL)

@@ -459,7 +459,11 @@ def _error_message(trial) -> str:
     """The last line of the trial's traceback: the exception and its message."""
     path = getattr(trial, "error_file", None)
     if path and Path(path).is_file():
-        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        text = Path(path).read_text()
+        if "The actor died unexpectedly" in text and "OutOfMemoryError" not in text:  # Ray's words run long
+            return ("the trial's worker process died: killed by the system (often the out-of-memory killer) "
+                    "or its node was lost")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         if lines:
             return lines[-1][:500]
     return "the trial failed (no error message was recorded)"

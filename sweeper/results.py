@@ -95,7 +95,12 @@ def experiment_location(sweep_dir: Path, storage: str | None = None) -> str:
 
 def experiment_of(sweep_dir: Path) -> str:
     """The sweep's Tune experiment, as recorded in sweep.json."""
-    return read_meta(sweep_dir).get("experiment") or experiment_location(sweep_dir)
+    recorded = read_meta(sweep_dir).get("experiment")
+    if recorded:
+        return recorded
+    if (Path(sweep_dir) / "tuner.pkl").is_file():  # earlier sweeper versions kept it in the sweep folder itself
+        return str(sweep_dir)
+    return experiment_location(sweep_dir)
 
 
 def filesystem(location: str):
@@ -117,8 +122,8 @@ def trial_folder(sweep_dir: Path, trial_id: str) -> Path:
 
     fs, path = filesystem(location)
     local = Path(sweep_dir) / ".remote" / f"trial_{trial_id}"
-    if not local.is_dir():
-        local.mkdir(parents=True)
+    if not local.is_dir() or state_of(sweep_dir) != "finished":  # a running sweep's trials change
+        local.mkdir(parents=True, exist_ok=True)
         pyarrow.fs.copy_files(f"{path}/trial_{trial_id}", str(local), source_filesystem=fs,
                               destination_filesystem=pyarrow.fs.LocalFileSystem())
     return local

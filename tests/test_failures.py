@@ -52,11 +52,11 @@ def test_raising_and_diverging_trials_end_with_their_status_and_the_sweep_goes_o
         tmp_path, digits_dir, digits_csv, damaged_weights, ray_session, capsys):
     # One trial at a time, and seed 5: TPE's first draws are a damaged MobileNet, simple_cnn at
     # learning rate 10, then simple_cnn at 0.03; so a trial reports before the failure guard could trip.
-    spec = write_spec(tmp_path, SPEC.format(name="faults", digits=digits_dir, csv=digits_csv, weights=damaged_weights, trials=8,
+    spec = write_spec(tmp_path, SPEC.format(name="faults", digits=digits_dir, csv=digits_csv, weights=damaged_weights, trials=4,
                                             concurrent=1, retries=1, backbones="[simple_cnn, mobilenet_v2_0.35]", seed=5))
     assert main(["run", str(spec), "--out", str(tmp_path / "results")]) == 0
     rows = leaderboard.read(tmp_path / "results" / "faults")
-    assert len(rows) == 8
+    assert len(rows) == 4
     by_status = {}
     for row in rows:
         by_status.setdefault(row["status"], []).append(row)
@@ -86,3 +86,36 @@ def test_a_sweep_whose_trials_all_fail_stops_early_with_a_summary(tmp_path, digi
     rows = leaderboard.read(tmp_path / "results" / "hopeless")
     assert 3 <= len(rows) < 12 and sum(r["status"] == "error" for r in rows) >= 3
     assert all(r["status"] in ("error", "stopped") for r in rows)  # one may have been starting when it stopped
+
+
+def test_a_trial_whose_worker_is_killed_ends_as_error_and_the_sweep_goes_on(tmp_path, digits_dir, digits_csv):
+    """What the kernel's out-of-memory killer does to a trial: SIGKILL its worker process."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = write_spec(tmp_path, SPEC.format(name="killed", digits=digits_dir, csv=digits_csv, weights="none", trials=2,
+                                            concurrent=1, retries=0, backbones="simple_cnn", seed=0)
+                      .replace("max_epochs: 2, grace_epochs: 2", "max_epochs: 3, grace_epochs: 3")
+                      .replace("[3.0e-2, 10.0]", "3.0e-2"))
+    out = tmp_path / "results"
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(spec), "--out", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    first, deadline = None, time.time() + 300
+    while first is None and time.time() < deadline:
+        time.sleep(0.2)
+        for path in (out / "killed" / "experiment").glob("trial_*/result.json"):
+            lines = path.read_text().splitlines()
+            if lines:
+                first = json.loads(lines[0])
+    assert first is not None, "no trial reported"
+    os.kill(first["pid"], signal.SIGKILL)
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output
+    rows = {r["trial_id"]: r for r in leaderboard.read(out / "killed")}
+    killed = rows.pop(first["trial_id"])
+    assert killed["status"] == "error" and "worker process died: killed by the system" in killed["error"], killed
+    assert [r["status"] for r in rows.values()] == ["completed"]

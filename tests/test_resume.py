@@ -18,29 +18,30 @@ import pytest
 from sweeper import leaderboard, results
 from sweeper.cli import main
 
-from conftest import ROOT, write_spec
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from fault_injection import SPEC, inject  # noqa: E402
+from conftest import write_spec
+from fault_injection import SPEC, inject
 
 
 @pytest.mark.ray
 def test_five_sigkills_of_the_driver_lose_and_repeat_no_trial(tmp_path):
-    figures = inject(tmp_path, kills=5, trials=8, epochs=3, seed=1, window=(8.0, 22.0), say=lambda _: None)
+    figures = inject(tmp_path, kills=5, trials=6, epochs=3, seed=1, window=(7.0, 17.0), say=lambda _: None)
     assert figures["kills"] == 5, figures
-    assert figures["state"] == "finished" and figures["trials"] == 8
+    assert figures["state"] == "finished" and figures["trials"] == 6
     assert figures["trials_lost"] == 0 and figures["trials_duplicated"] == 0
     assert figures["folders_match_rows"] and figures["optuna_matches_rows"]
-    assert figures["optuna_trials"] == 8 and figures["optuna_unfinished"] == 0
+    assert figures["optuna_trials"] == 6 and figures["optuna_unfinished"] == 0
     assert figures["ended_trials_retrained"] == 0
 
 
 @pytest.mark.ray
 def test_ctrl_c_stops_gracefully_prints_the_resume_command_and_resume_finishes(tmp_path, digits_dir, capsys):
-    spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, trials=6, epochs=4, seed=0))
-    out = tmp_path / "results"
+    """With the experiment at a `--storage` URI: Tune and sweeper read it through a pyarrow
+    filesystem (here `file://`, the same code path as `s3://`)."""
+    spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, trials=5, epochs=3, seed=0))
+    out, store = tmp_path / "results", tmp_path / "store"
+    uri = f"file://{store}"
     sweep = out / "faults"
-    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(spec), "--out", str(out)],
+    driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(spec), "--out", str(out), "--storage", uri],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and not _reported(sweep):  # interrupt mid-trial, after a first epoch
@@ -50,21 +51,30 @@ def test_ctrl_c_stops_gracefully_prints_the_resume_command_and_resume_finishes(t
     assert driver.returncode == 130, stdout + stderr
     assert f"interrupted; continue it with: sweeper resume {sweep}" in stderr
     assert results.state_of(sweep) == "interrupted"
+    assert results.experiment_of(sweep) == f"{uri}/faults" and not (sweep / "experiment").exists()
     before = {r["trial_id"]: r for r in leaderboard.read(sweep)}
-    assert before and len(before) < 6
+    assert before and len(before) < 5
 
     assert main(["resume", str(sweep)]) == 0
     assert "resuming;" in capsys.readouterr().out
     rows = leaderboard.read(sweep)
     assert results.state_of(sweep) == "finished"
-    assert len(rows) == 6 and all(r["status"] in ("completed", "stopped") for r in rows)
+    assert len(rows) == 5 and all(r["status"] in ("completed", "stopped") for r in rows)
     for row in rows:  # trials that had ended kept their results; those cut off went on from a checkpoint
         if before.get(row["trial_id"], {}).get("status") in ("completed", "stopped"):
             assert row == {**before[row["trial_id"]], "rank": row["rank"]}
-    folders = sorted(p.name.removeprefix("trial_") for p in (sweep / "experiment").glob("trial_*"))
+    folders = sorted(p.name.removeprefix("trial_") for p in (store / "faults").glob("trial_*"))
     assert folders == sorted(r["trial_id"] for r in rows)
 
+    # The report reads each trial's results through the URI (copied into the sweep folder).
+    assert main(["report", str(sweep)]) == 0
+    page = (sweep / "report" / "report.html").read_text()
+    assert all(r["trial_id"] in page for r in rows)
+    copied = (sweep / ".remote" / f"trial_{rows[0]['trial_id']}" / "result.json").read_text().splitlines()
+    assert json.loads(copied[-1])["epoch"] == rows[0]["epochs"]
+
     # A finished sweep is not resumed again.
+    capsys.readouterr()
     assert main(["resume", str(sweep)]) == 2
     assert "this sweep has finished; nothing to resume" in capsys.readouterr().err
 
