@@ -16,6 +16,7 @@ EXAMPLES = """\
 examples:
   sweeper demo                                   # a whole sweep on real digits, offline
   sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4
+  sweeper run my_spec.yaml --dry-run             # the space, ASHA's rungs, the epochs it would train
   sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379 --storage /shared/sweeps
   sweeper resume results/cats-vs-dogs            # after Ctrl+C, a crash or a lost driver
   sweeper leaderboard results/cats-vs-dogs --top 5 --format md
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", metavar="PATH_OR_URI",
                      help="where the Ray Tune experiment (trial folders, checkpoints) goes: a path every node "
                           "sees, or a URI such as s3://bucket/sweeps (default: <out>/<sweep>/experiment)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the space's size, the ASHA rungs and the epochs the sweep would train, then stop")
     run.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
                      help="train every trial on images, recomputing frozen layers each epoch (slower; for comparisons)")
     run.add_argument("--fresh-workers", dest="reuse_workers", action="store_false",
@@ -159,6 +162,11 @@ def _dispatch(args, console: Console) -> int:
 
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
+        if args.dry_run:
+            from .schedule import print_plan
+
+            print_plan(spec, console)
+            return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,
                                    reuse_workers=args.reuse_workers), console)

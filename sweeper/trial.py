@@ -53,12 +53,11 @@ def run_trial(config: dict, context: TrialContext) -> None:
     _release_freed_memory()
     init_tensorflow(context.cpus)
     import numpy as np
+    from ray import tune
 
     from . import feature_cache, images, warm_models
     from .model import TrialConfig
     from .training import hold
-
-    from ray import tune
 
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
