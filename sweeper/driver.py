@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+import optuna
 import ray
 import yaml
 from ray import tune
@@ -31,7 +32,8 @@ from .errors import SweeperError
 from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
 from .resumable import ResumableASHA, check_experiment_state, delete_trial_folder, trial_results
-from .search_space import DefineByRun, space_size
+from .schedule import trial_count
+from .search_space import DefineByRun, grid_space, space_size
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
 from .weights import find_local
@@ -115,7 +117,9 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
         raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint {index.fingerprint}, "
                            f"the sweep saw {meta.get('data_fingerprint')}); run the spec as a new sweep instead")
     check_experiment_state(results.experiment_of(sweep_dir))
-    return _tune(spec, sweep_dir, index, options, console, started=started, saved=leaderboard.read(sweep_dir))
+    # No leaderboard: the driver was killed as the sweep started, before it wrote one.
+    saved = leaderboard.read(sweep_dir) if (sweep_dir / "leaderboard.json").is_file() else []
+    return _tune(spec, sweep_dir, index, options, console, started=started, saved=saved)
 
 
 def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console, *,
@@ -124,6 +128,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     _init_ray(options.address)
     board = ProgressBoard.options(runtime_env={"env_vars": {COLD_WORKER: "1"}}).remote()
     experiment = results.experiment_location(sweep_dir, options.storage)
+    trials = trial_count(spec)
     ended = {r["trial_id"]: _ended(r, experiment, spec.objective) for r in saved or [] if r["status"] in ENDED}
     context = TrialContext(
         index=index,
@@ -143,23 +148,21 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     if saved is None:
         size = space_size(spec.space)
         console.print(
-            f"[bold]{spec.name}[/]: {spec.budget.trials} trials over "
+            f"[bold]{spec.name}[/]: {trials} trials ({spec.budget.search} search) over "
             f"{'a continuous space' if size is None else f'{size} configurations'}, "
             f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
             f"objective {spec.objective} ({spec.mode})"
         )
     else:
-        console.print(f"[bold]{spec.name}[/]: resuming; {len(ended)} of {spec.budget.trials} trials had ended, "
+        console.print(f"[bold]{spec.name}[/]: resuming; {len(ended)} of {trials} trials had ended, "
                       f"{len(saved) - len(ended)} were running")
-    guard = FailureGuard(min(spec.budget.trials, max(3, spec.budget.concurrent_trials + 1)), saved or [])
+    guard = FailureGuard(min(trials, max(3, spec.budget.concurrent_trials + 1)), saved or [])
     stop_at = StopAt(spec.objective, spec.mode, spec.budget.stop_at) if spec.budget.stop_at is not None else None
     early_end = EarlyEnd([guard, *([stop_at] if stop_at else [])], spec.budget.time_limit)
     files = LeaderboardCallback(sweep_dir, spec, saved, experiment, early_end)
-    info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=spec.budget.trials,
+    info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=trials,
                      max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
     callbacks = [files, LiveView(info, files.rows, console, board, ended), guard]  # files first: the view shows their rows
-    if saved is None:
-        leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     tuner = _make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
                         reuse_workers=options.reuse_workers, resume=saved is not None)
     results.mark(sweep_dir, "running")
@@ -177,7 +180,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
 
     rows = leaderboard.read(sweep_dir)
     # Tune returns normally after Ctrl+C too, with the trials it cut off still `running` (or not started).
-    if any(r["status"] == "running" for r in rows) or (len(rows) < spec.budget.trials and not early_end()):
+    if any(r["status"] == "running" for r in rows) or (len(rows) < trials and not early_end()):
         results.mark(sweep_dir, "interrupted")
         leaderboard.render(rows, spec.objective, console, title=f"{spec.name} so far — best {spec.objective} first")
         raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}")
@@ -187,7 +190,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     if guard.stop_all():
         first = next((r["error"] for r in rows if r.get("error")), "no message")
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
-                           f"{spec.budget.trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
+                           f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
     minutes = (time.time() - started) / 60
     console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}")
@@ -228,15 +231,19 @@ def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: l
     callbacks must talk to this driver's display and progress board, not the killed driver's.
     Tune then restores the trials and the searcher's history from the experiment's saved state.
     """
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     budget = spec.budget
-    sampler = optuna.samplers.TPESampler(
-        seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
-    )
+    if budget.search == "grid":
+        sampler = AskTellGrid(grid_space(spec.space), seed=budget.seed)
+    elif budget.search == "random":
+        sampler = optuna.samplers.RandomSampler(seed=budget.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(
+            seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
+        )
     searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler)
     scheduler = ResumableASHA(
         time_attr="training_iteration",
@@ -257,7 +264,7 @@ def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: l
             mode=spec.mode,
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=budget.trials,
+            num_samples=trial_count(spec),
             max_concurrent_trials=budget.concurrent_trials,
             time_budget_s=budget.time_limit,
             reuse_actors=reuse_workers,  # keeps TensorFlow imported, and models warm, between trials
@@ -331,6 +338,17 @@ def _init_ray(address: str | None) -> None:
         if address:
             raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
         raise
+
+
+class AskTellGrid(optuna.samplers.GridSampler):
+    """Optuna's GridSampler for a study driven by ask and tell, as Tune's OptunaSearch drives it.
+
+    GridSampler stops `study.optimize` once every point is taken, and raises when there is no
+    optimize loop to stop; Tune itself asks for exactly as many trials as the grid holds.
+    """
+
+    def after_trial(self, study, trial, state, values):
+        pass
 
 
 class StopAt(tune.Stopper):
@@ -470,9 +488,11 @@ def _error_message(trial) -> str:
 
 
 def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions) -> None:
+    """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
     header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
     (sweep_dir / results.SAVED_SPEC).write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
     (sweep_dir / "data_summary.json").write_text(json.dumps(index.summary(), indent=2))
+    leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     meta = {
         "name": spec.name,
         "spec_path": str(spec.path),

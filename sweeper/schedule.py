@@ -42,16 +42,23 @@ def rung_epochs(grace: int, max_epochs: int, reduction_factor: int) -> list[int]
     return [e for e in (grace * reduction_factor**k for k in range(count)) if e < max_epochs]
 
 
+def trial_count(spec: Spec) -> int:
+    """The trials the sweep runs: `budget.trials`, or a grid's size if that is smaller."""
+    size = space_size(spec.space)
+    return min(spec.budget.trials, size) if spec.budget.search == "grid" and size else spec.budget.trials
+
+
 def plan(spec: Spec) -> Plan:
     budget = spec.budget
-    rungs, alive, trained_to, epochs = [], float(budget.trials), 0, 0.0
+    trials = trial_count(spec)
+    rungs, alive, trained_to, epochs = [], float(trials), 0, 0.0
     for epoch in rung_epochs(budget.grace_epochs, budget.max_epochs, budget.reduction_factor):
         epochs += alive * (epoch - trained_to)
         promoted = alive / budget.reduction_factor
         rungs.append(Rung(epoch, alive, promoted))
         alive, trained_to = promoted, epoch
     epochs += alive * (budget.max_epochs - trained_to)
-    return Plan(space_size(spec.space), budget.trials, budget.max_epochs, rungs, epochs)
+    return Plan(space_size(spec.space), trials, budget.max_epochs, rungs, epochs)
 
 
 def print_plan(spec: Spec, console: Console) -> None:
@@ -59,8 +66,9 @@ def print_plan(spec: Spec, console: Console) -> None:
     budget = spec.budget
     space = "a continuous space" if p.configurations is None else f"{p.configurations} configurations"
     share = "" if p.configurations is None else f" ({p.trials / p.configurations:.0%} of them)"
-    console.print(f"{spec.name}: {space}; {p.trials} trials{share}, up to {p.max_epochs} epochs each, "
-                  f"{budget.concurrent_trials} at a time; objective {spec.objective} ({spec.mode})", highlight=False)
+    console.print(f"{spec.name}: {space}; {p.trials} trials{share} by {budget.search} search, up to "
+                  f"{p.max_epochs} epochs each, {budget.concurrent_trials} at a time; objective {spec.objective} "
+                  f"({spec.mode})", highlight=False)
     if p.rungs:
         console.print(f"ASHA rungs (grace_epochs {budget.grace_epochs}, reduction_factor {budget.reduction_factor}): "
                       f"about 1 in {budget.reduction_factor} of the trials judged at a rung goes on", highlight=False)

@@ -2,7 +2,8 @@
 
 Define-by-run lets `cut` depend on the backbone that was drawn: each backbone gets its own
 Optuna parameter (`cut@inception_v3`), and the trial receives the drawn value as `cut`.
-Fixed values never reach Optuna; they are returned as constants.
+Fixed values never reach Optuna; they are returned as constants. `grid_space` lists the same
+parameters for Optuna's GridSampler (`budget.search: grid`).
 """
 
 from __future__ import annotations
@@ -84,3 +85,23 @@ def space_size(space: Space) -> int | None:
             product *= c
         total_per_backbone.append(product)
     return sum(total_per_backbone)
+
+
+def grid_space(space: Space) -> dict[str, list]:
+    """Every sampled parameter's values, as Optuna's GridSampler takes them. Raises ValueError,
+    naming the spec key, for what a grid cannot hold: a range, or a list of cuts for a backbone."""
+    grid: dict[str, list] = {}
+    backbones = space.backbone.options if isinstance(space.backbone, Choice) else (space.backbone.value,)
+    for key in CONFIG_KEYS:
+        spec_key = "space." + key.replace("head_", "head.")
+        if key == "cut":
+            if any(isinstance(space.cut_for(b), (Choice, Range)) for b in backbones):
+                raise ValueError(f"{spec_key}: a grid takes one cut per backbone, not a list to choose from")
+            continue
+        param = _encode_units_param(getattr(space, key)) if key == "head_units" else getattr(space, key)
+        if isinstance(param, Range):
+            raise ValueError(f"{spec_key}: a grid needs a list of values, not a range")
+        if isinstance(param, Choice):
+            grid[key] = list(param.options)
+    return grid
+

@@ -105,6 +105,9 @@ class DataSpec:
         return "csv" if self.csv else "file names" if self.label_pattern else "folders"
 
 
+SEARCHES = ("tpe", "random", "grid")
+
+
 @dataclass(frozen=True)
 class Budget:
     trials: int = 24
@@ -118,6 +121,7 @@ class Budget:
     stop_at: float | None = None
     max_failures: int = 1
     seed: int = 0
+    search: str = "tpe"  # tpe (Optuna's TPE); random; grid (every configuration once, in a random order)
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,14 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
     ctx.one_of("objective", objective, tuple(OBJECTIVES[task]), f" for task {task}")
 
     space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value))
+    budget = _parse_budget(ctx, raw.get("budget") or {})
+    if budget.search == "grid":
+        from .search_space import grid_space  # it imports this module
+
+        try:
+            grid_space(space)
+        except ValueError as exc:
+            ctx.fail("budget.search", f"grid: {exc}")
     return Spec(
         name=name,
         task=task,
@@ -202,7 +214,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         weights=weights,
         weights_dir=weights_dir,
         objective=objective,
-        budget=_parse_budget(ctx, raw.get("budget") or {}),
+        budget=budget,
         raw=raw,
     )
 
@@ -285,6 +297,7 @@ def _parse_budget(ctx: _Context, raw: Any) -> Budget:
     values["seed"] = ctx.integer("budget.seed", raw.get("seed", 0), low=0)
     values["cpus_per_trial"] = ctx.number("budget.cpus_per_trial", raw.get("cpus_per_trial", 1), low=0.1)
     values["gpus_per_trial"] = ctx.number("budget.gpus_per_trial", raw.get("gpus_per_trial", 0), low=0.0)
+    values["search"] = ctx.one_of("budget.search", raw.get("search", Budget.search), SEARCHES)
     if values["grace_epochs"] > values["max_epochs"]:
         ctx.fail("budget.grace_epochs", f"{values['grace_epochs']} must not exceed max_epochs ({values['max_epochs']})")
     if raw.get("time_limit") is not None:

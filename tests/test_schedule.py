@@ -33,7 +33,7 @@ def test_the_dry_run_prints_the_schedule_computed_by_hand(spec_file, capsys):
     path = spec_file(trials=27, epochs=9, grace=1, rf=3)
     assert main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "sized: 72 configurations; 27 trials (38% of them), up to 9 epochs each" in out
+    assert "sized: 72 configurations; 27 trials (38% of them) by tpe search, up to 9 epochs each" in out
     assert "after epoch 1: 27.0 trials judged, 9.0 go on" in out
     assert "after epoch 3: 9.0 trials judged, 3.0 go on" in out
     assert "estimated epochs: 63 (26% of 243 without early stopping, every configuration for 9 epochs: 648)" in out

@@ -64,3 +64,54 @@ def test_space_size(tmp_path):
     assert space_size(_space(tmp_path, finite)) == (2 + 2 + 1) * 2 * 3 * 2
     stepped = finite.replace("unfreeze: [0, 20]", "unfreeze: {low: 0, high: 20, step: 10}")
     assert space_size(_space(tmp_path, stepped)) == (2 + 2 + 1) * 3 * 3 * 2
+
+
+GRID = """
+data: {train: data}
+budget: {search: grid, trials: 100}
+space:
+  backbone: [mobilenet_v2_0.35, mobilenet_0.25]
+  unfreeze: [0, 20]
+  head: {units: [[], [64]], dropout: 0.2}
+  optimizer: [adam, sgd]
+  learning_rate: [1.0e-4, 1.0e-3, 1.0e-2]
+"""
+
+
+def test_a_grid_walks_every_configuration_once(tmp_path):
+    from sweeper.schedule import trial_count
+    from sweeper.search_space import grid_space
+
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    spec = parse_spec(__import__("yaml").safe_load(GRID), write_spec(tmp_path, GRID))
+    grid = grid_space(spec.space)
+    assert grid == {"backbone": ["mobilenet_v2_0.35", "mobilenet_0.25"], "unfreeze": [0, 20],
+                    "head_units": ["[]", "[64]"], "optimizer": ["adam", "sgd"], "learning_rate": [1e-4, 1e-3, 1e-2]}
+    assert trial_count(spec) == space_size(spec.space) == 48  # not the 100 trials asked for
+    from sweeper.driver import AskTellGrid
+
+    study = optuna.create_study(sampler=AskTellGrid(grid, seed=0))
+    seen = set()
+    for _ in range(48):
+        trial = study.ask()
+        seen.add(tuple(sorted(DefineByRun(spec.space)(trial).items())) + tuple(sorted(trial.params.items())))
+        study.tell(trial, 0.0)
+    assert len(seen) == 48
+
+
+def test_a_grid_refuses_ranges_and_per_backbone_cut_lists(tmp_path):
+    import pytest
+    import yaml
+
+    from sweeper.errors import SpecError
+
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    raw = yaml.safe_load(GRID)
+    raw["space"]["learning_rate"] = {"low": 1e-4, "high": 1e-2, "log": True}
+    with pytest.raises(SpecError, match="budget.search: grid: space.learning_rate: a grid needs a list of values"):
+        parse_spec(raw, write_spec(tmp_path, GRID))
+    raw = yaml.safe_load(GRID)
+    raw["space"]["backbone"] = ["inception_v3", "mobilenet_v2_0.35"]
+    raw["space"]["cut"] = {"inception_v3": ["full", "mixed7"]}
+    with pytest.raises(SpecError, match="space.cut: a grid takes one cut per backbone"):
+        parse_spec(raw, write_spec(tmp_path, GRID))

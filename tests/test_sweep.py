@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sweeper import leaderboard
+from sweeper import leaderboard, results
 from sweeper.cli import main
 from sweeper.driver import RunOptions, run_sweep
 from sweeper.errors import SweeperError
@@ -107,6 +107,17 @@ def test_time_limit_ends_the_sweep(tmp_path, digits_dir, ray_session):
     sweep = run_sweep(spec, RunOptions(out=tmp_path / "results"))
     rows = leaderboard.read(sweep)
     assert 1 <= len(rows) < 60
+
+
+def test_a_grid_search_runs_every_configuration_once(tmp_path, digits_dir, ray_session):
+    # 2 poolings x 2 heads x 2 learning rates = 8; 20 trials asked, 8 run.
+    path = _spec(tmp_path, digits_dir, trials=20, extra=", search: grid")
+    path.write_text(path.read_text().replace("optimizer: [adam, adagrad]", "optimizer: adam"))
+    sweep = run_sweep(load_spec(path), RunOptions(out=tmp_path / "results"))
+    rows = leaderboard.read(sweep)
+    configs = {(r["head_pooling"], r["head_units"], r["learning_rate"]) for r in rows}
+    assert len(rows) == len(configs) == 8
+    assert results.state_of(sweep) == "finished"
 
 
 def test_a_name_collision_is_refused_before_anything_runs(tmp_path, digits_dir):
