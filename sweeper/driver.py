@@ -21,6 +21,7 @@ import optuna
 import ray
 import yaml
 from ray import tune
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -126,7 +127,10 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
           started: float, saved: list[dict] | None = None) -> Path:
     """Run (or, given the `saved` leaderboard rows, resume) the Tune experiment, then evaluate and summarise."""
     _init_ray(options.address)
-    board = ProgressBoard.options(runtime_env={"env_vars": {COLD_WORKER: "1"}}).remote()
+    board = ProgressBoard.options(  # on the driver's node: on a cluster, a worker node may be lost
+        runtime_env={"env_vars": {COLD_WORKER: "1"}},
+        scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
+    ).remote()
     experiment = results.experiment_location(sweep_dir, options.storage)
     trials = trial_count(spec)
     ended = {r["trial_id"]: _ended(r, experiment, spec.objective) for r in saved or [] if r["status"] in ENDED}

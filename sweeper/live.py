@@ -136,8 +136,12 @@ class LiveView(tune.Callback):
                            f"at epoch {row.get('best_epoch')} ({config_summary(row)})")
 
     def poll_board(self) -> None:
-        if self.board is not None:
-            self.update_features(ray.get(self.board.snapshot.remote()))
+        if self.board is None:
+            return
+        try:
+            self.update_features(ray.get(self.board.snapshot.remote(), timeout=10))
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            self.board = None  # its node was lost: the bars are a nicety, the sweep goes on without them
 
     def update_features(self, tasks: dict[str, tuple[int, int]]) -> None:
         """Work that trials post to the progress board; off a terminal, a line when it starts and ends."""
