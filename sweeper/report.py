@@ -50,7 +50,7 @@ def write_report(sweep_dir: Path | str) -> Path:
     if "objective" not in sweep:
         raise SweeperError(f"{sweep_dir}: no sweep.json here; is this a sweep folder (results/<sweep>)?")
     objective, mode = sweep["objective"], sweep["mode"]
-    space, budget = read_search_setup(sweep_dir / "spec.yaml")
+    space, budget = read_search_setup(sweep_dir / results.SAVED_SPEC)
     histories = _load_histories(sweep_dir, rows, objective)
     label = _objective_label(objective, sweep.get("task", "classification"))
 
