@@ -32,7 +32,7 @@ from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
-from .resumable import ResumableASHA, check_experiment_state, delete_trial_folder, trial_results
+from .resumable import ResumableASHA, check_experiment_state, delete_trial_folder
 from .schedule import trial_count
 from .search_space import DefineByRun, grid_space, space_size
 from .spec import Range, Spec, values_of
@@ -205,7 +205,7 @@ def _ended(row: dict, experiment: str, objective: str) -> dict:
     """What a resumed trial that had ended tells Tune again: its error, or its last result."""
     if row["status"] in ("error", "diverged"):
         return {"error": row.get("error") or row["status"]}
-    history = [r for r in trial_results(experiment, row["trial_id"]) if r.get(objective) is not None]
+    history = [r for r in results.trial_results(experiment, row["trial_id"]) if r.get(objective) is not None]
     if not history:  # ended before it reported: Tune's searcher can only count it as failed
         return {"error": f"the trial {row['status']} before it reported a value"}
     last = history[-1]

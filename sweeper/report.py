@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 import textwrap
@@ -79,15 +78,8 @@ def _load_histories(sweep_dir: Path, rows: list[dict], objective: str) -> dict[s
     """Each trial's objective per epoch, from `trial_<id>/result.json`; trials that reported nothing are left out."""
     histories: dict[str, History] = {}
     for row in rows:
-        path = results.trial_folder(sweep_dir, row["trial_id"]) / "result.json"
-        if not path.is_file():
-            continue
         by_epoch: dict[int, float] = {}
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                result = json.loads(line)
-            except json.JSONDecodeError:  # a running trial's last line may be half-written
-                continue
+        for result in results.read_results(results.trial_folder(sweep_dir, row["trial_id"])):
             value = result.get(objective)
             if isinstance(value, (int, float)) and isinstance(result.get("epoch"), int):
                 by_epoch[result["epoch"]] = float(value)  # a trial restored after a failure repeats epochs: last wins

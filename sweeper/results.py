@@ -20,6 +20,7 @@ from pathlib import Path
 SWEEP_META = "sweep.json"
 SAVED_SPEC = "spec.yaml"  # the spec as run
 EXPERIMENT = "experiment"  # the Tune experiment's folder in the sweep folder, without --storage
+RESULTS_FILE = "result.json"  # Tune's log of every result a trial reported, one JSON object a line
 
 
 def write_meta(sweep_dir: Path, meta: dict) -> None:
@@ -127,3 +128,29 @@ def trial_folder(sweep_dir: Path, trial_id: str) -> Path:
         pyarrow.fs.copy_files(f"{path}/trial_{trial_id}", str(local), source_filesystem=fs,
                               destination_filesystem=pyarrow.fs.LocalFileSystem())
     return local
+
+
+def trial_results(experiment: str, trial_id: str) -> list[dict]:
+    """Every result a trial of the experiment (a path or a URI) reported."""
+    fs, path = filesystem(experiment)
+    return read_results(f"{path}/trial_{trial_id}", fs)
+
+
+def read_results(trial_path, fs=None) -> list[dict]:
+    """The results in a trial folder's result.json, on `fs` (default: this machine's files); a line
+    cut short by a kill or still being written is skipped."""
+    import pyarrow.fs
+
+    fs = fs or pyarrow.fs.LocalFileSystem()
+    try:
+        with fs.open_input_stream(Path(trial_path, RESULTS_FILE).as_posix()) as stream:
+            lines = stream.readall().decode(errors="replace").splitlines()
+    except (FileNotFoundError, OSError):
+        return []
+    results = []
+    for line in lines:
+        try:
+            results.append(json.loads(line))
+        except ValueError:
+            continue
+    return results

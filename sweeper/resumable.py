@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import json
 from fnmatch import fnmatch
-from pathlib import Path
 
 from ray.tune.schedulers import ASHAScheduler
 
 from .errors import SweeperError
-from .results import filesystem
-
-RESULTS_FILE = "result.json"  # Tune's log of every result a trial reported, one JSON object a line
-
+from .results import filesystem, read_results
 
 class ResumableASHA(ASHAScheduler):
     """ASHA whose rungs survive a resume: a restored trial's past results are recorded again."""
@@ -28,32 +24,9 @@ class ResumableASHA(ASHAScheduler):
         super().on_trial_add(tune_controller, trial)
         if trial.last_result.get(self._time_attr):  # a trial restored from a saved experiment
             storage = trial.storage
-            for result in _read_results(storage.storage_filesystem, storage.trial_fs_path):
+            for result in read_results(storage.trial_fs_path, storage.storage_filesystem):
                 # Decisions were taken when these results first came; only the rungs' records matter.
                 super().on_trial_result(tune_controller, trial, result)
-
-
-def trial_results(experiment: str, trial_id: str) -> list[dict]:
-    """Every result a trial of the experiment reported."""
-    fs, path = filesystem(experiment)
-    return _read_results(fs, f"{path}/trial_{trial_id}")
-
-
-def _read_results(fs, trial_path: str) -> list[dict]:
-    """The results in a trial folder's result.json (a line cut short by a kill is skipped)."""
-    path = Path(trial_path, RESULTS_FILE).as_posix()
-    try:
-        with fs.open_input_stream(path) as stream:
-            lines = stream.readall().decode().splitlines()
-    except (FileNotFoundError, OSError):
-        return []
-    results = []
-    for line in lines:
-        try:
-            results.append(json.loads(line))
-        except ValueError:
-            continue
-    return results
 
 
 def check_experiment_state(experiment: str) -> None:
