@@ -1,8 +1,13 @@
 """What a budget buys: the ASHA rungs of a sweep and the epochs it should train (`--dry-run`).
 
-ASHA judges a trial at each rung, epochs `grace * rf**k` below `max_epochs`, and lets about one
-in `rf` of the trials judged there go on. The estimate assumes that fraction at every rung;
-asynchronous ASHA lets a few more through early on, while its rungs are still filling.
+ASHA judges a trial at each rung, epochs `grace * rf**k` below `max_epochs`. It is asynchronous:
+a trial reaching a rung goes on unless it is below the top 1/rf of the trials that reached the
+rung before it. So the first one always goes on, and early arrivals, judged against few others,
+go on more often than 1 in rf. The estimate takes the trials in a random order: the k-th arrival
+then ranks uniformly among the k, which gives the chance it clears Ray's cutoff (see
+`_chance_to_go_on`). TPE's proposals improve as the sweep goes on and a metric with ties (the
+accuracy on a small validation set) clears cutoffs it only equals, so a real sweep trains
+somewhat more.
 """
 
 from __future__ import annotations
@@ -43,9 +48,30 @@ def rung_epochs(grace: int, max_epochs: int, reduction_factor: int) -> list[int]
 
 
 def trial_count(spec: Spec) -> int:
-    """The trials the sweep runs: `budget.trials`, or a grid's size if that is smaller."""
+    """The trials the sweep runs: `budget.trials`, or the size of a finite space if that is smaller
+    (more trials than configurations could only repeat some)."""
     size = space_size(spec.space)
-    return min(spec.budget.trials, size) if spec.budget.search == "grid" and size else spec.budget.trials
+    return min(spec.budget.trials, size) if size else spec.budget.trials
+
+
+def _chance_to_go_on(earlier: int, rf: int) -> float:
+    """The chance that a trial goes on past a rung that `earlier` trials reached before it.
+
+    Ray cuts at the (1 - 1/rf) percentile of the earlier values, which numpy interpolates at
+    position p = (1 - 1/rf)(earlier - 1) of them sorted; a newcomer ranking uniformly among
+    earlier + 1 values is above that with chance (earlier - p) / (earlier + 1).
+    """
+    if earlier == 0:
+        return 1.0
+    position = (1 - 1 / rf) * (earlier - 1)
+    return (earlier - position) / (earlier + 1)
+
+
+def expected_to_go_on(arrivals: float, rf: int) -> float:
+    """How many of `arrivals` trials are expected to go on past a rung (a fraction of one: pro rata)."""
+    whole = int(arrivals)
+    total = sum(_chance_to_go_on(k, rf) for k in range(whole))
+    return total + (arrivals - whole) * _chance_to_go_on(whole, rf)
 
 
 def plan(spec: Spec) -> Plan:
@@ -54,7 +80,7 @@ def plan(spec: Spec) -> Plan:
     rungs, alive, trained_to, epochs = [], float(trials), 0, 0.0
     for epoch in rung_epochs(budget.grace_epochs, budget.max_epochs, budget.reduction_factor):
         epochs += alive * (epoch - trained_to)
-        promoted = alive / budget.reduction_factor
+        promoted = expected_to_go_on(alive, budget.reduction_factor)
         rungs.append(Rung(epoch, alive, promoted))
         alive, trained_to = promoted, epoch
     epochs += alive * (budget.max_epochs - trained_to)
@@ -71,7 +97,8 @@ def print_plan(spec: Spec, console: Console) -> None:
                   f"({spec.mode})", highlight=False)
     if p.rungs:
         console.print(f"ASHA rungs (grace_epochs {budget.grace_epochs}, reduction_factor {budget.reduction_factor}): "
-                      f"about 1 in {budget.reduction_factor} of the trials judged at a rung goes on", highlight=False)
+                      f"1 in {budget.reduction_factor} of the trials judged at a rung goes on, more while it fills",
+                      highlight=False)
         for rung in p.rungs:
             console.print(f"  after epoch {rung.epoch}: {rung.judged:.1f} trials judged, {rung.promoted:.1f} go on",
                           highlight=False)

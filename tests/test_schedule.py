@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from sweeper.cli import main
-from sweeper.schedule import plan, rung_epochs
+from sweeper.schedule import expected_to_go_on, plan, rung_epochs
 from sweeper.spec import load_spec
 
 from conftest import write_spec
@@ -28,26 +30,62 @@ def spec_file(tmp_path):
     return lambda **kw: write_spec(tmp_path, SPEC.format(**kw))
 
 
+# By hand: the k-th trial to reach a rung (k = 1..n) goes on with chance 1 for k = 1, else
+# (1 + (rf - 2) / k) / rf; so sum_k = 1 + ((n - 1) + (rf - 2)(H_n - 1)) / rf, H_n the harmonic number.
+# rf 2 makes that (n + 1) / 2, and rf 3 (n + 1 + H_n) / 3.
+
+
+def harmonic(n: int) -> float:
+    return sum(1 / k for k in range(1, n + 1))
+
+
 def test_the_dry_run_prints_the_schedule_computed_by_hand(spec_file, capsys):
-    # 27 trials, judged after epochs 1 and 3, 1 in 3 going on: 27 + 9 x 2 + 3 x 6 = 63 epochs.
+    # 27 trials, judged after epochs 1 and 3 of 9, rf 3.
     path = spec_file(trials=27, epochs=9, grace=1, rf=3)
     assert main(["run", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
+    after_1 = (27 + 1 + harmonic(27)) / 3  # 10.63
+    after_3 = (10 + 1 + harmonic(10)) / 3 + (after_1 - 10) * (1 + 1 / 11) / 3  # 10 arrivals, then 0.63 of one
+    epochs = 27 * 1 + after_1 * 2 + after_3 * 6
+    assert round(after_1, 1) == 10.6 and round(after_3, 1) == 4.9 and round(epochs) == 77
     assert "sized: 72 configurations; 27 trials (38% of them) by tpe search, up to 9 epochs each" in out
-    assert "after epoch 1: 27.0 trials judged, 9.0 go on" in out
-    assert "after epoch 3: 9.0 trials judged, 3.0 go on" in out
-    assert "estimated epochs: 63 (26% of 243 without early stopping, every configuration for 9 epochs: 648)" in out
+    assert "after epoch 1: 27.0 trials judged, 10.6 go on" in out
+    assert "after epoch 3: 10.6 trials judged, 4.9 go on" in out
+    assert "estimated epochs: 77 (32% of 243 without early stopping, every configuration for 9 epochs: 648)" in out
     assert not (path.parent / "results").exists()  # nothing ran
 
 
 def test_rungs_and_epochs_for_another_budget(spec_file):
-    # Judged after 2, 4 and 8 of 10 epochs, 1 in 2 going on: 20 x 2 + 10 x 2 + 5 x 4 + 2.5 x 2 = 85.
+    # Judged after 2, 4 and 8 of 10 epochs, rf 2: 20 -> 10.5 -> 5.75 -> 3.375 trials;
+    # 20 x 2 + 10.5 x 2 + 5.75 x 4 + 3.375 x 2 = 90.75 epochs.
     p = plan(load_spec(spec_file(trials=20, epochs=10, grace=2, rf=2)))
-    assert [(r.epoch, r.judged, r.promoted) for r in p.rungs] == [(2, 20, 10), (4, 10, 5), (8, 5, 2.5)]
-    assert p.epochs == 85 and p.epochs_without_asha == 200
+    assert [(r.epoch, r.judged, r.promoted) for r in p.rungs] == [(2, 20, 10.5), (4, 10.5, 5.75), (8, 5.75, 3.375)]
+    assert p.epochs == 90.75 and p.epochs_without_asha == 200
     # grace_epochs at max_epochs: no rung, every trial trains to the end.
     p = plan(load_spec(spec_file(trials=5, epochs=4, grace=4, rf=3)))
     assert p.rungs == [] and p.epochs == 20
+
+
+def test_no_more_trials_than_a_finite_space_holds(spec_file, tmp_path):
+    assert plan(load_spec(spec_file(trials=100, epochs=9, grace=1, rf=3))).trials == 72
+    continuous = spec_file(trials=100, epochs=9, grace=1, rf=3)
+    continuous.write_text(continuous.read_text().replace("[1.0e-4, 1.0e-3, 1.0e-2]", "{low: 1.0e-4, high: 1.0e-2}"))
+    assert plan(load_spec(continuous)).trials == 100
+
+
+@pytest.mark.parametrize("trials, rf", [(27, 3), (12, 2), (24, 4)])
+def test_the_expected_survivors_match_ray_tunes_asha_on_shuffled_trials(trials, rf):
+    """Ray's own ASHA bracket, fed trials in a random order, lets as many go on as estimated."""
+    import numpy as np
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    rng = np.random.default_rng(0)
+    runs, went_on = 1000, 0
+    for _ in range(runs):
+        bracket = _Bracket(min_t=1, max_t=9, reduction_factor=rf, s=0)
+        went_on += sum(bracket.on_result(SimpleNamespace(trial_id=i), 1, value) == "CONTINUE"
+                       for i, value in enumerate(rng.random(trials)))
+    assert went_on / runs == pytest.approx(expected_to_go_on(trials, rf), rel=0.03)
 
 
 @pytest.mark.parametrize("grace, max_epochs, rf", [(1, 9, 3), (1, 10, 3), (2, 10, 2), (1, 6, 3), (3, 30, 3), (4, 4, 3)])
