@@ -16,6 +16,11 @@ seeds), the epochs trained and the wall time; then, for tpe + ASHA, `epochs_vs_g
 `gap_to_grid_best:` (accuracy points; % of the RMSE).
 
     .venv/bin/python benchmarks/bench_search.py [--seeds 3] [--datasets cats bccd] [--max-epochs 8]
+
+To weigh other defaults before changing them, give the ASHA methods a budget of their own and
+leave out the grid (its figures do not depend on the defaults):
+
+    .venv/bin/python benchmarks/bench_search.py --methods tpe --budget "trials: 32, reduction_factor: 4"
 """
 
 from __future__ import annotations
@@ -66,16 +71,22 @@ METHODS = {  # the budget each method runs with
 }
 
 
-def run(dataset: str, seeds: list[int], max_epochs: int, folder: Path) -> dict[str, list[dict]]:
-    """Every method on every seed; returns {method: [{best, epochs, wall_s}, ...]}."""
+def run(dataset: str, methods: list[str], seeds: list[int], max_epochs: int, folder: Path,
+        candidate: str = "") -> dict[str, list[dict]]:
+    """The methods on every seed; returns {method: [{best, epochs, wall_s, trials}, ...]}.
+
+    `candidate` (YAML flow-mapping items) is added to the budget of the ASHA methods.
+    """
     objective, data = DATA[dataset]
     mode = "max" if objective == "val_accuracy" else "min"
-    runs: dict[str, list[dict]] = {method: [] for method in METHODS}
+    runs: dict[str, list[dict]] = {method: [] for method in methods}
     for seed in seeds:
-        for method, budget in METHODS.items():
+        for method in methods:
             name = f"{dataset}-{method.split()[0]}-{seed}"
-            spec = data + SPACE.format(name=name, max_epochs=max_epochs, seed=seed,
-                                       budget=budget.format(n=CONFIGURATIONS, max_epochs=max_epochs))
+            budget = METHODS[method].format(n=CONFIGURATIONS, max_epochs=max_epochs)
+            if candidate and method != "grid":
+                budget += f", {candidate}"
+            spec = data + SPACE.format(name=name, max_epochs=max_epochs, seed=seed, budget=budget)
             wall, rows = run_sweeper(spec, folder / name, "--cache-dir", str(folder / "cache"))
             values = [r[objective] for r in rows if r.get(objective) is not None]
             best = max(values) if mode == "max" else min(values)
@@ -88,8 +99,8 @@ def run(dataset: str, seeds: list[int], max_epochs: int, folder: Path) -> dict[s
 
 def summarise(dataset: str, runs: dict[str, list[dict]], max_epochs: int) -> None:
     objective = DATA[dataset][0]
-    print(f"\n{dataset} ({objective}), {CONFIGURATIONS} configurations, up to {max_epochs} epochs, "
-          f"seeds {len(runs['grid'])}")
+    seeds = len(next(iter(runs.values())))
+    print(f"\n{dataset} ({objective}), {CONFIGURATIONS} configurations, up to {max_epochs} epochs, seeds {seeds}")
     print(f"{'method':<16}{'best (mean ± sd)':>22}{'trials':>8}{'epochs':>9}{'wall':>9}")
     for method, results in runs.items():
         bests = [r["best"] for r in results]
@@ -98,6 +109,8 @@ def summarise(dataset: str, runs: dict[str, list[dict]], max_epochs: int) -> Non
               f"{statistics.mean(r['trials'] for r in results):>8.0f}"
               f"{statistics.mean(r['epochs'] for r in results):>9.0f}"
               f"{statistics.mean(r['wall_s'] for r in results):>8.0f}s")
+    if "grid" not in runs or "tpe + ASHA" not in runs:
+        return
     grid, tpe = runs["grid"], runs["tpe + ASHA"]
     share = statistics.mean(t["epochs"] for t in tpe) / statistics.mean(g["epochs"] for g in grid)
     print(f"epochs_vs_grid: {share:.2f} (tpe + ASHA trained {share:.0%} of the grid's epochs; target at most 30 %)")
@@ -115,14 +128,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATA), default=["cats", "bccd"])
     parser.add_argument("--max-epochs", type=int, default=8)
+    parser.add_argument("--methods", nargs="+", choices=[m.split()[0] for m in METHODS],
+                        default=[m.split()[0] for m in METHODS])
+    parser.add_argument("--keep", type=Path, metavar="FOLDER",
+                        help="keep every sweep (learning curves, for replay_search.py) in FOLDER/<dataset>")
+    parser.add_argument("--budget", default="", metavar="ITEMS",
+                        help='budget items for random and tpe instead of the defaults, e.g. "trials: 32"')
     args = parser.parse_args()
     require_assets()
     defaults = Budget()
     print(f"sweeper's defaults: {defaults.trials} trials, grace_epochs {defaults.grace_epochs}, "
-          f"reduction_factor {defaults.reduction_factor}")
+          f"reduction_factor {defaults.reduction_factor}" + (f"; instead: {args.budget}" if args.budget else ""))
+    methods = [m for m in METHODS if m.split()[0] in args.methods]
     for dataset in args.datasets:
         with tempfile.TemporaryDirectory(prefix=f"sweeper-search-{dataset}-") as tmp:
-            runs = run(dataset, list(range(args.seeds)), args.max_epochs, Path(tmp))
+            folder = args.keep / dataset if args.keep else Path(tmp)
+            runs = run(dataset, methods, list(range(args.seeds)), args.max_epochs, folder, args.budget)
         summarise(dataset, runs, args.max_epochs)
 
 

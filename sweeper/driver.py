@@ -34,7 +34,7 @@ from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
 from .resumable import ResumableASHA, check_experiment_state, delete_trial_folder
 from .schedule import trial_count
-from .search_space import DefineByRun, grid_space, space_size
+from .search_space import DefineByRun, sampler_for, space_size
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
 from .weights import find_local
@@ -240,15 +240,7 @@ def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: l
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     budget = spec.budget
-    if budget.search == "grid":
-        sampler = AskTellGrid(grid_space(spec.space), seed=budget.seed)
-    elif budget.search == "random":
-        sampler = optuna.samplers.RandomSampler(seed=budget.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(
-            seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
-        )
-    searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler)
+    searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler_for(spec))
     scheduler = ResumableASHA(
         time_attr="training_iteration",
         max_t=budget.max_epochs,
@@ -342,17 +334,6 @@ def _init_ray(address: str | None) -> None:
         if address:
             raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
         raise
-
-
-class AskTellGrid(optuna.samplers.GridSampler):
-    """Optuna's GridSampler for a study driven by ask and tell, as Tune's OptunaSearch drives it.
-
-    GridSampler stops `study.optimize` once every point is taken, and raises when there is no
-    optimize loop to stop; Tune itself asks for exactly as many trials as the grid holds.
-    """
-
-    def after_trial(self, study, trial, state, values):
-        pass
 
 
 class StopAt(tune.Stopper):

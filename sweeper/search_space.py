@@ -3,14 +3,16 @@
 Define-by-run lets `cut` depend on the backbone that was drawn: each backbone gets its own
 Optuna parameter (`cut@inception_v3`), and the trial receives the drawn value as `cut`.
 Fixed values never reach Optuna; they are returned as constants. `grid_space` lists the same
-parameters for Optuna's GridSampler (`budget.search: grid`).
+parameters for Optuna's GridSampler (`budget.search: grid`); `sampler_for` picks the sampler.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .spec import Choice, Fixed, Param, Range, Space, encode_units
+import optuna
+
+from .spec import Choice, Fixed, Param, Range, Space, Spec, encode_units
 
 # The trial's configuration keys, in leaderboard order.
 CONFIG_KEYS = (
@@ -105,3 +107,26 @@ def grid_space(space: Space) -> dict[str, list]:
             grid[key] = list(param.options)
     return grid
 
+
+
+def sampler_for(spec: Spec) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler of `budget.search`, seeded by `budget.seed`."""
+    budget = spec.budget
+    if budget.search == "grid":
+        return AskTellGrid(grid_space(spec.space), seed=budget.seed)
+    if budget.search == "random":
+        return optuna.samplers.RandomSampler(seed=budget.seed)
+    return optuna.samplers.TPESampler(
+        seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
+    )
+
+
+class AskTellGrid(optuna.samplers.GridSampler):
+    """Optuna's GridSampler for a study driven by ask and tell, as Tune's OptunaSearch drives it.
+
+    GridSampler stops `study.optimize` once every point is taken, and raises when there is no
+    optimize loop to stop; Tune itself asks for exactly as many trials as the grid holds.
+    """
+
+    def after_trial(self, study, trial, state, values):
+        pass

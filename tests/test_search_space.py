@@ -88,7 +88,7 @@ def test_a_grid_walks_every_configuration_once(tmp_path):
     assert grid == {"backbone": ["mobilenet_v2_0.35", "mobilenet_0.25"], "unfreeze": [0, 20],
                     "head_units": ["[]", "[64]"], "optimizer": ["adam", "sgd"], "learning_rate": [1e-4, 1e-3, 1e-2]}
     assert trial_count(spec) == space_size(spec.space) == 48  # not the 100 trials asked for
-    from sweeper.driver import AskTellGrid
+    from sweeper.search_space import AskTellGrid
 
     study = optuna.create_study(sampler=AskTellGrid(grid, seed=0))
     seen = set()
