@@ -21,7 +21,6 @@ import argparse
 import heapq
 import json
 import statistics
-import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,11 +29,8 @@ import optuna
 import yaml
 
 from sweeper.resumable import ResumableASHA
-from sweeper.search_space import DefineByRun, sampler_for
+from sweeper.search_space import CONFIG_KEYS, DefineByRun, sampler_for
 from sweeper.spec import Budget, Spec, load_spec
-
-KEY = ("backbone", "cut", "unfreeze", "head_pooling", "head_units", "head_dropout", "optimizer", "learning_rate",
-       "batch_size", "augment", "image_size")
 
 
 def read_grid(folder: Path) -> tuple[Spec, dict[int, dict[tuple, list[tuple[float, float]]]]]:
@@ -56,7 +52,7 @@ def read_grid(folder: Path) -> tuple[Spec, dict[int, dict[tuple, list[tuple[floa
 
 
 def _key(config: dict) -> tuple:
-    return tuple(str(config[k]) for k in KEY)
+    return tuple(str(config[k]) for k in CONFIG_KEYS)
 
 
 def replay(spec: Spec, curves: dict[tuple, list[tuple[float, float]]]) -> tuple[float, int]:
@@ -106,7 +102,6 @@ def main() -> None:
     parser.add_argument("--replays", type=int, default=20, help="sampler seeds per recorded seed")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     grid_spec, curves = read_grid(args.curves)
     grid_budget = grid_spec.budget
     accuracy = grid_spec.objective.endswith("accuracy")

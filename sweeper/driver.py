@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import time
-import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -238,7 +237,6 @@ def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: l
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     budget = spec.budget
     searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler_for(spec))
     scheduler = ResumableASHA(

@@ -8,6 +8,7 @@ parameters for Optuna's GridSampler (`budget.search: grid`); `sampler_for` picks
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -116,9 +117,11 @@ def sampler_for(spec: Spec) -> optuna.samplers.BaseSampler:
         return AskTellGrid(grid_space(spec.space), seed=budget.seed)
     if budget.search == "random":
         return optuna.samplers.RandomSampler(seed=budget.seed)
-    return optuna.samplers.TPESampler(
-        seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
-    )
+    with warnings.catch_warnings():  # `group` (experimental) lets multivariate TPE model the conditional `cut@<backbone>`
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
+        )
 
 
 class AskTellGrid(optuna.samplers.GridSampler):

@@ -90,10 +90,10 @@ def test_minimal_spec_fills_every_default(project):
     assert spec.budget == Budget()
     b = spec.budget
     assert (b.trials, b.max_epochs, b.grace_epochs, b.reduction_factor, b.concurrent_trials, b.seed) == (
-        24,
+        20,
         10,
-        1,
         3,
+        4,
         2,
         0,
     )
@@ -383,6 +383,12 @@ def test_weights_none_and_weights_folder(project):
 
 
 # --- overrides ---------------------------------------------------------------------------------
+
+
+def test_grace_epochs_default_to_max_epochs_when_that_is_shorter(project):
+    assert load(project, with_({"budget": {"max_epochs": 2}})).budget.grace_epochs == 2
+    assert load(project, with_({"budget": {"max_epochs": 5}})).budget.grace_epochs == 3
+    assert load_spec(write(project, with_()), {"budget.max_epochs": 1}).budget.grace_epochs == 1  # --max-epochs 1
 
 
 def test_overrides_replace_top_level_and_budget_keys(project):
