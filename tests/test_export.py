@@ -78,7 +78,7 @@ data:
   train: {CATS / "training_set"}
   test: {CATS / "test_set"}
   validation_split: 0.25
-image_size: 96
+image_size: 64
 weights: {WEIGHTS}
 budget: {{trials: 6, max_epochs: 2, grace_epochs: 2, concurrent_trials: 2, seed: 0}}
 space:
@@ -134,7 +134,7 @@ def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
     big = decode(first, 300)
-    out = model.predict([decode(first, 96), broken, big])
+    out = model.predict([decode(first, 64), broken, big])
     assert out[0]["label"] == predicted[0]["label"] and out[0]["confidence"] == pytest.approx(predicted[0]["confidence"], abs=1e-6)
     assert out[1]["error"].startswith("unreadable image") and out[2]["label"] in ("cats", "dogs")
 
@@ -207,9 +207,9 @@ data:
   target_column: total_count
   validation_split: 0.2
   test_split: 0.1
-image_size: 96
+image_size: 64
 weights: {WEIGHTS}
-budget: {{trials: 2, max_epochs: 3, grace_epochs: 3, concurrent_trials: 2, seed: 0}}
+budget: {{trials: 2, max_epochs: 2, grace_epochs: 2, concurrent_trials: 2, seed: 0}}
 space:
   backbone: mobilenet_v2_0.35
   head: {{pooling: avg, units: [[64]], dropout: 0.1}}

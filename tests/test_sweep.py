@@ -103,7 +103,7 @@ def test_stop_at_ends_the_whole_sweep(tmp_path, digits_dir, ray_session):
 
 
 def test_time_limit_ends_the_sweep(tmp_path, digits_dir, ray_session):
-    spec = load_spec(_spec(tmp_path, digits_dir, trials=60, extra=", time_limit: 30s"))
+    spec = load_spec(_spec(tmp_path, digits_dir, trials=60, extra=", time_limit: 15s"))
     sweep = run_sweep(spec, RunOptions(out=tmp_path / "results"))
     rows = leaderboard.read(sweep)
     assert 1 <= len(rows) < 60
