@@ -109,7 +109,6 @@ def grid_space(space: Space) -> dict[str, list]:
     return grid
 
 
-
 def sampler_for(spec: Spec) -> optuna.samplers.BaseSampler:
     """The Optuna sampler of `budget.search`, seeded by `budget.seed`."""
     budget = spec.budget
