@@ -29,7 +29,7 @@ name: cats-dogs-20
 data:
   train: {ASSETS / "datasets" / "cats_vs_dogs" / "training_set"}
   validation: {ASSETS / "datasets" / "cats_vs_dogs" / "test_set"}
-image_size: 64
+image_size: 96
 weights: {WEIGHTS}
 budget: {{trials: {TRIALS}, max_epochs: {MAX_EPOCHS}, grace_epochs: 1, reduction_factor: 2, concurrent_trials: 2, seed: 0}}
 space:
