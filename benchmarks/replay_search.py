@@ -29,7 +29,7 @@ import optuna
 import yaml
 
 from sweeper.resumable import ResumableASHA
-from sweeper.search_space import CONFIG_KEYS, DefineByRun, sampler_for
+from sweeper.search_space import CONFIG_KEYS, DefineByRun, sampler_for, trial_count
 from sweeper.spec import Budget, Spec, load_spec
 
 
@@ -39,8 +39,8 @@ def read_grid(folder: Path) -> tuple[Spec, dict[int, dict[tuple, list[tuple[floa
     curves: dict[int, dict[tuple, list[tuple[float, float]]]] = {}
     spec = None
     for sweep in sorted(folder.glob("*-grid-*/results/*")):
-        spec = spec or load_spec(sweep / "spec.yaml")
-        seed = load_spec(sweep / "spec.yaml").budget.seed
+        sweep_spec = load_spec(sweep / "spec.yaml")
+        spec, seed = spec or sweep_spec, sweep_spec.budget.seed
         for result in (sweep / "experiment").glob("trial_*/result.json"):
             lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
             curve = [(r[spec.objective], r["time_this_iter_s"]) for r in lines]
@@ -69,9 +69,9 @@ def replay(spec: Spec, curves: dict[tuple, list[tuple[float, float]]]) -> tuple[
                          max_t=budget.max_epochs, grace_period=budget.grace_epochs,
                          reduction_factor=budget.reduction_factor)
     events: list[tuple[float, int, SimpleNamespace]] = []  # (when its next epoch ends, trial number, trial)
-    started, epochs, best, clock = 0, 0, None, 0.0
-    while events or started < budget.trials:
-        while len(events) < budget.concurrent_trials and started < budget.trials:
+    trials, started, epochs, best, clock = trial_count(spec), 0, 0, None, 0.0
+    while events or started < trials:
+        while len(events) < budget.concurrent_trials and started < trials:
             trial = study.ask()
             constants = define(trial)  # it draws the trial's parameters
             sim = SimpleNamespace(trial_id=str(started), last_result={}, optuna=trial, epoch=0,

@@ -32,8 +32,7 @@ from .errors import SweeperError
 from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
 from .resumable import ResumableASHA, check_experiment_state, delete_trial_folder
-from .schedule import trial_count
-from .search_space import DefineByRun, sampler_for, space_size
+from .search_space import DefineByRun, sampler_for, space_size, trial_count
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
 from .weights import find_local

@@ -17,6 +17,7 @@ from ray.tune.schedulers import ASHAScheduler
 from .errors import SweeperError
 from .results import filesystem, read_results
 
+
 class ResumableASHA(ASHAScheduler):
     """ASHA whose rungs survive a resume: a restored trial's past results are recorded again."""
 

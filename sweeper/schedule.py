@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from .search_space import space_size
+from .search_space import space_size, trial_count
 from .spec import Spec
 
 
@@ -45,13 +45,6 @@ def rung_epochs(grace: int, max_epochs: int, reduction_factor: int) -> list[int]
     """The epochs at which ASHA judges trials, as Ray Tune's ASHAScheduler places them."""
     count = int(math.log(max_epochs / grace) / math.log(reduction_factor) + 1)
     return [e for e in (grace * reduction_factor**k for k in range(count)) if e < max_epochs]
-
-
-def trial_count(spec: Spec) -> int:
-    """The trials the sweep runs: `budget.trials`, or the size of a finite space if that is smaller
-    (more trials than configurations could only repeat some)."""
-    size = space_size(spec.space)
-    return min(spec.budget.trials, size) if size else spec.budget.trials
 
 
 def _chance_to_go_on(earlier: int, rf: int) -> float:

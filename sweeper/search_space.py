@@ -90,6 +90,13 @@ def space_size(space: Space) -> int | None:
     return sum(total_per_backbone)
 
 
+def trial_count(spec: Spec) -> int:
+    """The trials the sweep runs: `budget.trials`, or the size of a finite space if that is smaller
+    (more trials than configurations could only repeat some)."""
+    size = space_size(spec.space)
+    return min(spec.budget.trials, size) if size else spec.budget.trials
+
+
 def grid_space(space: Space) -> dict[str, list]:
     """Every sampled parameter's values, as Optuna's GridSampler takes them. Raises ValueError,
     naming the spec key, for what a grid cannot hold: a range, or a list of cuts for a backbone."""
@@ -119,7 +126,7 @@ def sampler_for(spec: Spec) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # `group` (experimental) lets multivariate TPE model the conditional `cut@<backbone>`
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, budget.trials // 3))
+            seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, trial_count(spec) // 3))
         )
 
 

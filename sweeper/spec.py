@@ -115,7 +115,7 @@ class Budget:
     # after epoch 3 found the grid's best to within 1 point of accuracy (cats_vs_dogs) and 3 %
     # of the RMSE (BCCD) for under 30 % of its epochs. Judging after epoch 1 was cheaper but
     # missed: early epochs rank fine-tuned configurations poorly.
-    trials: int = 20  # never more than a finite space's configurations (schedule.trial_count)
+    trials: int = 20  # never more than a finite space's configurations (search_space.trial_count)
     max_epochs: int = 10
     grace_epochs: int = 3  # or max_epochs, if that is smaller and grace_epochs is not given
     reduction_factor: int = 4

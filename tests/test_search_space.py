@@ -79,7 +79,7 @@ space:
 
 
 def test_a_grid_walks_every_configuration_once(tmp_path):
-    from sweeper.schedule import trial_count
+    from sweeper.search_space import trial_count
     from sweeper.search_space import grid_space
 
     (tmp_path / "data" / "a").mkdir(parents=True)
