@@ -23,9 +23,9 @@ from fault_injection import SPEC, inject
 
 
 @pytest.mark.ray
-def test_five_sigkills_of_the_driver_lose_and_repeat_no_trial(tmp_path):
-    figures = inject(tmp_path, kills=5, trials=6, epochs=3, seed=1, window=(7.0, 17.0), say=lambda _: None)
-    assert figures["kills"] == 5, figures
+def test_three_sigkills_of_the_driver_lose_and_repeat_no_trial(tmp_path):
+    figures = inject(tmp_path, kills=3, trials=6, epochs=3, seed=1, window=(7.0, 17.0), say=lambda _: None)
+    assert figures["kills"] == 3, figures
     assert figures["state"] == "finished" and figures["trials"] == 6
     assert figures["trials_lost"] == 0 and figures["trials_duplicated"] == 0
     assert figures["folders_match_rows"] and figures["optuna_matches_rows"]
