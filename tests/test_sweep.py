@@ -19,7 +19,7 @@ pytestmark = pytest.mark.ray
 
 SMALL = """
 name: small
-data: {{train: {digits}, validation_split: 0.2, test_split: 0.1}}
+data: {{train: {digits}, validation_split: 0.2, test_split: {test_split}}}
 image_size: 16
 weights: none
 budget: {{trials: {trials}, max_epochs: 3, grace_epochs: 1, reduction_factor: 3, concurrent_trials: 2, seed: 0{extra}}}
@@ -32,12 +32,13 @@ space:
 """
 
 
-def _spec(tmp_path, digits_dir, trials=6, extra=""):
-    return write_spec(tmp_path, SMALL.format(digits=digits_dir, trials=trials, extra=extra))
+def _spec(tmp_path, digits_dir, trials=6, extra="", test_split=0.0):
+    """A test split only where a test looks at it: its evaluation starts a process importing TensorFlow (~10 s)."""
+    return write_spec(tmp_path, SMALL.format(digits=digits_dir, trials=trials, extra=extra, test_split=test_split))
 
 
 def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, digits_dir, ray_session, capsys):
-    spec_path = _spec(tmp_path, digits_dir)
+    spec_path = _spec(tmp_path, digits_dir, test_split=0.1)
     out = tmp_path / "results"
     assert main(["run", str(spec_path), "--out", str(out)]) == 0
     sweep = out / "small"
