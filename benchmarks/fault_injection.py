@@ -1,14 +1,19 @@
 """Kill a sweep's driver with SIGKILL at random moments, resume it each time, and check what is left.
 
 A real sweep (a small CNN on scikit-learn's digits, 2 trials at a time, ASHA, TPE) is started
-with `sweeper run`, killed after a random delay, resumed with `sweeper resume`, killed again,
-and so on; the last resume runs to the end. The kill takes the driver alone; Ray's processes of
-that session are then killed too, as when the machine itself goes down. Then it checks:
+with `sweeper run`, killed, resumed with `sweeper resume`, killed again, and so on; the last
+resume runs to the end. Each driver is killed right after a random number (1 to 3) of new events:
+a trial started or an epoch reported. Kills follow events, not the clock, so on a fast or a
+slow machine every kill lands while work is left (a sweep has at least two events a trial).
+The kill takes the driver alone; Ray's processes of that session are then killed too, as when
+the machine itself goes down. Then it checks:
 
 - the sweep finished with exactly `budget.trials` trials: as many leaderboard rows, all ended,
   as trial folders in the experiment, with no id twice (trials lost, trials duplicated);
 - Optuna's history (the searcher's saved state) holds every trial, each finished, and no other;
-- no trial that had ended before a kill reported again after it (finished trials not retrained).
+- no trial that had ended before a kill reported again after it (finished trials not retrained);
+- no trial ended in an error (a resumed trial finds the checkpoint its saved state names), and
+  each trial folder keeps one checkpoint, its best.
 
     .venv/bin/python benchmarks/fault_injection.py [--kills 8] [--trials 16] [--seed 0]
 
@@ -49,10 +54,13 @@ space:
 
 
 def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
-           window: tuple[float, float] = (5.0, 40.0), say=print) -> dict:
+           events_per_kill: tuple[int, int] = (1, 3), say=print) -> dict:
     """Run the sweep in `folder` through `kills` SIGKILLs of its driver; returns the figures."""
     from sweeper.demo import write_digits
 
+    if kills * events_per_kill[1] >= 2 * trials:
+        raise ValueError(f"{kills} kills of up to {events_per_kill[1]} events each could outlast "
+                         f"the {2 * trials} events of {trials} trials")
     folder.mkdir(parents=True, exist_ok=True)
     digits = folder / "digits"
     if not digits.is_dir():
@@ -62,31 +70,68 @@ def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
     sweep = folder / "results" / "faults"
     rng = random.Random(seed)
     ended: dict[str, int] = {}  # trial id -> its result lines when it was first seen ended
-    figures = {"kills": 0, "finished_before_kill": False, "leftover_processes_killed": 0}
+    seen: set[str] = set()  # every event so far, across drivers
+    figures = {"kills": 0, "leftover_processes_killed": 0}
     started = time.perf_counter()
     command = [*SWEEPER, "run", str(spec), "--out", str(folder / "results")]
     with open(folder / "drivers.log", "a") as log:
         while figures["kills"] < kills:
             driver = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            delay = rng.uniform(*window)
-            try:
-                code = driver.wait(timeout=delay)
-                if code != 0:
-                    raise RuntimeError(f"the driver exited with {code} before the kill; see {folder / 'drivers.log'}")
-                figures["finished_before_kill"] = True
-                break
-            except subprocess.TimeoutExpired:
-                figures["leftover_processes_killed"] += kill_driver(driver)
+            wanted = rng.randint(*events_per_kill)
+            new = _wait_for_events(driver, sweep, seen, wanted)
+            if driver.poll() is not None:
+                raise RuntimeError(f"the driver exited with {driver.returncode} after {new} of {wanted} new events, "
+                                   f"before its kill; see {folder / 'drivers.log'}")
+            figures["leftover_processes_killed"] += kill_driver(driver)
             figures["kills"] += 1
             for trial_id, lines in _ended_trials(sweep).items():
                 ended.setdefault(trial_id, lines)
-            say(f"kill {figures['kills']} after {delay:.1f} s: {len(ended)} trials ended so far")
+            say(f"kill {figures['kills']} after {new} new events: {len(ended)} trials ended so far")
             command = [*SWEEPER, "resume", str(sweep)]
-        if not figures["finished_before_kill"]:
-            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     figures.update(check(sweep, trials, ended))
     return figures
+
+
+def _wait_for_events(driver: subprocess.Popen, sweep: Path, seen: set[str], wanted: int,
+                     timeout_s: float = 600.0) -> int:
+    """Poll until the driver has made `wanted` events not in `seen` (which grows), or has exited."""
+    new, deadline = 0, time.monotonic() + timeout_s
+    while new < wanted and driver.poll() is None:
+        if time.monotonic() > deadline:
+            driver.kill()
+            raise RuntimeError(f"no {wanted} new events in {timeout_s:.0f} s")
+        fresh = _events(sweep) - seen
+        seen |= fresh
+        new += len(fresh)
+        time.sleep(0.05)
+    return new
+
+
+def _events(sweep: Path) -> set[str]:
+    """What the sweep has recorded: each trial's start (its leaderboard row) and each result line
+    (a line's text is unique: it carries a timestamp), so an event counts once across drivers."""
+    try:
+        rows = json.loads((sweep / "leaderboard.json").read_text())
+    except (OSError, ValueError):
+        rows = []
+    events = {f"started {r['trial_id']}" for r in rows}
+    for path in (sweep / "experiment").glob("trial_*/result.json"):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:  # dropped by a resume as we read
+            continue
+        events.update(line for line in lines if _complete(line))
+    return events
+
+
+def _complete(line: str) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except ValueError:  # still being written: it counts once whole
+        return False
 
 
 def check(sweep: Path, trials: int, ended_before: dict[str, int]) -> dict:
@@ -113,7 +158,17 @@ def check(sweep: Path, trials: int, ended_before: dict[str, int]) -> dict:
         "trials_continued_from_checkpoint": sum(_continued(sweep, t) for t in ids),
         "ended_trials_replayed": sum(_replayed(sweep, t) for t in ids),
         "statuses": {s: sum(r["status"] == s for r in rows) for s in sorted({r["status"] for r in rows})},
+        # Superseded checkpoints are pruned by the end; the one kept is the trial's best.
+        "most_checkpoints_in_a_trial": max((len(list((sweep / "experiment" / f"trial_{t}").glob("checkpoint_*")))
+                                            for t in ids), default=0),
+        "checkpoints_not_the_best_epoch": sum(_kept_epoch(sweep, r["trial_id"]) != r["best_epoch"]
+                                              for r in rows if r.get("best_epoch")),
     }
+
+
+def _kept_epoch(sweep: Path, trial_id: str) -> int | None:
+    kept = sorted((sweep / "experiment" / f"trial_{trial_id}").glob("checkpoint_*/trial.json"))
+    return json.loads(kept[-1].read_text())["epoch"] if kept else None
 
 
 def _ended_trials(sweep: Path) -> dict[str, int]:
@@ -184,10 +239,11 @@ def main() -> None:
     print(json.dumps(figures, indent=1))
     ok = (figures["state"] == "finished" and figures["trials_lost"] == 0 and figures["trials_duplicated"] == 0
           and figures["folders_match_rows"] and figures["optuna_matches_rows"] and not figures["optuna_unfinished"]
-          and not figures["ended_trials_retrained"])
+          and not figures["ended_trials_retrained"] and set(figures["statuses"]) <= {"completed", "stopped"}
+          and figures["most_checkpoints_in_a_trial"] == 1 and not figures["checkpoints_not_the_best_epoch"])
     print(f"kills survived: {figures['kills']}, trials lost: {figures['trials_lost']}, "
-          f"duplicated: {figures['trials_duplicated']}, finished trials retrained: {figures['ended_trials_retrained']}"
-          f" -> {'OK' if ok else 'FAILED'}")
+          f"duplicated: {figures['trials_duplicated']}, finished trials retrained: {figures['ended_trials_retrained']}, "
+          f"statuses: {figures['statuses']} -> {'OK' if ok else 'FAILED'}")
     sys.exit(0 if ok else 1)
 
 

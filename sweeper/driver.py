@@ -31,11 +31,13 @@ from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
-from .resumable import ResumableASHA, check_experiment_state, delete_trial_folder
+from .resumable import (CheckpointPruner, KeepEndedResults, ResumableASHA, check_experiment_state,
+                        move_trial_folder_aside)
 from .search_space import DefineByRun, sampler_for, space_size, trial_count
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
-from .weights import find_local
+from .files import LOCK_FILE, DriverLock
+from .weights import find_local, search_dirs
 
 
 @dataclass(frozen=True)
@@ -47,20 +49,36 @@ class RunOptions:
     feature_cache: bool = True  # False: every trial trains on images (for comparisons and debugging)
     reuse_workers: bool = True  # False: a new worker process per trial, TensorFlow imported anew (for comparisons)
     storage: str | None = None  # where the Tune experiment goes: a shared path or a URI; default <out>/<sweep>/experiment
+    # Resolved when the sweep starts, from the flags, the spec and $SWEEPER_WEIGHTS, and recorded:
+    # a resumed sweep searches the same folders whatever its shell's environment.
+    weights_dirs: tuple[str, ...] = ()
+
+    def resolved(self, spec: Spec) -> RunOptions:
+        """Every path absolute and every default filled in, as the sweep will record them."""
+        weights_dir = self.weights_dir or spec.weights_dir
+        storage = self.storage
+        if storage and "://" not in storage:
+            storage = str(Path(storage).expanduser().resolve())
+        return replace(self, cache_dir=(self.cache_dir or self.out / ".cache").resolve(),
+                       weights_dir=Path(weights_dir).expanduser().resolve() if weights_dir else None,
+                       weights_dirs=tuple(str(d.resolve()) for d in search_dirs(weights_dir)), storage=storage)
 
     def to_meta(self) -> dict:
         """What `sweeper resume` needs to run the sweep on the same way (saved in sweep.json)."""
-        return {"weights_dir": str(self.weights_dir) if self.weights_dir else None, "cache_dir": str(self.cache_dir),
+        return {"weights_dir": str(self.weights_dir) if self.weights_dir else None,
+                "weights_dirs": list(self.weights_dirs), "cache_dir": str(self.cache_dir),
                 "feature_cache": self.feature_cache, "reuse_workers": self.reuse_workers, "storage": self.storage}
 
     @classmethod
     def from_meta(cls, meta: dict, out: Path) -> RunOptions:
         saved = meta.get("options", {})
-        return cls(out=out, address=meta.get("address"),
-                   weights_dir=Path(saved["weights_dir"]) if saved.get("weights_dir") else None,
+        weights_dir = Path(saved["weights_dir"]) if saved.get("weights_dir") else None
+        return cls(out=out, address=meta.get("address"), weights_dir=weights_dir,
                    cache_dir=Path(saved.get("cache_dir") or out / ".cache"),
                    feature_cache=saved.get("feature_cache", True), reuse_workers=saved.get("reuse_workers", True),
-                   storage=saved.get("storage"))
+                   storage=saved.get("storage"),
+                   # Sweeps recorded before weights_dirs searched the environment of the day.
+                   weights_dirs=tuple(saved.get("weights_dirs") or (str(d) for d in search_dirs(weights_dir))))
 
 
 ENDED = ("completed", "stopped", "error", "diverged")  # leaderboard statuses of trials that will not run again
@@ -73,52 +91,59 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     if options.address:
         check_address(options.address)  # before any work: Ray itself waits minutes on a wrong address
     sweep_dir = (options.out / spec.name).resolve()
-    if sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise SweeperError(
-            f"{sweep_dir} already exists; choose another --name, or continue it with `sweeper resume {sweep_dir}`"
-        )
+    _refuse_existing(sweep_dir)
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SweeperError(f"{options.out}: cannot create the results folder ({exc.strerror})") from None
-    options = replace(options, cache_dir=(options.cache_dir or options.out / ".cache").resolve(),
-                      weights_dir=options.weights_dir or spec.weights_dir)
-    index = prepare_data(spec, options.cache_dir, console)
-    _save_run_files(spec, sweep_dir, index, options)
-    _warn_missing_weights(spec, options.weights_dir, console)
-    return _tune(spec, sweep_dir, index, options, console, started=started)
+    with DriverLock(sweep_dir):
+        _refuse_existing(sweep_dir)  # a driver that started a moment before this one, and has ended
+        options = options.resolved(spec)
+        index = prepare_data(spec, options.cache_dir, console)
+        weight_files = _weight_files(spec, options.weights_dirs)
+        _save_run_files(spec, sweep_dir, index, options, weight_files)
+        _warn_missing_weights(spec, weight_files, console)
+        return _tune(spec, sweep_dir, index, options, console, started=started)
+
+
+def _refuse_existing(sweep_dir: Path) -> None:
+    if sweep_dir.exists() and any(p.name != LOCK_FILE for p in sweep_dir.iterdir()):
+        hint = ("see it with `sweeper leaderboard`" if results.state_of(sweep_dir) == "finished"
+                else f"continue it with `sweeper resume {sweep_dir}`")
+        raise SweeperError(f"{sweep_dir} already exists; choose another --name, or {hint}")
 
 
 def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Console | None = None) -> Path:
     """Continue an interrupted sweep where its saved state left it; returns the sweep folder.
 
     Trials that ended stay as they are; trials that were running continue from their kept
-    checkpoint; the searcher keeps its history and ASHA its rungs; the budget is the original one.
+    checkpoint; the searcher keeps its history and ASHA its rungs; the budget is the original one;
+    every option the run resolved (weights folders, cache, storage) is the recorded one.
     """
     console = console or Console()
     started = time.time()
     sweep_dir = Path(sweep_dir).resolve()
-    meta = results.read_meta(sweep_dir)
-    state = results.state_of(sweep_dir) if meta else "unknown"
-    if state == "finished":
-        raise SweeperError(f"{sweep_dir}: this sweep has finished; nothing to resume "
-                           f"(see `sweeper leaderboard {sweep_dir}`, or run the spec again with another --name)")
-    if state == "running" and meta.get("driver_host") == socket.gethostname():
-        raise SweeperError(f"{sweep_dir}: this sweep is still running (driver pid {meta.get('driver_pid')}); "
-                           "stop it with Ctrl+C before resuming it")
-    spec = results.saved_spec(sweep_dir)
-    options = RunOptions.from_meta(meta, out=sweep_dir.parent)
-    options = replace(options, address=address or options.address)
-    if options.address:
-        check_address(options.address)
-    index = prepare_data(spec, options.cache_dir, console)
-    if index.fingerprint != meta.get("data_fingerprint"):
-        raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint {index.fingerprint}, "
-                           f"the sweep saw {meta.get('data_fingerprint')}); run the spec as a new sweep instead")
-    check_experiment_state(results.experiment_of(sweep_dir))
-    # No leaderboard: the driver was killed as the sweep started, before it wrote one.
-    saved = leaderboard.read(sweep_dir) if (sweep_dir / "leaderboard.json").is_file() else []
-    return _tune(spec, sweep_dir, index, options, console, started=started, saved=saved)
+    results.require_sweep(sweep_dir)  # before the lock: no lock file in a folder that is not a sweep
+    with DriverLock(sweep_dir):
+        spec = results.saved_spec(sweep_dir)
+        meta = results.read_meta(sweep_dir)
+        if results.state_of(sweep_dir) == "finished":
+            raise SweeperError(f"{sweep_dir}: this sweep has finished; nothing to resume "
+                               f"(see `sweeper leaderboard {sweep_dir}`, or run the spec again with another --name)")
+        options = RunOptions.from_meta(meta, out=sweep_dir.parent)
+        options = replace(options, address=address or options.address)
+        if options.address:
+            check_address(options.address)
+        _check_weight_files(sweep_dir, meta.get("weight_files") or {})
+        # No leaderboard: the driver was killed as the sweep started, before it wrote one.
+        saved = leaderboard.read(sweep_dir) if (sweep_dir / leaderboard.FILE).is_file() else []
+        check_experiment_state(results.experiment_of(sweep_dir), trials_recorded=len(saved))
+        index = prepare_data(spec, options.cache_dir, console)
+        if index.fingerprint != meta.get("data_fingerprint"):
+            raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint "
+                               f"{index.fingerprint}, the sweep saw {meta.get('data_fingerprint')}); "
+                               "run the spec as a new sweep instead")
+        return _tune(spec, sweep_dir, index, options, console, started=started, saved=saved)
 
 
 def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console, *,
@@ -129,7 +154,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         runtime_env={"env_vars": {COLD_WORKER: "1"}},
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
     ).remote()
-    experiment = results.experiment_location(sweep_dir, options.storage)
+    # On resume, the recorded location: the one `check_experiment_state` looked at.
+    experiment = results.experiment_of(sweep_dir)
     trials = trial_count(spec)
     ended = {r["trial_id"]: _ended(r, experiment, spec.objective) for r in saved or [] if r["status"] in ENDED}
     context = TrialContext(
@@ -139,7 +165,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         mode=spec.mode,
         max_epochs=spec.budget.max_epochs,
         weights=spec.weights,
-        weights_dir=str(options.weights_dir) if options.weights_dir else None,
+        weights_dirs=options.weights_dirs,
         cache_dir=str(options.cache_dir),
         cpus=max(1, int(spec.budget.cpus_per_trial)),
         seed=spec.budget.seed,
@@ -164,13 +190,16 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     files = LeaderboardCallback(sweep_dir, spec, saved, experiment, early_end)
     info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=trials,
                      max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
-    callbacks = [files, LiveView(info, files.rows, console, board, ended), guard]  # files first: the view shows their rows
+    pruner = CheckpointPruner()
+    callbacks = [files, LiveView(info, files.rows, console, board, ended), guard, pruner,  # files first: the view shows their rows
+                 KeepEndedResults(set(ended))]
     tuner = _make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
                         reuse_workers=options.reuse_workers, resume=saved is not None)
     results.mark(sweep_dir, "running")
     try:
         with ray_output_to(sweep_dir / "ray.log"):
             tuner.fit()
+        pruner.prune_all()
     except KeyboardInterrupt:  # a second Ctrl+C: Tune stops at once
         results.mark(sweep_dir, "interrupted")
         raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
@@ -189,6 +218,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     if np.any(index.splits == "test"):
         rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
     results.mark(sweep_dir, "finished")  # after the evaluation: its results are part of it
+    pruner.prune_all(finished=True)
     if guard.stop_all():
         first = next((r["error"] for r in rows if r.get("error")), "no message")
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
@@ -268,9 +298,7 @@ def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: l
             storage_path=experiment.rstrip("/").rsplit("/", 1)[0],
             stop=tune.stopper.CombinedStopper(*stoppers),
             failure_config=tune.FailureConfig(max_failures=budget.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=spec.objective, checkpoint_score_order=spec.mode
-            ),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointPruner prunes
             callbacks=callbacks,
             verbose=0,
         ),
@@ -403,12 +431,12 @@ class LeaderboardCallback(tune.Callback):
             self._forget_unknown({trial.trial_id for trial in trials})
 
     def _forget_unknown(self, known: set[str]) -> None:
-        """Drop the trials Tune's saved state does not know: started just before the driver was
-        killed, after the last save. Their configurations are proposed again, as new trials."""
-        for trial_id in set(self.rows) - known:
+        """Drop the running trials Tune's saved state does not know: started just before the driver
+        was killed, after the last save. Their configurations are proposed again, as new trials;
+        their folders are moved aside, not deleted. An ended trial's row is never dropped."""
+        for trial_id in set(self.rows) - known - self.ended_before:
             del self.rows[trial_id]
-            delete_trial_folder(self.experiment, trial_id)
-        self.ended_before &= known
+            move_trial_folder_aside(self.experiment, trial_id)
         self._write()
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -469,7 +497,8 @@ def _error_message(trial) -> str:
     return "the trial failed (no error message was recorded)"
 
 
-def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions) -> None:
+def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
+                    weight_files: dict[str, str | None]) -> None:
     """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
     header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
     (sweep_dir / results.SAVED_SPEC).write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
@@ -486,24 +515,44 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
         "address": options.address,
         "experiment": results.experiment_location(sweep_dir, options.storage),
         "options": options.to_meta(),
+        "weight_files": weight_files,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sweeper_version": __version__,
     }
     results.write_meta(sweep_dir, meta)
 
 
-def _warn_missing_weights(spec: Spec, weights_dir: Path | None, console: Console) -> None:
+def _weight_files(spec: Spec, weights_dirs: tuple[str, ...]) -> dict[str, str | None]:
+    """The local weight file of each pretrained backbone in the space, at each image size the data
+    was decoded at, {"backbone@size": path or None}; recorded, so that a resume can check them."""
     if spec.weights != "imagenet":
-        return
+        return {}
     size = spec.space.image_size
-    smallest = int(size.low) if isinstance(size, Range) else min(values_of(size))
+    sizes = [int(size.low)] if isinstance(size, Range) else sorted(values_of(size))
+    found = {}
     for name in values_of(spec.space.backbone):
         backbone = REGISTRY[name]
-        if backbone.pretrained and find_local(backbone, smallest, weights_dir) is None:
-            console.print(
-                f"[yellow]warning:[/] no local ImageNet weights for {name}; its trials will try a Keras download "
-                "(pass --weights-dir or set $SWEEPER_WEIGHTS to use local files)"
-            )
+        for px in sizes if backbone.pretrained else ():
+            local = find_local(backbone, px, weights_dirs)
+            found[f"{name}@{px}"] = str(local) if local else None
+    return found
+
+
+def _warn_missing_weights(spec: Spec, weight_files: dict[str, str | None], console: Console) -> None:
+    for name in dict.fromkeys(key.split("@")[0] for key, path in weight_files.items() if path is None):
+        console.print(
+            f"[yellow]warning:[/] no local ImageNet weights for {name}; its trials will try a Keras download "
+            "(pass --weights-dir or set $SWEEPER_WEIGHTS to use local files)"
+        )
+
+
+def _check_weight_files(sweep_dir: Path, weight_files: dict[str, str | None]) -> None:
+    """Refuse, before Ray starts, to resume a sweep whose weight files have gone since it ran."""
+    gone = [(key, path) for key, path in weight_files.items() if path and not Path(path).is_file()]
+    if gone:
+        key, path = gone[0]
+        raise SweeperError(f"{sweep_dir}: the ImageNet weights this sweep used for {key.replace('@', ' at ')} px "
+                           f"are gone ({path}); put the file back to resume it")
 
 
 def _print_data_summary(index: DatasetIndex, console: Console) -> None:

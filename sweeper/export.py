@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -25,6 +26,7 @@ from . import __version__, checkpoint, images, leaderboard, results
 from .bundle import FORMAT, MANIFEST, quiet_native_stderr, to_probabilities
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
+from .files import fsync_dir, fsync_tree
 
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
 METRIC_AGREES = 1e-6  # relative: the Keras model against the trial's reported metric
@@ -47,15 +49,18 @@ class ParityError(SweeperError):
 def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOptions(),
                   console: Console | None = None) -> Path:
     console = console or Console()
-    sweep_dir, out = Path(sweep_dir).resolve(), Path(out).resolve()
-    if out.exists() and not options.force:
-        raise SweeperError(f"{out} already exists; choose another --out or pass --force to replace it")
-    meta = results.read_meta(sweep_dir)
+    sweep_dir = Path(sweep_dir).resolve()
+    meta = results.require_sweep(sweep_dir)
+    cache_dir = Path(options.cache_dir or meta.get("options", {}).get("cache_dir") or sweep_dir.parent / ".cache")
+    out = _checked_out(Path(out), force=options.force, protected={
+        "the working directory": Path.cwd(), "your home folder": Path.home(), "the root folder": Path("/"),
+        "the sweep": sweep_dir, "the cache": cache_dir,
+        **({"the sweep's experiment": Path(experiment)} if "://" not in (experiment := results.experiment_of(sweep_dir)) else {}),
+    })
     rows = leaderboard.read(sweep_dir)
     objective = meta.get("objective") or leaderboard.objective_of(rows)
     members = _choose(rows, objective, options, sweep_dir)
     index = _sweep_data(sweep_dir, meta)
-    cache_dir = Path(options.cache_dir or sweep_dir.parent / ".cache")
 
     with quiet_native_stderr():
         from .trial import init_tensorflow
@@ -69,9 +74,8 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
         console.print(f"exporting {'trial' if len(members) == 1 else f'an ensemble of the {len(members)} best trials:'} "
                       f"{names} from {sweep_dir.name}")
 
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             index, pixels = images.load_images(index, size, cache_dir)
             _write_models(model, tmp, size, index, pixels, options.int8)
@@ -79,14 +83,70 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
             manifest = _manifest(sweep_dir, meta, index, members, loaded, size, objective, checks, tmp)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
             (tmp / "model_card.md").write_text(_model_card(sweep_dir, manifest))
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            fsync_tree(tmp)
+            _swap_in(tmp, out)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # the temp folder made above, and nothing else
             raise
     console.print(f"bundle: {out}")
     return out
+
+
+def _checked_out(out: Path, *, force: bool, protected: dict[str, Path]) -> Path:
+    """`--out` made absolute, once it is clear that writing the bundle there loses nothing.
+
+    `--force` replaces an existing bundle and nothing else: not a folder of other files (a typo
+    of `--out results` for `results/bundle` once deleted every sweep), nor a bundle someone added
+    files to, nor a folder that holds the sweep, its experiment, its cache, the working
+    directory, the home folder or `/` (refused even when they are empty or absent).
+    """
+    out = Path(os.path.abspath(out.expanduser()))
+    real = out.resolve()
+    protected = {what: path.resolve() for what, path in protected.items()}
+    clash = next(((what, p) for what, p in protected.items() if real == p), None)
+    clash = clash or next(((f"a folder that holds {what}", p) for what, p in protected.items() if real in p.parents), None)
+    if clash:
+        raise SweeperError(f"--out {out}: that is {clash[0]} ({clash[1]}); give the bundle a folder of its own, "
+                           "e.g. --out bundles/<name>")
+    if not out.exists() and not out.is_symlink():
+        return out
+    if not force:
+        raise SweeperError(f"--out {out}: already exists; choose another --out, or pass --force to replace the bundle")
+    if out.is_symlink() or not out.is_dir():
+        raise SweeperError(f"--out {out}: exists and is not a sweeper bundle folder; --force replaces only a bundle, "
+                           "so it is left as it is")
+    try:
+        listed = json.loads((out / MANIFEST).read_bytes())["files"]
+        listed = set(listed) if all(isinstance(name, str) for name in listed) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = None
+    if listed is None:
+        raise SweeperError(f"--out {out}: exists and is not a sweeper bundle (no readable {MANIFEST}); "
+                           "--force replaces only a bundle, so it is left as it is")
+    others = sorted(p.name for p in out.iterdir() if p.name not in listed)
+    if others:
+        shown = ", ".join(repr(name[:60]) for name in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise SweeperError(f"--out {out}: the bundle holds files export did not write ({shown}); "
+                           "move them out first: --force replaces only what export wrote")
+    return out
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the finished bundle `new` at `out`: the old bundle (if any) is moved aside, the new one
+    moved in, and only then the old one removed. A crash leaves one whole bundle, at `out` or aside."""
+    aside = None
+    if out.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, aside)  # onto the empty folder just made: a unique name no one else uses
+    try:
+        os.replace(new, out)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, out)
+        raise
+    fsync_dir(out.parent)
+    if aside is not None:
+        shutil.rmtree(aside)
 
 
 def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir: Path) -> list[dict]:

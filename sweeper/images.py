@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 
 from .data import DatasetIndex
 from .errors import DataError
+from .files import write_atomic
 
 # Users' own photos can be huge (scans, stitched microscopy): decode them rather than refuse them.
 Image.MAX_IMAGE_PIXELS = None
@@ -81,7 +82,7 @@ def load_images(
             if bad:
                 _check_policy(index, bad, on_bad_image)
                 keep = np.array([i not in bad for i in range(len(index.paths))])
-                _atomic_write_text(skipped_file, json.dumps(bad))
+                write_atomic(skipped_file, json.dumps(bad))
                 index, array = index.without(bad), array[keep]
                 path = cache_path(cache_dir, index, size)
             tmp = path.with_suffix(".tmp.npy")
@@ -96,7 +97,3 @@ def _check_policy(index: DatasetIndex, bad: dict[int, str], on_bad_image: str) -
         raise DataError(f"{index.paths[first]}: {bad[first]} (set data.on_bad_image: skip to skip it)")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
+
+from .files import write_atomic
 
 
 def architecture_key(*, backbone: str, cut: str, head_pooling: str, head_units, image_size: int, task: str,
@@ -36,7 +37,5 @@ def measured_once(cache_dir: Path, key: str, measure: Callable[[], float]) -> fl
         if path.is_file():
             return json.loads(path.read_text())["latency_ms"]
         value = measure()
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"latency_ms": value}))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({"latency_ms": value}))
         return value

@@ -11,7 +11,6 @@ import io
 import json
 import math
 import operator
-import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -21,9 +20,11 @@ from rich.text import Text
 
 from . import results
 from .errors import SweeperError
+from .files import write_atomic
 from .search_space import CONFIG_KEYS
 from .spec import OBJECTIVES
 
+FILE = "leaderboard.json"  # the sweep's rows; leaderboard.csv is written beside it for people
 MODES = {name: mode for objectives in OBJECTIVES.values() for name, mode in objectives.items()}
 COST_KEYS = ("params", "trainable_params", "size_mb", "latency_ms")
 
@@ -83,15 +84,21 @@ def all_columns(rows: list[dict], objective: str) -> list[str]:
 
 def write(sweep_dir: Path, rows: list[dict], objective: str) -> None:
     cols = all_columns(rows, objective)
-    _atomic_write(Path(sweep_dir) / "leaderboard.json", json.dumps(rows, indent=1, default=str))
-    _atomic_write(Path(sweep_dir) / "leaderboard.csv", to_csv(rows, cols))
+    write_atomic(Path(sweep_dir) / FILE, json.dumps(rows, indent=1, default=str))
+    write_atomic(Path(sweep_dir) / "leaderboard.csv", to_csv(rows, cols))
 
 
 def read(sweep_dir: Path) -> list[dict]:
-    path = Path(sweep_dir) / "leaderboard.json"
+    path = Path(sweep_dir) / FILE
     if not path.is_file():
-        raise SweeperError(f"{sweep_dir}: no leaderboard.json here; is this a sweep folder (results/<sweep>)?")
-    return json.loads(path.read_text())
+        raise SweeperError(f"{sweep_dir}: no {FILE} here; is this a sweep folder (results/<sweep>)?")
+    try:
+        rows = json.loads(path.read_bytes())
+    except ValueError as exc:  # UnicodeDecodeError is one
+        raise SweeperError(f"{path}: damaged, not JSON ({str(exc)[:100]})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "trial_id" in r and "status" in r for r in rows):
+        raise SweeperError(f"{path}: not a leaderboard (a JSON list of trial rows, each with trial_id and status)")
+    return rows
 
 
 def show(path: Path, *, top: int | None = None, sort: str | None = None, where: Iterable[str] = (),
@@ -120,10 +127,10 @@ def load(path: Path) -> tuple[list[dict], str, list[str]]:
     """
     if not path.is_dir():
         raise SweeperError(f"{path}: no such folder")
-    if (path / "leaderboard.json").is_file():
+    if (path / FILE).is_file():
         sweeps = [path]
     else:
-        sweeps = sorted(p.parent for p in path.glob("*/leaderboard.json"))
+        sweeps = sorted(p.parent for p in path.glob(f"*/{FILE}"))
         if not sweeps:
             raise SweeperError(f"{path}: no leaderboard.json here or in its subfolders; "
                                "give a sweep folder (results/<sweep>) or a folder of them (results/)")
@@ -322,7 +329,3 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -12,7 +12,6 @@ import base64
 import html
 import io
 import math
-import os
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from . import leaderboard, results
 from .errors import SweeperError
+from .files import write_atomic
 from .plotting import pyplot
 from .search_space import CONFIG_KEYS, DefineByRun
 from .spec import Budget, Space, read_search_setup
@@ -67,7 +67,7 @@ def write_report(sweep_dir: Path | str) -> Path:
             _plot_objective_vs_latency(rows, objective, label, mode), folder / "objective_vs_latency.png"),
     }
     page = folder / "report.html"
-    _replace(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs).encode())
+    write_atomic(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs).encode())
     return page
 
 
@@ -384,14 +384,10 @@ def _save(fig: Figure, path: Path) -> bytes:
     fig.savefig(buffer, format="png", dpi=DPI)
     pyplot().close(fig)
     data = buffer.getvalue()
-    _replace(path, data)
+    write_atomic(path, data)
     return data
 
 
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --- the page ----------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ import os
 import socket
 from pathlib import Path
 
+from .files import write_atomic
+
 SWEEP_META = "sweep.json"
 SAVED_SPEC = "spec.yaml"  # the spec as run
 EXPERIMENT = "experiment"  # the Tune experiment's folder in the sweep folder, without --storage
@@ -24,10 +26,7 @@ RESULTS_FILE = "result.json"  # Tune's log of every result a trial reported, one
 
 
 def write_meta(sweep_dir: Path, meta: dict) -> None:
-    path = Path(sweep_dir) / SWEEP_META
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, path)
+    write_atomic(Path(sweep_dir) / SWEEP_META, json.dumps(meta, indent=2))
 
 
 def read_meta(sweep_dir: Path) -> dict:
@@ -69,17 +68,24 @@ def alive(pid) -> bool:
     return True
 
 
+def require_sweep(sweep_dir: Path) -> dict:
+    """The sweep's record; a clear error for a folder that is not a sweep."""
+    from .errors import SweeperError
+
+    meta = read_meta(sweep_dir)
+    if not (Path(sweep_dir) / SAVED_SPEC).is_file() or "spec_path" not in meta:
+        raise SweeperError(f"{sweep_dir}: no spec.yaml or sweep.json here; is this a sweep folder (results/<sweep>)?")
+    return meta
+
+
 def saved_spec(sweep_dir: Path):
     """The spec the sweep was run with, read back from the sweep folder."""
     import yaml
 
-    from .errors import SweeperError
     from .spec import parse_spec
 
-    meta = read_meta(sweep_dir)
+    meta = require_sweep(sweep_dir)
     saved = Path(sweep_dir) / SAVED_SPEC
-    if not saved.is_file() or "spec_path" not in meta:
-        raise SweeperError(f"{sweep_dir}: no spec.yaml or sweep.json here; is this a sweep folder (results/<sweep>)?")
     # Relative paths in the saved spec are relative to the spec file the sweep was run from.
     return parse_spec(yaml.safe_load(saved.read_text()), Path(meta["spec_path"]))
 

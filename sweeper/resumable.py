@@ -4,18 +4,23 @@ Ray Tune saves the trials and the searcher (with Optuna's whole history) in the 
 folder, but not the scheduler: a resumed ASHA would start with empty rungs and judge the
 remaining trials against nothing. `ResumableASHA` reads its rungs back from the trials'
 results. `check_experiment_state` refuses a damaged saved state, which Tune would otherwise
-answer by silently starting the experiment over.
+answer by silently starting the experiment over. `CheckpointPruner` deletes superseded
+checkpoints only once no saved state can still name them, and `KeepEndedResults` keeps the
+result log of a trial that had ended when Tune's state lags behind it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from fnmatch import fnmatch
+from pathlib import Path
 
+from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from .errors import SweeperError
-from .results import filesystem, read_results
+from .results import RESULTS_FILE, filesystem, read_results
 
 
 class ResumableASHA(ASHAScheduler):
@@ -30,15 +35,17 @@ class ResumableASHA(ASHAScheduler):
                 super().on_trial_result(tune_controller, trial, result)
 
 
-def check_experiment_state(experiment: str) -> None:
-    """A one-line error if Tune's newest saved experiment state cannot be read."""
-    import pyarrow.fs
-
+def check_experiment_state(experiment: str, *, trials_recorded: int) -> None:
+    """A one-line error if Tune's newest saved experiment state cannot be read, or is missing
+    while the leaderboard records trials: Tune would start the experiment over, and they would be lost."""
     fs, path = filesystem(experiment)
-    found = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
-    states = sorted(info.path for info in found if fnmatch(info.base_name, "experiment_state-*.json"))
+    states = sorted(info.path for info in _listing(fs, path) if fnmatch(info.base_name, "experiment_state-*.json"))
     if not states:
-        return  # killed before Tune saved anything: the sweep starts from its beginning
+        if trials_recorded:
+            raise SweeperError(f"{experiment}: no saved state of the sweep here (experiment_state-*.json), yet its "
+                               f"leaderboard records {trials_recorded} trials; resuming would start over and lose "
+                               "them. Was the experiment folder moved or is --storage unreachable?")
+        return  # killed before any trial started: the sweep starts from its beginning
     try:
         with fs.open_input_stream(states[-1]) as stream:
             json.loads(stream.readall())
@@ -47,9 +54,121 @@ def check_experiment_state(experiment: str) -> None:
                            "it cannot be resumed, run the spec again with another --name") from None
 
 
-def delete_trial_folder(experiment: str, trial_id: str) -> None:
+FORGOTTEN = ".forgotten"  # in the experiment: folders of trials a resume could not take back
+
+
+def move_trial_folder_aside(experiment: str, trial_id: str) -> str | None:
+    """Move a trial's folder to `<experiment>/.forgotten/`, never deleting it; returns where it went."""
     fs, path = filesystem(experiment)
-    try:
-        fs.delete_dir(f"{path}/trial_{trial_id}")
-    except (FileNotFoundError, OSError):
-        pass
+    source = f"{path}/trial_{trial_id}"
+    if not any(True for _ in _listing(fs, source)):
+        return None
+    target = f"{path}/{FORGOTTEN}/trial_{trial_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    fs.create_dir(f"{path}/{FORGOTTEN}")
+    fs.move(source, target)
+    return target
+
+
+class CheckpointPruner(tune.Callback):
+    """Deletes a trial's superseded checkpoints (those before the one Tune holds as its latest,
+    which is its best: a trial sends a checkpoint only when it improves) once no saved state can
+    still name them.
+
+    Tune's own pruning (`CheckpointConfig.num_to_keep`) deletes the superseded checkpoint the
+    moment a new one comes in, while the experiment state Tune saved a moment before still names
+    it: a driver killed in between left a trial that could not resume ("Could not recover from
+    checkpoint as it does not exist on storage anymore"); the fault-injection test hit it once in
+    three kills. So Tune keeps every checkpoint, and this prunes those of an ended trial two
+    experiment saves after it ended (the first of them may still be uploading as the second
+    starts; saves come every second or more), and every trial's once the final save is done.
+    A running trial keeps all its checkpoints meanwhile: at most one an epoch.
+    """
+
+    def __init__(self):
+        self.saves = 0
+        self.ended: dict[str, tuple[object, int]] = {}  # trial id -> (trial, saves when it ended)
+        self.trials: list = []
+
+    def on_experiment_end(self, trials, **info):
+        self.trials = trials  # also called when the loop raised, before any final save: see prune_all
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended[trial.trial_id] = (trial, self.saves)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended[trial.trial_id] = (trial, self.saves)
+
+    def get_state(self):
+        """Called by Tune as it saves the experiment state; there is no state of ours to save."""
+        self.saves += 1
+        for trial_id, (trial, at) in list(self.ended.items()):
+            if self.saves - at >= 2:
+                prune_superseded(trial)
+                del self.ended[trial_id]
+        return None
+
+    def prune_all(self, *, finished: bool = False) -> None:
+        """Prune every trial; for the driver to call once `Tuner.fit` has returned, which it does
+        only after Tune's final save of the experiment state.
+
+        A finished sweep is never resumed, so each trial keeps just its newest checkpoint: its
+        best epoch, the one export reads. That can be newer than Tune's latest: a worker stores a
+        checkpoint before the driver registers it, and a driver killed in between never does.
+        """
+        for trial in self.trials:
+            prune_superseded(trial, keep_newest_only=finished)
+
+
+def prune_superseded(trial, *, keep_newest_only: bool = False) -> int:
+    """Delete the trial's checkpoints older than Tune's latest one (or older than its newest);
+    returns how many."""
+    fs = trial.storage.storage_filesystem
+    names = sorted(info.base_name for info in _listing(fs, trial.storage.trial_fs_path)
+                   if fnmatch(info.base_name, "checkpoint_*"))
+    if keep_newest_only:
+        keep = names[-1] if names else None
+    else:
+        keep = trial.checkpoint.path.rstrip("/").rsplit("/", 1)[-1] if trial.checkpoint else None
+    older = [name for name in names if keep and name < keep]
+    for name in older:
+        try:
+            fs.delete_dir(f"{trial.storage.trial_fs_path}/{name}")
+        except (FileNotFoundError, OSError):
+            pass
+    return len(older)
+
+
+def _listing(fs, path: str) -> list:
+    import pyarrow.fs
+
+    return fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+
+
+class KeepEndedResults(tune.Callback):
+    """On resume, keeps the results of an ended trial whose state Tune saved before its first
+    checkpoint.
+
+    Tune takes such a trial for one that starts from scratch: it begins the trial's result.json
+    anew in its staging folder, and its next upload replaces the recorded results with the one
+    line the replay reports (the fault-injection test caught a trial's curve lost so). Copying
+    the recorded log into the staging folder first makes Tune append to it instead. Must come
+    before Tune's JsonLoggerCallback, as every callback given to Tune does.
+    """
+
+    def __init__(self, ended: set[str]):
+        self.ended = set(ended)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id not in self.ended or trial.checkpoint is not None:  # Tune restores the log itself
+            return
+        import pyarrow.fs
+
+        local = Path(trial.local_path, RESULTS_FILE)
+        if local.exists():
+            return
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pyarrow.fs.copy_files(f"{trial.storage.trial_fs_path}/{RESULTS_FILE}", str(local),
+                                  source_filesystem=trial.storage.storage_filesystem)
+        except FileNotFoundError:
+            pass

@@ -32,7 +32,7 @@ class TrialContext:
     mode: str
     max_epochs: int
     weights: str  # "imagenet" or "none"
-    weights_dir: str | None
+    weights_dirs: tuple[str, ...]  # the folders searched for weight files, as the driver resolved them
     cache_dir: str
     cpus: int
     seed: int
@@ -79,7 +79,7 @@ def run_trial(config: dict, context: TrialContext) -> None:
 
     warm = warm_models.prepare(
         trial_config, seed=seed, task=context.task, n_classes=len(index.classes), weights=context.weights,
-        weights_dir=context.weights_dir, target_stats=target_stats, use_feature_cache=context.feature_cache,
+        weights_dir=context.weights_dirs, target_stats=target_stats, use_feature_cache=context.feature_cache,
     )
     # Frozen layers: train what follows them on their cached output. `split.trained` shares the
     # model's layers, so `warm.model` holds the trained weights and is what the checkpoint saves.

@@ -15,7 +15,11 @@ from .backbones import Backbone
 ENV_VAR = "SWEEPER_WEIGHTS"
 
 
-def search_dirs(weights_dir: str | Path | None = None) -> list[Path]:
+def search_dirs(weights_dir: str | Path | list | tuple | None = None) -> list[Path]:
+    """The folders searched, in order. A list is a sweep's recorded search, taken as it is: the
+    environment of a resumed sweep (or of a worker on another node) must not change it."""
+    if isinstance(weights_dir, (list, tuple)):
+        return [Path(d) for d in weights_dir]
     dirs = []
     if weights_dir:
         dirs.append(Path(weights_dir).expanduser())

@@ -32,7 +32,7 @@ def test_bad_spec_exits_2_with_one_line_naming_the_key(tmp_path, capsys):
         (["run", "x.yaml", "--trials", "many"], "invalid int value: 'many'"),
         (["leaderboard", "."], "no leaderboard.json here"),
         (["report", "."], "no leaderboard.json here"),
-        (["export", ".", "--out", "bundle"], "no leaderboard.json here"),
+        (["export", ".", "--out", "bundle"], "no spec.yaml or sweep.json here; is this a sweep folder"),
         (["export", ".", "--out", "bundle", "--top", "0"], "--top 0: must be at least 1"),
         (["predict", ".", "cat.jpg"], "not a sweeper bundle (no bundle.json)"),
         (["resume", "."], "no spec.yaml or sweep.json here; is this a sweep folder"),

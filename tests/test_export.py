@@ -154,10 +154,12 @@ def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_
 @pytest.mark.assets
 def test_a_trial_fine_tuned_on_cached_activations_exports_exactly(cats_sweep, tmp_path):
     tuned = next(r for r in leaderboard.read(cats_sweep) if r["unfreeze"] > 0)
-    (tmp_path / "tuned").mkdir()
-    (tmp_path / "tuned" / "stale.txt").write_text("an older bundle")
+    (tmp_path / "tuned").mkdir()  # an older bundle, as far as --force can tell: its manifest lists its files
+    (tmp_path / "tuned" / "stale.txt").write_text("an older model")
+    (tmp_path / "tuned" / MANIFEST).write_text(json.dumps({"format": 1, "files": ["stale.txt", MANIFEST]}))
     _run("export", cats_sweep, "--trial", tuned["trial_id"], "--out", tmp_path / "tuned", "--force")
-    assert not (tmp_path / "tuned" / "stale.txt").exists()  # --force replaced the folder as a whole
+    assert not (tmp_path / "tuned" / "stale.txt").exists()  # --force replaced the bundle as a whole
+    assert not list(tmp_path.glob(".tuned.*"))  # the old one, moved aside, and the temp folder are gone
     manifest = json.loads((tmp_path / "tuned" / MANIFEST).read_text())
     assert manifest["members"][0]["config"]["unfreeze"] == tuned["unfreeze"] > 0
     assert manifest["checks"]["val_accuracy"] == pytest.approx(tuned["val_accuracy"], abs=1e-6)

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from sweeper import leaderboard, results
+from sweeper.files import DriverLock
 from sweeper.cli import main
 
 from conftest import write_spec
@@ -24,13 +25,16 @@ from fault_injection import SPEC, inject
 
 @pytest.mark.ray
 def test_three_sigkills_of_the_driver_lose_and_repeat_no_trial(tmp_path):
-    figures = inject(tmp_path, kills=3, trials=6, epochs=3, seed=1, window=(7.0, 17.0), say=lambda _: None)
+    figures = inject(tmp_path, kills=3, trials=6, epochs=3, seed=1, say=lambda _: None)
     assert figures["kills"] == 3, figures
     assert figures["state"] == "finished" and figures["trials"] == 6
     assert figures["trials_lost"] == 0 and figures["trials_duplicated"] == 0
     assert figures["folders_match_rows"] and figures["optuna_matches_rows"]
     assert figures["optuna_trials"] == 6 and figures["optuna_unfinished"] == 0
     assert figures["ended_trials_retrained"] == 0
+    # Every trial resumed from the checkpoint its saved state named: none ended in an error.
+    assert set(figures["statuses"]) <= {"completed", "stopped"}, figures
+    assert figures["most_checkpoints_in_a_trial"] == 1 and figures["checkpoints_not_the_best_epoch"] == 0
 
 
 @pytest.mark.ray
@@ -86,15 +90,31 @@ def _reported(sweep: Path) -> bool:
         return False
 
 
-def test_resume_refuses_a_sweep_still_running_here(tmp_path, capsys):
+def test_a_second_driver_on_a_sweep_exits_2_at_once_naming_the_first(tmp_path, capsys):
+    """The lock is an flock: held here by the test, as a running driver holds it; a driver killed
+    with -9 releases it with its process, so a stale pid (pid 1 in a container) blocks nothing."""
     sweep = tmp_path / "results" / "busy"
     sweep.mkdir(parents=True)
     (sweep / "spec.yaml").write_text("data: {train: d}\n")
     results.write_meta(sweep, {"spec_path": str(tmp_path / "spec.yaml"), "state": "running",
-                               "driver_host": socket.gethostname(), "driver_pid": os.getpid()})
-    assert main(["resume", str(sweep)]) == 2
+                               "driver_host": socket.gethostname(), "driver_pid": 1})
+    with DriverLock(sweep):
+        before = _files(sweep)
+        assert main(["resume", str(sweep)]) == 2
+        assert _files(sweep) == before
     err = capsys.readouterr().err
-    assert f"this sweep is still running (driver pid {os.getpid()})" in err and len(err.strip().splitlines()) == 1
+    assert f"another sweeper driver is running this sweep (host {socket.gethostname()}, pid {os.getpid()}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_two_runs_of_one_spec_at_once_the_second_exits_2(tmp_path, digits_dir, capsys):
+    spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, trials=2, epochs=1, seed=0))
+    sweep = tmp_path / "results" / "faults"
+    sweep.mkdir(parents=True)
+    with DriverLock(sweep):  # the first run, still preparing its data
+        assert main(["run", str(spec), "--out", str(tmp_path / "results")]) == 2
+    assert "another sweeper driver is running this sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in sweep.iterdir()) == [".driver.lock"]
 
 
 def test_resume_refuses_a_damaged_saved_state(tmp_path):
@@ -103,7 +123,21 @@ def test_resume_refuses_a_damaged_saved_state(tmp_path):
 
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')
     with pytest.raises(SweeperError, match="the saved state of the sweep cannot be read"):
-        check_experiment_state(str(tmp_path))
+        check_experiment_state(str(tmp_path), trials_recorded=1)
+
+
+def test_resume_refuses_recorded_trials_without_a_saved_state(tmp_path):
+    """Tune, finding no state, would start over and the recorded trials would be lost."""
+    from sweeper.errors import SweeperError
+    from sweeper.resumable import check_experiment_state
+
+    check_experiment_state(str(tmp_path), trials_recorded=0)  # killed before any trial: starts afresh
+    with pytest.raises(SweeperError, match=f"{tmp_path}: no saved state of the sweep here .* records 3 trials"):
+        check_experiment_state(str(tmp_path), trials_recorded=3)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_asha_reads_its_rungs_back_from_restored_trials(tmp_path):

@@ -1,0 +1,135 @@
+"""Nothing a user owns is lost: each case is run as a user runs it (the CLI, its exit code, its
+one-line message), and every file that existed before is checked to be unchanged after."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sweeper import results
+from sweeper.bundle import MANIFEST
+from sweeper.cli import main
+from sweeper.files import write_atomic
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under `folder`."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def _sweep(results_dir: Path) -> Path:
+    """A sweep folder as `sweeper run` leaves one, with its cache beside it (no trial needed:
+    every case below is refused before a trial is read)."""
+    sweep = results_dir / "mine"
+    (sweep / "experiment").mkdir(parents=True)
+    (results_dir / ".cache").mkdir()
+    (results_dir / ".cache" / "pixels.npy").write_bytes(b"decoded images")
+    (sweep / "spec.yaml").write_text("name: mine\n")
+    (sweep / "leaderboard.json").write_text("[]")
+    results.write_meta(sweep, {"spec_path": str(results_dir / "spec.yaml"), "name": "mine", "state": "finished",
+                               "experiment": str(sweep / "experiment"),
+                               "options": {"cache_dir": str(results_dir / ".cache")}})
+    return sweep
+
+
+def _export(sweep: Path, out: Path, *flags: str) -> int:
+    return main(["export", str(sweep), "--out", str(out), *flags])
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_export_force_refuses_a_folder_that_is_not_a_bundle(tmp_path, capsys):
+    sweep = _sweep(tmp_path / "results")
+    thesis = tmp_path / "thesis"
+    (thesis / "chapters").mkdir(parents=True)
+    (thesis / "chapters" / "one.tex").write_text("four years of work")
+    before = snapshot(tmp_path)
+    assert _export(sweep, thesis, "--force") == 2
+    assert "is not a sweeper bundle (no readable bundle.json); --force replaces only a bundle" in _one_line(capsys)
+    assert _export(sweep, thesis) == 2
+    assert "already exists; choose another --out, or pass --force" in _one_line(capsys)
+    (tmp_path / "notes.txt").write_text("a file")
+    before = snapshot(tmp_path)
+    assert _export(sweep, tmp_path / "notes.txt", "--force") == 2
+    assert "exists and is not a sweeper bundle folder" in _one_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_export_force_refuses_a_bundle_someone_added_files_to(tmp_path, capsys):
+    sweep = _sweep(tmp_path / "results")
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / MANIFEST).write_text(json.dumps({"format": 1, "files": [MANIFEST, "model.keras"]}))
+    (bundle / "model.keras").write_bytes(b"weights")
+    (bundle / "my_notes.md").write_text("how we deploy it")
+    before = snapshot(tmp_path)
+    assert _export(sweep, bundle, "--force") == 2
+    assert "the bundle holds files export did not write ('my_notes.md')" in _one_line(capsys)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("target, what", [
+    ("results", "a folder that holds the sweep"),  # the typo for results/bundle that once deleted every sweep
+    ("results/mine", "that is the sweep"),
+    ("results/mine/experiment", "that is the sweep's experiment"),
+    ("results/.cache", "that is the cache"),
+    (".", "that is the working directory"),
+    ("..", "a folder that holds the working directory"),
+    ("home", "that is your home folder"),
+    ("/", "the root folder"),
+])
+def test_export_never_replaces_the_sweep_its_cache_or_a_folder_holding_them(tmp_path, monkeypatch, capsys, target, what):
+    sweep = _sweep(tmp_path / "work" / "results")
+    monkeypatch.chdir(tmp_path / "work")
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    out = tmp_path / "home" if target == "home" else Path(target)
+    before = snapshot(tmp_path)
+    assert _export(sweep, out, "--force") == 2
+    err = _one_line(capsys)
+    assert what in err and "give the bundle a folder of its own" in err, err
+    assert snapshot(tmp_path) == before
+
+
+def test_export_of_a_folder_that_is_not_a_sweep_is_one_line(tmp_path, capsys):
+    (tmp_path / "photos").mkdir()
+    assert _export(tmp_path / "photos", tmp_path / "bundle") == 2
+    assert "no spec.yaml or sweep.json here; is this a sweep folder" in _one_line(capsys)
+    assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"[{\"trial_id\": \"a\", \"sta", b"{}", b"\x89PNG\r\n\x1a\n\x00\xff",
+                                     b"[1, 2]"])
+def test_a_damaged_leaderboard_is_one_line_for_leaderboard_report_and_export(tmp_path, capsys, content):
+    sweep = _sweep(tmp_path / "results")
+    (sweep / "leaderboard.json").write_bytes(content)
+    before = snapshot(tmp_path)
+    for argv in (["leaderboard", str(sweep)], ["export", str(sweep), "--out", str(tmp_path / "b")]):
+        assert main(argv) == 2, argv
+        err = _one_line(capsys)
+        assert f"{sweep / 'leaderboard.json'}: " in err and ("damaged" in err or "not a leaderboard" in err), err
+    assert snapshot(tmp_path) == before
+
+
+def test_atomic_writes_use_unique_temp_names_and_leave_none_behind(tmp_path, monkeypatch):
+    target = tmp_path / "leaderboard.json"
+    (tmp_path / ".leaderboard.json.tmp").write_text("someone else's temp file")  # the old fixed name
+    write_atomic(target, "[]")
+    assert target.read_text() == "[]"
+    assert (tmp_path / ".leaderboard.json.tmp").read_text() == "someone else's temp file"
+
+    def fail(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_atomic(target, "[1]")
+    assert target.read_text() == "[]"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".leaderboard.json.tmp", "leaderboard.json"]
