@@ -31,8 +31,8 @@ from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
-from .resumable import (CheckpointPruner, KeepEndedResults, ResumableASHA, check_experiment_state,
-                        move_trial_folder_aside)
+from .resumable import CheckpointPruner, KeepEndedResults, ResumableASHA, move_trial_folder_aside
+from .saved_state import check_experiment_state, verify_experiment
 from .search_space import DefineByRun, sampler_for, space_size, trial_count
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
@@ -138,6 +138,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
         # No leaderboard: the driver was killed as the sweep started, before it wrote one.
         saved = leaderboard.read(sweep_dir) if (sweep_dir / leaderboard.FILE).is_file() else []
         check_experiment_state(results.experiment_of(sweep_dir), trials_recorded=len(saved))
+        verify_experiment(results.experiment_of(sweep_dir))  # before Tune unpickles anything in it
         index = prepare_data(spec, options.cache_dir, console)
         if index.fingerprint != meta.get("data_fingerprint"):
             raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint "

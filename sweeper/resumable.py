@@ -3,15 +3,13 @@
 Ray Tune saves the trials and the searcher (with Optuna's whole history) in the experiment
 folder, but not the scheduler: a resumed ASHA would start with empty rungs and judge the
 remaining trials against nothing. `ResumableASHA` reads its rungs back from the trials'
-results. `check_experiment_state` refuses a damaged saved state, which Tune would otherwise
-answer by silently starting the experiment over. `CheckpointPruner` deletes superseded
+results. `CheckpointPruner` deletes superseded
 checkpoints only once no saved state can still name them, and `KeepEndedResults` keeps the
 result log of a trial that had ended when Tune's state lags behind it.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from fnmatch import fnmatch
 from pathlib import Path
@@ -19,7 +17,6 @@ from pathlib import Path
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from .errors import SweeperError
 from .results import RESULTS_FILE, filesystem, read_results
 
 
@@ -33,25 +30,6 @@ class ResumableASHA(ASHAScheduler):
             for result in read_results(storage.trial_fs_path, storage.storage_filesystem):
                 # Decisions were taken when these results first came; only the rungs' records matter.
                 super().on_trial_result(tune_controller, trial, result)
-
-
-def check_experiment_state(experiment: str, *, trials_recorded: int) -> None:
-    """A one-line error if Tune's newest saved experiment state cannot be read, or is missing
-    while the leaderboard records trials: Tune would start the experiment over, and they would be lost."""
-    fs, path = filesystem(experiment)
-    states = sorted(info.path for info in _listing(fs, path) if fnmatch(info.base_name, "experiment_state-*.json"))
-    if not states:
-        if trials_recorded:
-            raise SweeperError(f"{experiment}: no saved state of the sweep here (experiment_state-*.json), yet its "
-                               f"leaderboard records {trials_recorded} trials; resuming would start over and lose "
-                               "them. Was the experiment folder moved or is --storage unreachable?")
-        return  # killed before any trial started: the sweep starts from its beginning
-    try:
-        with fs.open_input_stream(states[-1]) as stream:
-            json.loads(stream.readall())
-    except (OSError, ValueError) as exc:
-        raise SweeperError(f"{states[-1]}: the saved state of the sweep cannot be read ({exc}); "
-                           "it cannot be resumed, run the spec again with another --name") from None
 
 
 FORGOTTEN = ".forgotten"  # in the experiment: folders of trials a resume could not take back

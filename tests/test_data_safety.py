@@ -133,3 +133,61 @@ def test_atomic_writes_use_unique_temp_names_and_leave_none_behind(tmp_path, mon
         write_atomic(target, "[1]")
     assert target.read_text() == "[]"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".leaderboard.json.tmp", "leaderboard.json"]
+
+
+# --- a results folder runs no code ----------------------------------------------------------------
+
+
+class _RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resume_refuses_a_tampered_state_and_runs_nothing_in_it(tmp_path, digits_dir, capsys):
+    """One crafted key in Tune's experiment state once ran `os.system` at resume."""
+    import pickle
+
+    from fault_injection import SPEC
+
+    sweep = _sweep(tmp_path / "results")
+    (sweep / "spec.yaml").write_text(SPEC.format(digits=digits_dir, trials=2, epochs=1, seed=0))
+    results.mark(sweep, "interrupted")
+    marker = tmp_path / "pwned"
+    state = {"trial_data": [[json.dumps({"trial_id": "a", "placement_group_factory": pickle.dumps(_RunsCode(marker)).hex()}),
+                             "{}"]], "runner_data": {}}
+    (sweep / "experiment" / "experiment_state-2026-12-01_00-00-00.json").write_text(json.dumps(state))
+    (sweep / "leaderboard.json").write_text(json.dumps([{"trial_id": "a", "status": "running"}]))
+    before = snapshot(tmp_path)
+    assert main(["resume", str(sweep)]) == 2
+    err = _one_line(capsys)
+    assert "experiment_state-2026-12-01_00-00-00.json: refused: it names posix.system" in err, err
+    assert not marker.exists()
+    after = snapshot(tmp_path)
+    after.pop("results/mine/.driver.lock")  # the lock resume took, naming itself
+    assert after == before
+
+
+def test_the_verifier_refuses_every_way_a_pickle_runs_code_and_passes_real_state():
+    import pickle
+
+    from sweeper import driver
+    from sweeper.saved_state import UnsafeState, verify_pickle
+
+    class CallsAFunction:  # a listed function, called rather than referenced
+        def __reduce__(self):
+            return (driver._trial_dirname, (None,))
+
+    for payload in (pickle.dumps(_RunsCode(Path("x"))), pickle.dumps(_RunsCode(Path("x")), protocol=0), pickle.dumps(eval),
+                    pickle.dumps(CallsAFunction()), b"\x80\x04\x95"):
+        with pytest.raises(UnsafeState):
+            verify_pickle(payload)
+    # What Tune and Optuna save for a sweeper sweep passes (the SIGKILL test resumes real ones).
+    import numpy as np
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    verify_pickle(pickle.dumps({"study": study, "rng": np.random.RandomState(0), "a": np.arange(3)}))

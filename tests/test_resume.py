@@ -119,7 +119,7 @@ def test_two_runs_of_one_spec_at_once_the_second_exits_2(tmp_path, digits_dir, c
 
 def test_resume_refuses_a_damaged_saved_state(tmp_path):
     from sweeper.errors import SweeperError
-    from sweeper.resumable import check_experiment_state
+    from sweeper.saved_state import check_experiment_state
 
     (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text('{"trial_data": [')
     with pytest.raises(SweeperError, match="the saved state of the sweep cannot be read"):
@@ -129,7 +129,7 @@ def test_resume_refuses_a_damaged_saved_state(tmp_path):
 def test_resume_refuses_recorded_trials_without_a_saved_state(tmp_path):
     """Tune, finding no state, would start over and the recorded trials would be lost."""
     from sweeper.errors import SweeperError
-    from sweeper.resumable import check_experiment_state
+    from sweeper.saved_state import check_experiment_state
 
     check_experiment_state(str(tmp_path), trials_recorded=0)  # killed before any trial: starts afresh
     with pytest.raises(SweeperError, match=f"{tmp_path}: no saved state of the sweep here .* records 3 trials"):
