@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from .errors import SweeperError
 
@@ -121,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return _dispatch(args, console)
     except SweeperError as exc:
-        Console(stderr=True).print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(Text.assemble(("error:", "red"), f" {exc}"), highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl+C; a sweep says how to resume it
-        Console(stderr=True).print(f"interrupted; {exc}" if exc.args else "interrupted", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"interrupted; {exc}" if exc.args else "interrupted", markup=False, highlight=False,
+                                   soft_wrap=True)
         return 130
     except Exception:  # a bug: show everything
         traceback.print_exc()
@@ -142,7 +144,7 @@ def _dispatch(args, console: Console) -> int:
         from .report import write_report
 
         html = write_report(args.sweep)
-        console.print(f"report: {html}  (charts beside it in {html.parent})")
+        console.print(f"report: {html}  (charts beside it in {html.parent})", markup=False)
     elif args.command == "export":
         from .export import ExportOptions, export_bundle
 

@@ -52,7 +52,7 @@ def run_demo(options: RunOptions, console: Console | None = None) -> Path:
     spec_path = demo_dir / QUICKSTART
     spec_path.write_text((files("sweeper.search_spaces") / QUICKSTART).read_text())
     console.print(f"demo: {count} handwritten digits (scikit-learn) written to {demo_dir / 'digits'}, "
-                  f"{HELD_OUT} more kept aside in {demo_dir / 'held_out'}")
+                  f"{HELD_OUT} more kept aside in {demo_dir / 'held_out'}", markup=False)
 
     overrides = {"name": _free_name(out, "quickstart")}
     spec = load_spec(spec_path)
@@ -72,12 +72,12 @@ def run_demo(options: RunOptions, console: Console | None = None) -> Path:
             "Keras weight files to sweep the pretrained backbones too."
         )
     spec = load_spec(spec_path, overrides)
-    console.print(f"demo: running {spec_path} (rerun it with `sweeper run {spec_path} --name NAME`)")
+    console.print(f"demo: running {spec_path} (rerun it with `sweeper run {spec_path} --name NAME`)", markup=False)
     sweep_dir = run_sweep(spec, options, console)
 
     bundle = export_bundle(sweep_dir, sweep_dir / "bundle", ExportOptions(cache_dir=options.cache_dir), console)
     console.print(f"demo: the bundle labels the {HELD_OUT} digits the sweep never saw "
-                  f"(`sweeper predict {bundle} {demo_dir / 'held_out'}`):")
+                  f"(`sweeper predict {bundle} {demo_dir / 'held_out'}`):", markup=False)
     results = run_predict(bundle, [demo_dir / "held_out"], fmt="table", console=console)
     right = sum(r.get("label") == Path(r["path"]).stem.rsplit("_is_", 1)[1] for r in results)
     console.print(f"demo: {right} of {len(results)} right")

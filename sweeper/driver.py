@@ -22,8 +22,10 @@ import yaml
 from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__, checkpoint, evaluate, images, leaderboard, results
 from .backbones import REGISTRY
@@ -177,13 +179,13 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     if saved is None:
         size = space_size(spec.space)
         console.print(
-            f"[bold]{spec.name}[/]: {trials} trials ({spec.budget.search} search) over "
+            f"[bold]{escape(spec.name)}[/]: {trials} trials ({spec.budget.search} search) over "
             f"{'a continuous space' if size is None else f'{size} configurations'}, "
             f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
             f"objective {spec.objective} ({spec.mode})"
         )
     else:
-        console.print(f"[bold]{spec.name}[/]: resuming; {len(ended)} of {trials} trials had ended, "
+        console.print(f"[bold]{escape(spec.name)}[/]: resuming; {len(ended)} of {trials} trials had ended, "
                       f"{len(saved) - len(ended)} were running")
     guard = FailureGuard(min(trials, max(3, spec.budget.concurrent_trials + 1)), saved or [])
     stop_at = StopAt(spec.objective, spec.mode, spec.budget.stop_at) if spec.budget.stop_at is not None else None
@@ -226,7 +228,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
                            f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
     minutes = (time.time() - started) / 60
-    console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}")
+    console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}", markup=False)
     return sweep_dir
 
 
@@ -319,7 +321,7 @@ def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialCon
     best.update(metrics)
     leaderboard.write(sweep_dir, rows, spec.objective)
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-    console.print(f"test split, best trial {best['trial_id']}: {shown}  (files in {sweep_dir / 'evaluation'})")
+    console.print(f"test split, best trial {best['trial_id']}: {shown}  (files in {sweep_dir / 'evaluation'})", markup=False)
     return rows
 
 
@@ -572,12 +574,12 @@ def _print_data_summary(index: DatasetIndex, console: Console) -> None:
     for split in splits:
         table.add_column(split, justify="right")
     for name, values in rows:
-        table.add_row(name, *(f"{v:g}" for v in values))
+        table.add_row(Text(name), *(f"{v:g}" for v in values))  # a class name is text, not markup
     console.print(table)
     if index.skipped:
         shown = "; ".join(f"{p} ({r})" for p, r in index.skipped[:3])
         more = f" and {len(index.skipped) - 3} more, listed in data_summary.json" if len(index.skipped) > 3 else ""
-        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {shown}{more}", highlight=False)
+        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {escape(shown + more)}", highlight=False)
 
 
 def _progress(console: Console) -> Progress:

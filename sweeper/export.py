@@ -72,7 +72,7 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
         size = max(config.image_size for _, config in loaded)
         names = ", ".join(row["trial_id"] for row in members)
         console.print(f"exporting {'trial' if len(members) == 1 else f'an ensemble of the {len(members)} best trials:'} "
-                      f"{names} from {sweep_dir.name}")
+                      f"{names} from {sweep_dir.name}", markup=False)
 
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -88,7 +88,7 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # the temp folder made above, and nothing else
             raise
-    console.print(f"bundle: {out}")
+    console.print(f"bundle: {out}", markup=False)
     return out
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from . import results
@@ -114,7 +115,7 @@ def show(path: Path, *, top: int | None = None, sort: str | None = None, where: 
     if fmt == "table":
         render(rows, objective, console, title=Path(path).resolve().name)
         for note in notes:
-            console.print(note, style="yellow", highlight=False)
+            console.print(note, style="yellow", markup=False, highlight=False)
     else:  # written as they are: rich's highlighting takes seconds on megabytes of text
         text = {"csv": to_csv, "md": to_markdown}[fmt](rows, cols) if fmt != "json" else json.dumps(rows, indent=1, default=str) + "\n"
         console.file.write(text)
@@ -284,7 +285,7 @@ def render(rows: list[dict], objective: str, console: Console, title: str = "") 
         console.print(f"({', '.join(h for h, _, _ in shown[fits:])} left out to fit {console.width} columns; "
                       "--format csv or json has every column)", style="dim", highlight=False)
     for row in [r for r in rows if r.get("error")][:5]:
-        console.print(f"[red]trial {row['trial_id']} failed:[/] {row['error']}", highlight=False)
+        console.print(f"[red]trial {escape(str(row['trial_id']))} failed:[/] {escape(str(row['error']))}", highlight=False)
 
 
 def _table_columns(objective: str, merged: bool) -> list[tuple[str, Callable[[dict], str], bool]]:

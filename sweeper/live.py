@@ -171,7 +171,7 @@ class LiveView(tune.Callback):
         self.live.update(self.render(), refresh=True)
 
     def _line(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)  # errors and paths are not markup
 
     def eta_seconds(self) -> float | None:
         """Time left, from the pace so far: ended trials, plus running ones by the epochs they have done.

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .bundle import load_bundle, quiet_native_stderr, read_manifest
 from .data import IMAGE_SUFFIXES
@@ -38,7 +40,7 @@ def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Conso
         results = bundle.predict(files)
     good = [r for r in results if "error" not in r]
     for bad in (r for r in results if "error" in r):  # skipped, as the sweep skips them; said on stderr
-        Console(stderr=True).print(f"[yellow]skipped[/] {bad['path']}: {bad['error']}", highlight=False)
+        Console(stderr=True).print(f"[yellow]skipped[/] {escape(bad['path'])}: {escape(bad['error'])}", highlight=False)
     keys = ["path", "value"] if bundle.task == "regression" else ["path", "label", "confidence"]
     if fmt == "json":
         console.file.write(json.dumps(good, indent=1) + "\n")
@@ -49,11 +51,11 @@ def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Conso
         writer.writerows(good)
         console.file.write(buffer.getvalue())
     else:
-        table = Table(title=f"{bundle_dir}: {len(good)} images", title_justify="left")
+        table = Table(title=Text(f"{bundle_dir}: {len(good)} images"), title_justify="left")
         for key in keys:
             table.add_column(key, justify="left" if key in ("path", "label") else "right", overflow="fold")
         for row in good:
-            table.add_row(*(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in keys))
+            table.add_row(*(Text(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k])) for k in keys))
         console.print(table)
     if not good:
         raise SweeperError(f"none of the {len(results)} images could be read")

@@ -87,7 +87,7 @@ def print_plan(spec: Spec, console: Console) -> None:
     share = "" if p.configurations is None else f" ({p.trials / p.configurations:.0%} of them)"
     console.print(f"{spec.name}: {space}; {p.trials} trials{share} by {budget.search} search, up to "
                   f"{p.max_epochs} epochs each, {budget.concurrent_trials} at a time; objective {spec.objective} "
-                  f"({spec.mode})", highlight=False)
+                  f"({spec.mode})", markup=False, highlight=False)
     if p.rungs:
         console.print(f"ASHA rungs (grace_epochs {budget.grace_epochs}, reduction_factor {budget.reduction_factor}): "
                       f"1 in {budget.reduction_factor} of the trials judged at a rung goes on, more while it fills",

@@ -191,3 +191,37 @@ def test_the_verifier_refuses_every_way_a_pickle_runs_code_and_passes_real_state
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
     verify_pickle(pickle.dumps({"study": study, "rng": np.random.RandomState(0), "a": np.arange(3)}))
+
+
+# --- user text is printed as text, never as rich markup -------------------------------------------
+
+MARKUP = "IMG [edited] [/x] [bold]"
+
+
+def test_markup_in_a_path_or_an_error_is_printed_as_it_is(tmp_path, capsys):
+    folder = tmp_path / MARKUP  # '/x]' makes it two folders deep
+    folder.mkdir(parents=True)
+    assert main(["run", str(folder / "spec.yaml")]) == 2
+    err = _one_line(capsys)
+    assert f"{folder / 'spec.yaml'}" in err, err
+
+    sweep = _sweep(tmp_path / "results")
+    rows = [{"trial_id": "a1", "status": "error", "epochs": 0, "error": f"ValueError: {MARKUP}"}]
+    (sweep / "leaderboard.json").write_text(json.dumps(rows))
+    assert main(["leaderboard", str(sweep)]) == 0
+    assert f"trial a1 failed: ValueError: {MARKUP}" in capsys.readouterr().out
+
+
+def test_class_names_with_brackets_show_in_the_data_summary(capsys):
+    import numpy as np
+    from rich.console import Console
+
+    from sweeper.data import DatasetIndex
+    from sweeper.driver import _print_data_summary
+
+    index = DatasetIndex(paths=("/a.png", "/b.png"), targets=np.array([0, 1]), splits=np.array(["train", "train"]),
+                         classes=("[bold]cats", "dogs [/x]"), skipped=(("/c [edited].png", "unreadable [word]"),))
+    index.__dict__["fingerprint"] = "f" * 16  # no files to stat
+    _print_data_summary(index, Console(width=200))
+    out = capsys.readouterr().out
+    assert "[bold]cats" in out and "dogs [/x]" in out and "/c [edited].png (unreadable [word])" in out

@@ -127,6 +127,10 @@ def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_
     assert len(predicted) == 200 and set(predicted[0]) == {"path", "label", "confidence"}
     accuracy = np.mean([p["label"] in p["path"].split("/")[-2] for p in predicted])
     assert accuracy == pytest.approx(best["test_accuracy"], abs=1e-9)
+    # The table prints a file name as it is: `[edited]` is text, not rich markup.
+    renamed = tmp_path / "IMG [edited].jpg"
+    shutil.copy(predicted[0]["path"], renamed)
+    assert "IMG [edited].jpg" in _run("predict", bundle, renamed)
 
     # The Python API takes arrays of any size too; an unreadable file is reported, not fatal.
     model = load_bundle(bundle)
