@@ -28,6 +28,7 @@ from .errors import SweeperError
 MANIFEST = "bundle.json"
 FORMAT = 1
 REQUIRED = ("format", "task", "classes", "image_size", "members", "files")
+MIN_SIZE, MAX_SIZE = 8, 1024  # the input sizes a spec allows (spec.py), so the only sizes a bundle can have
 
 
 def read_manifest(folder: Path) -> dict:
@@ -44,13 +45,29 @@ def read_manifest(folder: Path) -> dict:
     if missing:
         raise SweeperError(f"{path}: missing {', '.join(missing)}")
     if manifest["format"] != FORMAT:
-        raise SweeperError(f"{path}: bundle format {manifest['format']}; this sweeper reads format {FORMAT}")
-    if manifest["task"] == "classification" and len(manifest["classes"]) < 2:
-        raise SweeperError(f"{path}: a classification bundle needs at least 2 classes, has {manifest['classes']}")
+        raise SweeperError(f"{path}: bundle format {str(manifest['format'])[:20]}; this sweeper reads format {FORMAT}")
+    _check_manifest(path, manifest)
     absent = [name for name in manifest["files"] if not (folder / name).exists()]
     if absent:
         raise SweeperError(f"{folder}: the bundle is incomplete: {', '.join(absent)} missing")
     return manifest
+
+
+def _check_manifest(path: Path, manifest: dict) -> None:
+    """bundle.json is not trusted: `image_size: 100000` once had predict killed for memory at 24 GB."""
+    task, classes, size, files = manifest["task"], manifest["classes"], manifest["image_size"], manifest["files"]
+    if task not in ("classification", "regression"):
+        raise SweeperError(f"{path}: task must be classification or regression, not {str(task)[:40]!r}")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+        raise SweeperError(f"{path}: classes must be a list of distinct names")
+    if task == "classification" and len(classes) < 2:
+        raise SweeperError(f"{path}: a classification bundle needs at least 2 classes, has {len(classes)}")
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise SweeperError(f"{path}: image_size must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, "
+                           f"not {str(size)[:20]}")
+    if not isinstance(files, list) or not all(isinstance(f, str) and f and "/" not in f and f not in (".", "..")
+                                              for f in files):
+        raise SweeperError(f"{path}: files must list the names of the files beside it")
 
 
 @dataclass
@@ -82,6 +99,10 @@ class Bundle:
         Items are image files or RGB arrays of any size. A file that cannot be read gets `error`
         instead, as the sweep would have skipped it.
         """
+        if isinstance(items, (str, os.PathLike)) or (isinstance(items, np.ndarray) and items.ndim == 3):
+            items = [items]  # one image, not its characters or its rows
+        from .images import ImageTooLarge
+
         items = list(items)
         pixels, results, rows = [], [], []
         for i, item in enumerate(items):
@@ -89,6 +110,9 @@ class Bundle:
             try:
                 pixels.append(read_image(item, self.image_size))
                 rows.append(len(results))
+            except ImageTooLarge as exc:
+                results.append({"path": name, "error": str(exc)})
+                continue
             except Exception as exc:  # PIL raises many types for broken files
                 results.append({"path": name, "error": f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]})
                 continue

@@ -31,6 +31,7 @@ class DatasetIndex:
     splits: np.ndarray  # one of SPLITS per image
     classes: tuple[str, ...]  # empty for regression
     skipped: tuple[tuple[str, str], ...] = field(default=())  # (path, reason)
+    max_image_pixels: int = DataSpec.max_image_pixels  # larger images are skipped as too large
 
     @cached_property
     def fingerprint(self) -> str:
@@ -159,7 +160,8 @@ def build_index(data: DataSpec, task: str) -> DatasetIndex:
     for split in ("train", "validation"):
         if not np.any(splits == split):
             raise DataError(f"{data.csv or data.train}: no images fall in the {split} split; add images or change validation_split")
-    return DatasetIndex(tuple(paths), targets, splits.astype(str), tuple(classes), tuple(skipped))
+    return DatasetIndex(tuple(paths), targets, splits.astype(str), tuple(classes), tuple(skipped),
+                        max_image_pixels=data.max_image_pixels)
 
 
 def _read_source(data: DataSpec, location: Path, skipped: Skipped, main: bool) -> Entries:

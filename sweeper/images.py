@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,14 +19,31 @@ from PIL import Image, ImageOps
 from .data import DatasetIndex
 from .errors import DataError
 from .files import write_atomic
+from .spec import DataSpec
 
-# Users' own photos can be huge (scans, stitched microscopy): decode them rather than refuse them.
-Image.MAX_IMAGE_PIXELS = None
+DEFAULT_MAX_PIXELS = DataSpec.max_image_pixels
 
 
-def decode(path: str, size: int) -> np.ndarray:
-    """An RGB uint8 array of shape (size, size, 3): EXIF orientation applied, squashed to a square."""
-    with Image.open(path) as img:
+class ImageTooLarge(ValueError):
+    """The file claims more pixels than `data.max_image_pixels`: decoding it could take gigabytes."""
+
+
+def decode(path: str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """An RGB uint8 array of shape (size, size, 3): EXIF orientation applied, squashed to a square.
+
+    The pixel cap is checked on the header, before any pixel is decoded; PIL's process-wide
+    guard is left as it is (a program that loads a bundle keeps it).
+    """
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as exc:  # over twice PIL's limit: PIL refuses it itself
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageTooLarge(f"too large: {int(claimed[1]) if claimed else 0:,} pixels, "
+                            f"over data.max_image_pixels ({max_pixels:,})") from None
+    with opened as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"too large: {width}×{height} pixels, over data.max_image_pixels ({max_pixels:,})")
         img.draft("RGB", (size, size))  # JPEG: let the decoder downscale by 2, 4 or 8 for free
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit: scale to 8 bits instead of clipping
@@ -39,14 +57,16 @@ def decode(path: str, size: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
-def decode_all(paths, size: int, progress=None) -> tuple[np.ndarray, dict[int, str]]:
+def decode_all(paths, size: int, progress=None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict[int, str]]:
     """Decode in parallel (PIL releases the GIL). Returns the array and {position: reason} of bad files."""
     out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
     bad: dict[int, str] = {}
 
     def work(i: int) -> None:
         try:
-            out[i] = decode(paths[i], size)
+            out[i] = decode(paths[i], size, max_pixels)
+        except ImageTooLarge as exc:
+            bad[i] = str(exc)
         except Exception as exc:  # PIL raises many types for broken files
             bad[i] = f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]
 
@@ -58,7 +78,8 @@ def decode_all(paths, size: int, progress=None) -> tuple[np.ndarray, dict[int, s
 
 
 def cache_path(cache_dir: Path, index: DatasetIndex, size: int) -> Path:
-    return Path(cache_dir) / "images" / f"{index.fingerprint}-{size}px.npy"
+    cap = "" if index.max_image_pixels == DEFAULT_MAX_PIXELS else f"-max{index.max_image_pixels}"  # skips differ
+    return Path(cache_dir) / "images" / f"{index.fingerprint}-{size}px{cap}.npy"
 
 
 def load_images(
@@ -78,7 +99,7 @@ def load_images(
             index = index.without(bad)
             path = cache_path(cache_dir, index, size)
         if not path.exists():
-            array, bad = decode_all(index.paths, size, progress)
+            array, bad = decode_all(index.paths, size, progress, index.max_image_pixels)
             if bad:
                 _check_policy(index, bad, on_bad_image)
                 keep = np.array([i not in bad for i in range(len(index.paths))])

@@ -94,6 +94,8 @@ class DataSpec:
     test: Path | None = None
     test_split: float = 0.0
     on_bad_image: str = "skip"
+    # PIL's own default guard (Image.MAX_IMAGE_PIXELS): a 656 KB PNG can claim 1.9 GB of pixels.
+    max_image_pixels: int = 89_478_485
     csv: Path | None = None  # the CSV layout: one row per image
     images: Path | None = None  # the folder the CSV's paths are relative to (default: the CSV's folder)
     path_column: str = "path"
@@ -275,6 +277,11 @@ def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
     if "validation" not in values and values["validation_split"] == 0:
         ctx.fail("data.validation_split", "must be above 0 when there is no `data.validation` source")
     values["on_bad_image"] = ctx.one_of("data.on_bad_image", raw.get("on_bad_image", "skip"), BAD_IMAGE_POLICIES)
+    # Up to twice PIL's default: above that PIL refuses to open a file unless its limit is lifted
+    # for the whole process, which sweeper never does.
+    values["max_image_pixels"] = ctx.integer("data.max_image_pixels",
+                                             raw.get("max_image_pixels", DataSpec.max_image_pixels),
+                                             low=1, high=2 * DataSpec.max_image_pixels)
     return DataSpec(**values)
 
 

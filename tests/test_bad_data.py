@@ -963,3 +963,46 @@ def test_an_image_in_both_the_training_and_the_validation_csv(tmp_path):
         assert "img0.png" in str(exc) and str(val) in str(exc)
     else:  # so is keeping each image in one split only
         assert len(set(index.paths)) == len(index.paths)
+
+
+# --- images that claim more pixels than the cap ----------------------------------------------------
+
+
+def _claims(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG (one bit a pixel, all black) that decodes to width x height pixels."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (width, height)).save(path)
+    return path
+
+
+def test_an_image_over_the_pixel_cap_is_skipped_as_too_large_and_pil_is_left_alone(cats_and_dogs, tmp_path):
+    from PIL import Image as PILImage
+
+    limit = PILImage.MAX_IMAGE_PIXELS
+    big = str(_claims(cats_and_dogs / "cats" / "scan.png", 10_000, 9_000))  # 90 MP: just over PIL's default
+    bomb = str(_claims(cats_and_dogs / "dogs" / "bomb.png", 20_000, 20_000))  # 400 MP: PIL refuses it itself
+    assert os.path.getsize(bomb) < 100_000
+    index = build_index(DataSpec(train=cats_and_dogs), "classification")
+    cleaned, array = load_images(index, SIZE, tmp_path / "cache", on_bad_image="skip")
+    reasons = dict(cleaned.skipped)
+    assert reasons[big] == "too large: 10000×9000 pixels, over data.max_image_pixels (89,478,485)"
+    assert reasons[bomb] == "too large: 400,000,000 pixels, over data.max_image_pixels (89,478,485)"
+    assert array.shape == (8, SIZE, SIZE, 3)
+    assert PILImage.MAX_IMAGE_PIXELS == limit  # no process-wide change: a program loading a bundle keeps PIL's guard
+
+    # A cap raised in the spec decodes the scan; one lowered skips the ordinary images too.
+    raised = build_index(DataSpec(train=cats_and_dogs, max_image_pixels=100_000_000), "classification")
+    cleaned, _ = load_images(raised, SIZE, tmp_path / "cache", on_bad_image="skip")
+    assert big in cleaned.paths and bomb not in cleaned.paths
+    with pytest.raises(DataError, match=r"cats/scan.png: too large: 10000×9000 pixels"):
+        load_images(index, SIZE, tmp_path / "cache2", on_bad_image="error")
+
+
+@pytest.mark.parametrize("value, message", [(0, "must be between 1 and"), (10**12, "must be between 1 and"),
+                                            ("many", "must be a whole number")])
+def test_max_image_pixels_is_checked_in_the_spec(tmp_path, value, message):
+    spec = tmp_path / "spec.yaml"
+    class_folders(tmp_path / "train")
+    spec.write_text(f"data: {{train: train, max_image_pixels: {value}}}\nspace: {{backbone: simple_cnn}}\n")
+    with pytest.raises(SpecError, match=f"data.max_image_pixels: .*{message}"):
+        load_spec(spec)

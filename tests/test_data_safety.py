@@ -225,3 +225,25 @@ def test_class_names_with_brackets_show_in_the_data_summary(capsys):
     _print_data_summary(index, Console(width=200))
     out = capsys.readouterr().out
     assert "[bold]cats" in out and "dogs [/x]" in out and "/c [edited].png (unreadable [word])" in out
+
+
+# --- a bundle's manifest is checked, not trusted ----------------------------------------------------
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"image_size": 100000}, "image_size must be a whole number of pixels from 8 to 1024, not 100000"),
+    ({"image_size": "96"}, "image_size must be a whole number"),
+    ({"classes": ["cat", "cat"]}, "classes must be a list of distinct names"),
+    ({"classes": ["cat"]}, "needs at least 2 classes, has 1"),
+    ({"task": "segmentation"}, "task must be classification or regression"),
+    ({"files": ["../../etc/passwd"]}, "files must list the names of the files beside it"),
+])
+def test_predict_refuses_a_manifest_that_does_not_hold(tmp_path, capsys, change, message):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    manifest = {"format": 1, "task": "classification", "classes": ["cat", "dog"], "image_size": 96, "members": [],
+                "files": [MANIFEST]}
+    (bundle / MANIFEST).write_text(json.dumps({**manifest, **change}))
+    (tmp_path / "cat.jpg").write_bytes(b"")
+    assert main(["predict", str(bundle), str(tmp_path / "cat.jpg")]) == 2
+    assert message in _one_line(capsys)

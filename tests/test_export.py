@@ -141,6 +141,9 @@ def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_
     out = model.predict([decode(first, 64), broken, big])
     assert out[0]["label"] == predicted[0]["label"] and out[0]["confidence"] == pytest.approx(predicted[0]["confidence"], abs=1e-6)
     assert out[1]["error"].startswith("unreadable image") and out[2]["label"] in ("cats", "dogs")
+    # One path or one array is one image, not a sequence of characters or of rows.
+    assert [r["label"] for r in model.predict(first)] == [predicted[0]["label"]]
+    assert len(model.predict(big)) == 1
 
     # The SavedModel serves raw uint8 images of any size, labels included.
     import tensorflow as tf
