@@ -132,7 +132,12 @@ def load_bundle(path: str | Path) -> Bundle:
 
     from . import model as _registers_custom_layers  # noqa: F401  (Preprocess)
 
-    model = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
+    try:
+        model = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
+    except Exception as exc:  # missing, truncated or not a Keras archive: Keras' own words run long
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SweeperError(f"{folder / 'model.keras'}: cannot be loaded ({type(exc).__name__}: {first[:200]}); "
+                           "export the bundle again") from None
     n_out = model.outputs[0].shape[-1]
     expected = 1 if manifest["task"] == "regression" or len(manifest["classes"]) == 2 else len(manifest["classes"])
     if n_out != expected:

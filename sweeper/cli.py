@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where the Ray Tune experiment (trial folders, checkpoints) goes: a path every node "
                           "sees, or a URI such as s3://bucket/sweeps (default: <out>/<sweep>/experiment)")
     run.add_argument("--dry-run", action="store_true",
-                     help="print the space's size, the ASHA rungs and the epochs the sweep would train, then stop")
+                     help="print the space's size, the ASHA rungs, the epochs the sweep would train, the data "
+                          "summary and any backbone without local weights, then stop (nothing is written)")
     run.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
                      help="train every trial on images, recomputing frozen layers each epoch (slower; for comparisons)")
     run.add_argument("--fresh-workers", dest="reuse_workers", action="store_false",
@@ -116,6 +117,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints as its own bytes
+        try:
+            stream.reconfigure(errors="surrogateescape")
+        except (AttributeError, ValueError):
+            pass
     # Piped or logged output (CI, `| tee`) is read later in a wide viewer: do not wrap it at 80 columns.
     console = Console() if sys.stdout.isatty() else Console(width=200)
     try:
@@ -165,9 +171,11 @@ def _dispatch(args, console: Console) -> int:
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
         if args.dry_run:
+            from .driver import preview
             from .schedule import print_plan
 
             print_plan(spec, console)
+            preview(spec, RunOptions(weights_dir=args.weights_dir), console)
             return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,

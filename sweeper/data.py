@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, quote
 from .spec import DataSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -98,7 +98,8 @@ def split_of(relative_path: str, validation_split: float, test_split: float) -> 
 
 
 def _unit_hash(text: str) -> float:
-    return int(hashlib.sha1(text.encode()).hexdigest()[:12], 16) / 16**12
+    # surrogateescape: a file name that is not UTF-8 (latin-1, from a Windows zip) hashes as its bytes
+    return int(hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:12], 16) / 16**12
 
 
 def _stats(values: np.ndarray) -> dict:
@@ -227,6 +228,7 @@ def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
             raise DataError(
                 f"{csv_path}: no column {column!r} (data.{key}); the columns are: {', '.join(map(str, table.columns))}"
             )
+    _refuse_duplicate_columns(csv_path)
     if table.empty:
         raise DataError(f"{csv_path}: the CSV has no rows")
     entries: Entries = []
@@ -238,21 +240,41 @@ def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
             continue  # a blank line
         if not relative:
             raise DataError(f"{where}: empty {data.path_column!r}")
+        if "\x00" in relative:
+            raise DataError(f"{where}: {quote(relative)} holds a NUL byte, which no file name can")
         if Path(relative).is_absolute() or re.match(r"^[A-Za-z]:[\\/]", relative):
-            raise DataError(f"{where}: {relative!r} is an absolute path; paths must be relative to {root}")
+            raise DataError(f"{where}: {quote(relative)} is an absolute path; paths must be relative to {root}")
         path = (root / relative).resolve()
         if not path.is_relative_to(root):
-            raise DataError(f"{where}: {relative!r} points outside the images folder {root}")
+            raise DataError(f"{where}: {quote(relative)} points outside the images folder {root}")
         key = path.relative_to(root).as_posix()
         if key in first_row:
-            raise DataError(f"{where}: {relative!r} is listed twice (first on line {first_row[key]})")
+            raise DataError(f"{where}: {quote(relative)} is listed twice (first on line {first_row[key]})")
         first_row[key] = number
-        if not path.is_file():
-            raise DataError(f"{where}: image file not found: {path}")
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a name too long for the file system, and the like
+            raise DataError(f"{where}: {quote(relative)} cannot be a file here ({exc.strerror})") from None
+        if not found:
+            raise DataError(f"{where}: image file not found: {quote(str(path), 200)}")
         if not label.strip():
-            raise DataError(f"{where}: empty {data.target_column!r} for {relative!r}")
+            raise DataError(f"{where}: empty {data.target_column!r} for {quote(relative)}")
         entries.append((str(path), key, label.strip()))
+    if not entries:
+        raise DataError(f"{csv_path}: the CSV has no rows (only a header and blank lines)")
     return entries
+
+
+def _refuse_duplicate_columns(csv_path: Path) -> None:
+    """pandas renames a repeated column `label.1` silently; which one was meant is the user's to say."""
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    names = [name.strip() for name in header]
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        raise DataError(f"{csv_path}: column {quote(repeated)} appears twice in the header")
 
 
 def _number(value: str, path: str) -> float:

@@ -94,18 +94,51 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         check_address(options.address)  # before any work: Ray itself waits minutes on a wrong address
     sweep_dir = (options.out / spec.name).resolve()
     _refuse_existing(sweep_dir)
+    created = not sweep_dir.exists()
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SweeperError(f"{options.out}: cannot create the results folder ({exc.strerror})") from None
-    with DriverLock(sweep_dir):
-        _refuse_existing(sweep_dir)  # a driver that started a moment before this one, and has ended
-        options = options.resolved(spec)
-        index = prepare_data(spec, options.cache_dir, console)
-        weight_files = _weight_files(spec, options.weights_dirs)
-        _save_run_files(spec, sweep_dir, index, options, weight_files)
-        _warn_missing_weights(spec, weight_files, console)
-        return _tune(spec, sweep_dir, index, options, console, started=started)
+    try:
+        with DriverLock(sweep_dir):
+            _refuse_existing(sweep_dir)  # a driver that started a moment before this one, and has ended
+            options = options.resolved(spec)
+            _check_cache_dir(options.cache_dir)
+            index = prepare_data(spec, options.cache_dir, console)
+            _init_ray(options.address)
+            check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+            weight_files = _weight_files(spec, options.weights_dirs)
+            _save_run_files(spec, sweep_dir, index, options, weight_files)
+            _warn_missing_weights(spec, weight_files, console)
+            return _tune(spec, sweep_dir, index, options, console, started=started)
+    except BaseException:
+        if created:  # stopped before it wrote anything: the folder it made would block a rerun
+            _remove_if_only_lock(sweep_dir)
+        raise
+
+
+def _remove_if_only_lock(sweep_dir: Path) -> None:
+    try:
+        if [p.name for p in sweep_dir.iterdir()] == [LOCK_FILE]:
+            (sweep_dir / LOCK_FILE).unlink()
+            sweep_dir.rmdir()
+    except OSError:
+        pass
+
+
+def _check_cache_dir(cache_dir: Path) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweeperError(f"--cache-dir {cache_dir}: cannot be the cache folder ({exc.strerror})") from None
+
+
+def preview(spec: Spec, options: RunOptions, console: Console) -> None:
+    """What `run --dry-run` checks without training: the data as it would be indexed (not decoded)
+    and the weight files each pretrained backbone in the space would use."""
+    index = build_index(spec.data, spec.task)
+    _print_data_summary(index, console)
+    _warn_missing_weights(spec, _weight_files(spec, options.resolved(spec).weights_dirs), console)
 
 
 def _refuse_existing(sweep_dir: Path) -> None:
@@ -134,6 +167,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
                                f"(see `sweeper leaderboard {sweep_dir}`, or run the spec again with another --name)")
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
         options = replace(options, address=address or options.address)
+        _check_cache_dir(options.cache_dir)
         if options.address:
             check_address(options.address)
         _check_weight_files(sweep_dir, meta.get("weight_files") or {})
@@ -146,6 +180,8 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
             raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint "
                                f"{index.fingerprint}, the sweep saw {meta.get('data_fingerprint')}); "
                                "run the spec as a new sweep instead")
+        _init_ray(options.address)
+        check_resources(spec.budget, autoscaling=options.address is not None, console=console)
         return _tune(spec, sweep_dir, index, options, console, started=started, saved=saved)
 
 
@@ -327,6 +363,22 @@ def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialCon
 
 def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"  # Tune's default name spells out the config and gets too long
+
+
+def check_resources(budget, *, autoscaling: bool, console: Console) -> None:
+    """A trial that asks for more CPUs or GPUs than any Ray node has waits forever, silently (Ray's
+    warning goes to ray.log): refuse it before the sweep starts. On a cluster (--address) an
+    autoscaler may still add such a node, so there it is a warning."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    cpus, gpus = budget.cpus_per_trial, budget.gpus_per_trial
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        return
+    largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+    message = (f"budget: a trial asks for {cpus:g} CPUs and {gpus:g} GPUs (cpus_per_trial, gpus_per_trial), but no Ray "
+               f"node has that much (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
+    if not autoscaling:
+        raise SweeperError(message)
+    console.print(f"[yellow]warning:[/] {escape(message)}; trials wait until a node that large joins the cluster")
 
 
 def check_address(address: str, timeout_s: float = 5.0) -> None:

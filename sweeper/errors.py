@@ -11,3 +11,15 @@ class SpecError(SweeperError):
 
 class DataError(SweeperError):
     """The data set cannot be used: the message names the file or folder."""
+
+
+def quote(value, limit: int = 80) -> str:
+    """A value's repr for an error message, cut short: a 505-byte YAML alias bomb once printed a
+    580 MB line, and a path can be thousands of characters."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, limit, limit
+    short.maxlist = short.maxdict = short.maxtuple = short.maxset = 6
+    text = short.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "..."

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import yaml
 
 from .backbones import FULL, REGISTRY, cut_choices, get_backbone
-from .errors import SpecError
+from .errors import SpecError, quote
 
 TASKS = ("classification", "regression")
 OBJECTIVES = {
@@ -158,12 +158,34 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     if not path.is_file():
         raise SpecError(f"{path}: spec file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                        "save the spec as UTF-8") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
         raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     return parse_spec(raw, path, overrides)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping: the safe loader keeps the
+    last one silently, and a spec that says `trials: 10` then `trials: 50` is a mistake."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{quote(key)} is given twice", key_node.start_mark)
+            try:
+                seen.add(key)
+            except TypeError:  # an unhashable key: the safe loader says so itself
+                pass
+        return super().construct_mapping(node, deep=deep)
 
 
 def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) -> Spec:
@@ -188,7 +210,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
 
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        ctx.fail("name", f"{name!r} must be letters, digits, '-', '_' or '.' (it names a folder)")
+        ctx.fail("name", f"{quote(name)} must be letters, digits, '-', '_' or '.' (it names a folder)")
     task = ctx.one_of("task", raw.get("task", "classification"), TASKS)
 
     weights, weights_dir = raw.get("weights", "imagenet"), None
@@ -197,7 +219,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
             ctx.fail("weights", "must be imagenet, none, or a folder holding Keras weight files")
         weights_dir = ctx.resolve_path(weights)
         if not weights_dir.is_dir():
-            ctx.fail("weights", f"{weights!r} is neither imagenet, none, nor an existing folder")
+            ctx.fail("weights", f"{quote(weights)} is neither imagenet, none, nor an existing folder")
         weights = "imagenet"
 
     objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
@@ -266,7 +288,7 @@ def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
     for key in ("path_column", "target_column"):
         if key in raw:
             if not isinstance(raw[key], str) or not raw[key]:
-                ctx.fail(f"data.{key}", f"{raw[key]!r} must be a column name")
+                ctx.fail(f"data.{key}", f"{quote(raw[key])} must be a column name")
             values[key] = raw[key]
     if raw.get("label_pattern") is not None:
         values["label_pattern"] = _parse_label_pattern(ctx, raw["label_pattern"])
@@ -287,13 +309,13 @@ def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
 
 def _parse_label_pattern(ctx: _Context, value: Any) -> str:
     if not isinstance(value, str):
-        ctx.fail("data.label_pattern", f"{value!r} must be a regular expression")
+        ctx.fail("data.label_pattern", f"{quote(value)} must be a regular expression")
     try:
         pattern = re.compile(value)
     except re.error as exc:
-        ctx.fail("data.label_pattern", f"{value!r} is not a valid regular expression: {exc}")
+        ctx.fail("data.label_pattern", f"{quote(value)} is not a valid regular expression: {exc}")
     if "label" not in pattern.groupindex:
-        ctx.fail("data.label_pattern", f"{value!r} needs a named group `label`, e.g. '^(?P<label>[a-z]+)\\.'")
+        ctx.fail("data.label_pattern", f"{quote(value)} needs a named group `label`, e.g. '^(?P<label>[a-z]+)\\.'")
     return value
 
 
@@ -302,14 +324,14 @@ def _parse_budget(ctx: _Context, raw: Any) -> Budget:
         ctx.fail("budget", "must be a mapping")
     ctx.no_unknown_keys("budget", raw, [f.name for f in fields(Budget)])
     values = {}
-    for key in ("trials", "max_epochs", "concurrent_trials"):
-        values[key] = ctx.integer(f"budget.{key}", raw.get(key, getattr(Budget, key)), low=1)
+    for key in ("trials", "max_epochs", "concurrent_trials"):  # a million is far beyond any sweep
+        values[key] = ctx.integer(f"budget.{key}", raw.get(key, getattr(Budget, key)), low=1, high=1_000_000)
     grace = raw.get("grace_epochs", min(Budget.grace_epochs, values["max_epochs"]))
     values["grace_epochs"] = ctx.integer("budget.grace_epochs", grace, low=1)
     values["reduction_factor"] = ctx.integer("budget.reduction_factor", raw.get("reduction_factor", Budget.reduction_factor),
                                              low=2)
     values["max_failures"] = ctx.integer("budget.max_failures", raw.get("max_failures", Budget.max_failures), low=0)
-    values["seed"] = ctx.integer("budget.seed", raw.get("seed", Budget.seed), low=0)
+    values["seed"] = ctx.integer("budget.seed", raw.get("seed", Budget.seed), low=0, high=2**32 - 1)  # numpy's range
     values["cpus_per_trial"] = ctx.number("budget.cpus_per_trial", raw.get("cpus_per_trial", Budget.cpus_per_trial), low=0.1)
     values["gpus_per_trial"] = ctx.number("budget.gpus_per_trial", raw.get("gpus_per_trial", Budget.gpus_per_trial), low=0.0)
     values["search"] = ctx.one_of("budget.search", raw.get("search", Budget.search), SEARCHES)
@@ -328,7 +350,7 @@ def _parse_duration(ctx: _Context, value: Any) -> float:
         return float(value)
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd])\s*", str(value))
     if not match or float(match[1]) <= 0:
-        ctx.fail("budget.time_limit", f"{value!r} is not a duration; use seconds or e.g. 90s, 30m, 2h")
+        ctx.fail("budget.time_limit", f"{quote(value)} is not a duration; use seconds or e.g. 90s, 30m, 2h")
     return float(match[1]) * units[match[2]]
 
 
@@ -380,7 +402,7 @@ def _parse_units(ctx: _Context, value: Any) -> Param:
         if isinstance(v, int) and not isinstance(v, bool):
             v = [v]
         if not isinstance(v, list) or not all(isinstance(u, int) and not isinstance(u, bool) and u > 0 for u in v):
-            ctx.fail("space.head.units", f"{v!r} must be a list of positive layer sizes, e.g. [] or [256]")
+            ctx.fail("space.head.units", f"{quote(v)} must be a list of positive layer sizes, e.g. [] or [256]")
         return tuple(v)
 
     if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
@@ -474,7 +496,7 @@ class _Context:
         """A path relative to the spec file that must exist: a folder, or a file."""
         kind = "folder" if folder else "file"
         if not isinstance(value, str):
-            self.fail(key, f"must be a {kind} path, got {value!r}")
+            self.fail(key, f"must be a {kind} path, got {quote(value)}")
         path = self.resolve_path(value)
         if not (path.is_dir() if folder else path.is_file()):
             self.fail(key, f"{kind} not found: {path}")
@@ -486,7 +508,7 @@ class _Context:
 
     def one_of(self, key: str, value: Any, allowed, suffix: str = ""):
         if value not in allowed:
-            self.fail(key, f"{value!r} is not allowed{suffix}; allowed: {', '.join(map(str, allowed))}")
+            self.fail(key, f"{quote(value)} is not allowed{suffix}; allowed: {', '.join(map(str, allowed))}")
         return value
 
     def number(self, key: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
@@ -497,7 +519,7 @@ class _Context:
         except OverflowError:
             finite = False
         if not finite:
-            self.fail(key, f"{value!r} must be a number")
+            self.fail(key, f"{quote(value)} must be a number")
         if not low <= value <= high:
             bounds = f"at least {low}" if high == math.inf else f"between {low} and {high}"
             self.fail(key, f"{value} must be {bounds}")
@@ -505,7 +527,7 @@ class _Context:
 
     def integer(self, key: str, value: Any, low: int = 0, high: float = math.inf) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"{value!r} must be a whole number")
+            self.fail(key, f"{quote(value)} must be a whole number")
         return int(self.number(key, value, low, high))
 
     # Checks for one value of a space parameter: (key, value) -> value.
@@ -520,10 +542,10 @@ class _Context:
 
     def bool_check(self, key: str, value: Any) -> bool:
         if not isinstance(value, bool):
-            self.fail(key, f"{value!r} must be true or false")
+            self.fail(key, f"{quote(value)} must be true or false")
         return value
 
     def backbone_name(self, key: str, value: Any) -> str:
         if not isinstance(value, str) or value not in REGISTRY:
-            self.fail(key, f"unknown backbone {value!r}; allowed: {', '.join(REGISTRY)}")
+            self.fail(key, f"unknown backbone {quote(value)}; allowed: {', '.join(REGISTRY)}")
         return get_backbone(value).name

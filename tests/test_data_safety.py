@@ -247,3 +247,115 @@ def test_predict_refuses_a_manifest_that_does_not_hold(tmp_path, capsys, change,
     (tmp_path / "cat.jpg").write_bytes(b"")
     assert main(["predict", str(bundle), str(tmp_path / "cat.jpg")]) == 2
     assert message in _one_line(capsys)
+
+
+# --- bad input: one line naming the problem, exit 2, nothing written ------------------------------
+
+
+def _classes(root: Path, names=("cats", "dogs"), per_class: int = 4) -> Path:
+    from PIL import Image
+
+    for c, name in enumerate(names):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", (16, 16), (40 * i, 90 * c, 0)).save(root / name / f"{i}.png")
+    return root
+
+
+def _csv_rows() -> str:
+    return "".join(f"train/{c}/{i}.png,{c}\n" for c in ("cats", "dogs") for i in range(4))
+
+
+BAD_SPECS = {
+    "not-utf8": (lambda d: "data: {train: train}\nspace: {backbone: simple_cnn}\nname: caf\xe9\n".encode("latin-1"),
+                 "not UTF-8 text (byte 0xe9 at offset"),
+    "duplicate-key": (lambda d: "data: {train: train}\nspace: {backbone: simple_cnn}\nbudget: {trials: 10}\n"
+                                "budget: {trials: 50}\n", "'budget' is given twice"),
+    "seed-2**32": (lambda d: "data: {train: train}\nspace: {backbone: simple_cnn}\nbudget: {seed: 4294967296}\n",
+                   "budget.seed: 4294967296 must be between 0 and 4294967295"),
+    "trials-10**30": (lambda d: f"data: {{train: train}}\nspace: {{backbone: simple_cnn}}\nbudget: {{trials: {10**30}}}\n",
+                      "budget.trials: 1000000000000000000000000000000 must be between 1 and 1000000"),
+    "alias-bomb": (lambda d: "data: {train: train}\nspace:\n  backbone: [&a [" + ",".join(['"xxxxxxxxxx"'] * 9) + "], "
+                   + ", ".join(f"&{n} [" + ",".join([f"*{p}"] * 9) + "]" for p, n in zip("abcdefgh", "bcdefghi")) + "]\n",
+                   "space.backbone: unknown backbone ['xxxxxxxxxx', 'xxxxxxxxxx', 'xxxxxxxxxx', 'xxxxxxxxxx', 'xxxxxxxxxx', 'xxxxxxxxxx', ...]"),
+    "csv-only-blank-lines": (lambda d: (d / "labels.csv").write_text("path,label\n\n\n\n") and
+                             "data: {csv: labels.csv}\nspace: {backbone: simple_cnn}\n",
+                             "labels.csv: the CSV has no rows (only a header and blank lines)"),
+    "csv-nul-byte": (lambda d: (d / "labels.csv").write_text("path,label\ntrain/cats/0.png\x00.png,cats\n" + _csv_rows())
+                     and "data: {csv: labels.csv}\nspace: {backbone: simple_cnn}\n", "line 2: 'train/cats/0.png\\x00.png' holds a NUL byte"),
+    "csv-300-char-name": (lambda d: (d / "labels.csv").write_text("path,label\n" + "a" * 300 + ".png,cats\n" + _csv_rows())
+                          and "data: {csv: labels.csv}\nspace: {backbone: simple_cnn}\n",
+                          "cannot be a file here (File name too long)"),
+    "csv-duplicate-column": (lambda d: (d / "labels.csv").write_text("path,label,label\n" + _csv_rows().replace("\n", ",x\n"))
+                             and "data: {csv: labels.csv}\nspace: {backbone: simple_cnn}\n",
+                             "labels.csv: column 'label' appears twice in the header"),
+    "one-class": (lambda d: "data: {train: one}\nspace: {backbone: simple_cnn}\n", "only one class ('cats')"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SPECS)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, case):
+    make, message = BAD_SPECS[case]
+    _classes(tmp_path / "train")
+    _classes(tmp_path / "one", names=("cats",))
+    text = make(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(text if isinstance(text, bytes) else text.encode())
+    before = snapshot(tmp_path)
+    assert main(["run", str(spec), "--dry-run"]) == 2  # --dry-run indexes the data too
+    err = _one_line(capsys)
+    assert message in err and len(err) < 400, err
+    assert snapshot(tmp_path) == before
+
+
+def test_a_file_name_that_is_not_utf8_simply_works(tmp_path, capsys):
+    """Zips made on Windows carry latin-1 names: they index, hash, decode and print."""
+    from sweeper.data import build_index
+    from sweeper.images import load_images
+    from sweeper.spec import load_spec
+
+    train = _classes(tmp_path / "train")
+    latin1 = os.fsdecode(bytes(train / "cats") + b"/caf\xe9.png")
+    os.link(train / "cats" / "0.png", latin1)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {train: train}\nspace: {backbone: simple_cnn}\nweights: none\nimage_size: 32\n")
+    assert main(["run", str(spec), "--dry-run"]) == 0
+    assert "data: 9 images, 2 classes" in capsys.readouterr().out
+    index = build_index(load_spec(spec).data, "classification")
+    cleaned, pixels = load_images(index, 32, tmp_path / "cache")
+    assert latin1 in cleaned.paths and pixels.shape == (9, 32, 32, 3) and not cleaned.skipped
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_and_leaves_no_sweep_folder(tmp_path, capsys):
+    _classes(tmp_path / "train")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {train: train}\nspace: {backbone: simple_cnn}\nweights: none\nimage_size: 32\n")
+    (tmp_path / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    assert main(["run", str(spec), "--out", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "notes.txt")]) == 2
+    assert f"--cache-dir {tmp_path / 'notes.txt'}: cannot be the cache folder" in _one_line(capsys)
+    after = snapshot(tmp_path)
+    assert after == {**before, "results": None}  # the results folder was made; no sweep folder is left in it
+
+
+@pytest.mark.ray
+def test_a_trial_asking_for_a_gpu_no_node_has_is_refused_before_any_trial(tmp_path, capsys, ray_session):
+    _classes(tmp_path / "train")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {train: train}\nspace: {backbone: simple_cnn}\nweights: none\nimage_size: 32\n"
+                    "budget: {gpus_per_trial: 1}\n")
+    assert main(["run", str(spec), "--out", str(tmp_path / "results")]) == 2
+    err = _one_line(capsys)
+    assert "a trial asks for 1 CPUs and 1 GPUs" in err and "no Ray node has that much" in err, err
+    assert not (tmp_path / "results" / "spec").exists()
+
+
+def test_a_truncated_model_keras_is_one_line(tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / MANIFEST).write_text(json.dumps({"format": 1, "task": "classification", "classes": ["cat", "dog"],
+                                               "image_size": 32, "members": [], "files": [MANIFEST, "model.keras"]}))
+    (bundle / "model.keras").write_bytes(b"PK\x03\x04 cut short")
+    (tmp_path / "cat.png").write_bytes(b"")
+    assert main(["predict", str(bundle), str(tmp_path / "cat.png")]) == 2
+    assert f"{bundle / 'model.keras'}: cannot be loaded (" in _one_line(capsys)
