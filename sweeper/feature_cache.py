@@ -16,7 +16,9 @@ import json
 import math
 import os
 import shutil
+import socket
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -132,7 +134,7 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
 
 
 def _claim(parts: Path, chunk: int) -> bool:
-    """True for the one caller that gets to compute this chunk (or takes over from a dead one)."""
+    """True for the one caller that gets to compute this chunk (or takes over an abandoned claim)."""
     if (parts / f"{chunk}.done").exists():
         return False
     claim = parts / f"{chunk}.claim"
@@ -141,25 +143,46 @@ def _claim(parts: Path, chunk: int) -> bool:
     except FileNotFoundError:
         return False  # the entry was just published and its parts removed
     except FileExistsError:
-        try:
-            owner = int(claim.read_text() or 0)
-        except (OSError, ValueError):
-            return False
-        if owner and not alive(owner):  # its trial was killed: take the chunk over
+        if _abandoned(claim):
             claim.unlink(missing_ok=True)
             return _claim(parts, chunk)
         return False
     with os.fdopen(fd, "w") as file:
-        file.write(str(os.getpid()))
+        file.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
     return True
+
+
+CLAIM_STALE_S = 600.0  # a chunk takes seconds (at most ~30 s measured, InceptionV3 at 299 px on one core)
+
+
+def _abandoned(claim: Path) -> bool:
+    """Whether a claim's trial is gone: dead on this host, or silent for CLAIM_STALE_S (empty: killed
+    as it claimed; another node's in a shared cache; a pid reused by another process)."""
+    try:
+        age = time.time() - claim.stat().st_mtime
+        text = claim.read_text()
+    except OSError:
+        return False
+    try:
+        owner = json.loads(text) if text else {}
+    except ValueError:
+        owner = {}
+    if isinstance(owner, int):  # claims written before the host was recorded
+        owner = {"host": socket.gethostname(), "pid": owner}
+    here = isinstance(owner, dict) and owner.get("host") == socket.gethostname()
+    if here and isinstance(owner.get("pid"), int) and not alive(owner["pid"]):
+        return True
+    return age > CLAIM_STALE_S
 
 
 def _compute_chunk(prefix: keras.Model, pixels: np.ndarray, parts: Path, chunk: int) -> None:
     rows = slice(chunk * CHUNK, (chunk + 1) * CHUNK)
     results = prefix.predict(np.asarray(pixels[rows], np.float32), batch_size=BATCH, verbose=0)
     for j, result in enumerate(results if isinstance(results, list) else [results]):
-        np.save(parts / f"{chunk}.{j}.tmp.npy", result)
-        os.replace(parts / f"{chunk}.{j}.tmp.npy", parts / f"{chunk}.{j}.npy")
+        # A unique temp name: after a takeover, two callers may compute the same chunk (same values).
+        tmp = parts / f"{chunk}.{j}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy"
+        np.save(tmp, result)
+        os.replace(tmp, parts / f"{chunk}.{j}.npy")
     (parts / f"{chunk}.done").touch()
 
 

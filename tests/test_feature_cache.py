@@ -131,6 +131,31 @@ def test_a_chunk_claimed_by_a_dead_process_is_taken_over(tmp_path, monkeypatch):
     assert not parts.exists()
 
 
+@pytest.mark.parametrize("claim, age_s, taken", [
+    ("", 0, False),  # just created, its pid not yet written: wait
+    ("", 700, True),  # empty for minutes: killed as it claimed
+    ('{"host": "another-node", "pid": 1}', 0, False),  # another node's, at work: wait
+    ('{"host": "another-node", "pid": 1}', 700, True),  # another node's, silent for minutes: lost
+    ("{own}", 0, False),  # this very process on this host: alive
+    ("{own}", 700, True),  # alive, but silent for minutes: a reused pid (pid 1 in a container)
+    ('{"host": "{host}", "pid": 999999999}', 0, True),  # dead on this host
+])
+def test_an_abandoned_claim_is_taken_over_and_a_live_one_waited_for(tmp_path, claim, age_s, taken):
+    """An empty claim, or one by a pid alive on this host (or another node's), once blocked forever."""
+    import json
+    import os
+    import socket
+    import time
+
+    own = json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
+    path = tmp_path / "3.claim"
+    path.write_text(claim.replace("{own}", own).replace("{host}", socket.gethostname()))
+    os.utime(path, (time.time() - age_s,) * 2)
+    assert feature_cache._claim(tmp_path, 3) is taken
+    if taken:
+        assert json.loads(path.read_text()) == json.loads(own)
+
+
 def test_the_cache_key_changes_with_each_of_its_inputs(tmp_path):
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"a")
