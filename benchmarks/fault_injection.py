@@ -5,15 +5,16 @@ with `sweeper run`, killed, resumed with `sweeper resume`, killed again, and so 
 resume runs to the end. Each driver is killed right after a random number (1 to 3) of new events:
 a trial started or an epoch reported. Kills follow events, not the clock, so on a fast or a
 slow machine every kill lands while work is left (a sweep has at least two events a trial).
-The kill takes the driver alone; Ray's processes of that session are then killed too, as when
-the machine itself goes down. Then it checks:
+The kill takes the driver alone, as a crash does: the local Ray it started stays running, and
+the next `sweeper resume` must end those processes (and no others). Then it checks:
 
 - the sweep finished with exactly `budget.trials` trials: as many leaderboard rows, all ended,
   as trial folders in the experiment, with no id twice (trials lost, trials duplicated);
 - Optuna's history (the searcher's saved state) holds every trial, each finished, and no other;
 - no trial that had ended before a kill reported again after it (finished trials not retrained);
 - no trial ended in an error (a resumed trial finds the checkpoint its saved state names), and
-  each trial folder keeps one checkpoint, its best.
+  each trial folder keeps one checkpoint, its best;
+- no process of the killed drivers' Ray sessions still runs.
 
     .venv/bin/python benchmarks/fault_injection.py [--kills 8] [--trials 16] [--seed 0]
 
@@ -33,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sweeper.leftovers import session_processes
 
 SWEEPER = [sys.executable, "-m", "sweeper"]
 ENDED = ("completed", "stopped", "error", "diverged")
@@ -71,7 +74,8 @@ def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
     rng = random.Random(seed)
     ended: dict[str, int] = {}  # trial id -> its result lines when it was first seen ended
     seen: set[str] = set()  # every event so far, across drivers
-    figures = {"kills": 0, "leftover_processes_killed": 0}
+    figures = {"kills": 0, "processes_left_by_killed_drivers": 0}
+    sessions: set[str] = set()  # the local Ray sessions the killed drivers had started
     started = time.perf_counter()
     command = [*SWEEPER, "run", str(spec), "--out", str(folder / "results")]
     with open(folder / "drivers.log", "a") as log:
@@ -82,7 +86,9 @@ def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
             if driver.poll() is not None:
                 raise RuntimeError(f"the driver exited with {driver.returncode} after {new} of {wanted} new events, "
                                    f"before its kill; see {folder / 'drivers.log'}")
-            figures["leftover_processes_killed"] += kill_driver(driver)
+            figures["processes_left_by_killed_drivers"] += kill_driver(driver)
+            session = (_meta(sweep).get("ray_session") or {}).get("name")
+            sessions |= {session} if session else set()
             figures["kills"] += 1
             for trial_id, lines in _ended_trials(sweep).items():
                 ended.setdefault(trial_id, lines)
@@ -90,6 +96,8 @@ def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
             command = [*SWEEPER, "resume", str(sweep)]
         subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
     figures["wall_s"] = round(time.perf_counter() - started, 1)
+    # Each resume ends what the driver before it left; none of it may still run.
+    figures["processes_left_after_the_resumes"] = sum(len(session_processes(name)) for name in sessions)
     figures.update(check(sweep, trials, ended))
     return figures
 
@@ -206,18 +214,12 @@ def _searcher_state(experiment: Path) -> dict:
 
 
 def kill_driver(driver: subprocess.Popen) -> int:
-    """SIGKILL a driver started with `start_new_session=True`, then what is left of its session
-    (the local Ray it started); returns how many processes were left."""
+    """SIGKILL the driver alone, as a crash would; returns how many processes of its session (the
+    local Ray it started) it left running. The next `sweeper resume` must end them."""
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     time.sleep(1.0)
-    left = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _session_of(int(p.name)) == driver.pid]
-    for proc in left:
-        try:
-            os.kill(int(proc.name), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return len(left)
+    return sum(_session_of(int(p.name)) == driver.pid for p in Path("/proc").iterdir() if p.name.isdigit())
 
 
 def _session_of(pid: int) -> int | None:
@@ -225,6 +227,13 @@ def _session_of(pid: int) -> int | None:
         return os.getsid(pid)
     except OSError:
         return None
+
+
+def _meta(sweep: Path) -> dict:
+    try:
+        return json.loads((sweep / "sweep.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def main() -> None:
@@ -240,7 +249,8 @@ def main() -> None:
     ok = (figures["state"] == "finished" and figures["trials_lost"] == 0 and figures["trials_duplicated"] == 0
           and figures["folders_match_rows"] and figures["optuna_matches_rows"] and not figures["optuna_unfinished"]
           and not figures["ended_trials_retrained"] and set(figures["statuses"]) <= {"completed", "stopped"}
-          and figures["most_checkpoints_in_a_trial"] == 1 and not figures["checkpoints_not_the_best_epoch"])
+          and figures["most_checkpoints_in_a_trial"] == 1 and not figures["checkpoints_not_the_best_epoch"]
+          and figures["processes_left_after_the_resumes"] == 0)
     print(f"kills survived: {figures['kills']}, trials lost: {figures['trials_lost']}, "
           f"duplicated: {figures['trials_duplicated']}, finished trials retrained: {figures['ended_trials_retrained']}, "
           f"statuses: {figures['statuses']} -> {'OK' if ok else 'FAILED'}")

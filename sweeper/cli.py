@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     board.add_argument("sweep", type=Path,
                        help="a sweep folder, results/<sweep>; or a folder of sweeps, merged with a `sweep` column")
-    board.add_argument("--top", type=int, help="show only the K best trials")
+    board.add_argument("--top", type=_at_least_1, metavar="K", help="show only the K best trials")
     board.add_argument("--sort", metavar="COL", help="sort by this column, ascending; descending with a minus: --sort=-learning_rate")
     board.add_argument("--where", metavar="COL=VALUE", action="append", default=[],
                        help="keep rows where COL matches; also !=, <, <=, >, >=; repeat to combine: "
@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
     export.add_argument("--out", type=Path, required=True, help="the bundle's folder (it must not exist, unless --force)")
     export.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
-    export.add_argument("--top", type=int, default=1, metavar="K", help="average the K best trials into one model")
+    export.add_argument("--top", type=_at_least_1, default=1, metavar="K", help="average the K best trials into one model")
     export.add_argument("--int8", action="store_true", help="also write model_int8.tflite, calibrated on training images")
     export.add_argument("--force", action="store_true", help="replace the bundle at --out")
     export.add_argument("--cache-dir", type=Path, help="the sweep's cache folder (default: <results>/.cache)")
@@ -107,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     _add_common(demo)
     return parser
+
+
+def _at_least_1(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
+    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -154,8 +164,6 @@ def _dispatch(args, console: Console) -> int:
     elif args.command == "export":
         from .export import ExportOptions, export_bundle
 
-        if args.top < 1:
-            raise SweeperError(f"--top {args.top}: must be at least 1")
         if args.trial and args.top > 1:
             raise SweeperError("--trial and --top: choose one trial, or the K best")
         export_bundle(args.sweep, args.out, ExportOptions(trial=args.trial, top=args.top, int8=args.int8,

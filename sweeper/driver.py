@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__, checkpoint, evaluate, images, leaderboard, results
+from . import __version__, checkpoint, evaluate, images, leaderboard, leftovers, results
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
@@ -105,10 +105,10 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             options = options.resolved(spec)
             _check_cache_dir(options.cache_dir)
             index = prepare_data(spec, options.cache_dir, console)
-            _init_ray(options.address)
+            ray_session = _init_ray(options.address)
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
             weight_files = _weight_files(spec, options.weights_dirs)
-            _save_run_files(spec, sweep_dir, index, options, weight_files)
+            _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session)
             _warn_missing_weights(spec, weight_files, console)
             return _tune(spec, sweep_dir, index, options, console, started=started)
     except BaseException:
@@ -168,6 +168,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
         options = replace(options, address=address or options.address)
         _check_cache_dir(options.cache_dir)
+        _end_leftovers(meta.get("ray_session"), console)
         if options.address:
             check_address(options.address)
         _check_weight_files(sweep_dir, meta.get("weight_files") or {})
@@ -180,7 +181,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
             raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint "
                                f"{index.fingerprint}, the sweep saw {meta.get('data_fingerprint')}); "
                                "run the spec as a new sweep instead")
-        _init_ray(options.address)
+        results.update(sweep_dir, ray_session=_init_ray(options.address))  # at once: a kill may come next
         check_resources(spec.budget, autoscaling=options.address is not None, console=console)
         return _tune(spec, sweep_dir, index, options, console, started=started, saved=saved)
 
@@ -188,7 +189,6 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
 def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console, *,
           started: float, saved: list[dict] | None = None) -> Path:
     """Run (or, given the `saved` leaderboard rows, resume) the Tune experiment, then evaluate and summarise."""
-    _init_ray(options.address)
     board = ProgressBoard.options(  # on the driver's node: on a cluster, a worker node may be lost
         runtime_env={"env_vars": {COLD_WORKER: "1"}},
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
@@ -398,9 +398,10 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
                            "start one with `ray start --head` or check the address") from None
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None) -> dict | None:
+    """Start (or attach to) Ray; returns the local Ray session this call started, or None."""
     if ray.is_initialized():
-        return
+        return None
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Save the experiment's state at least every second (Tune's default is every 10 s or more), so a
     # killed driver loses at most the trials started in the last second; the warning that saves come
@@ -414,6 +415,15 @@ def _init_ray(address: str | None) -> None:
         if address:
             raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
         raise
+    return None if address else leftovers.current_session()
+
+
+def _end_leftovers(recorded: dict | None, console: Console) -> None:
+    """A resume after a driver was killed: end the local Ray processes it left, and only those."""
+    ended = leftovers.end_session(recorded)
+    if ended:
+        console.print(f"ended {ended} Ray processes the stopped driver had left running (its Ray session "
+                      f"{recorded['name']})", markup=False, highlight=False)
 
 
 class StopAt(tune.Stopper):
@@ -553,7 +563,7 @@ def _error_message(trial) -> str:
 
 
 def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
-                    weight_files: dict[str, str | None]) -> None:
+                    weight_files: dict[str, str | None], ray_session: dict | None) -> None:
     """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
     header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
     (sweep_dir / results.SAVED_SPEC).write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
@@ -568,9 +578,10 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
         "classes": list(index.classes),
         "data_fingerprint": index.fingerprint,
         "address": options.address,
-        "experiment": results.experiment_location(sweep_dir, options.storage),
+        "experiment": results.recorded_experiment(sweep_dir, options.storage),
         "options": options.to_meta(),
         "weight_files": weight_files,
+        "ray_session": ray_session,  # the local Ray this driver started: a resume after a kill ends what it left
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sweeper_version": __version__,
     }

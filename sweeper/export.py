@@ -51,7 +51,8 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
     console = console or Console()
     sweep_dir = Path(sweep_dir).resolve()
     meta = results.require_sweep(sweep_dir)
-    cache_dir = Path(options.cache_dir or meta.get("options", {}).get("cache_dir") or sweep_dir.parent / ".cache")
+    recorded = meta.get("options", {}).get("cache_dir")  # gone when the sweep was moved: decode again beside it
+    cache_dir = Path(options.cache_dir or (recorded if recorded and Path(recorded).is_dir() else sweep_dir.parent / ".cache"))
     out = _checked_out(Path(out), force=options.force, protected={
         "the working directory": Path.cwd(), "your home folder": Path.home(), "the root folder": Path("/"),
         "the sweep": sweep_dir, "the cache": cache_dir,
@@ -394,7 +395,7 @@ def _model_card(sweep_dir: Path, manifest: dict) -> str:
         f"# Model card: {manifest['sweep']}",
         "",
         f"Exported by sweeper {manifest['versions']['sweeper']} on {manifest['created']} from {kind} of the sweep "
-        f"`{sweep_dir}`.",
+        f"`{sweep_dir.name}`.",  # the name only: a bundle that is shared carries no local paths
         "",
         f"- Task: {manifest['task']}" + (f", classes: {', '.join(manifest['classes'])}" if manifest["classes"] else ""),
         f"- Input: RGB images, {manifest['image_size']} x {manifest['image_size']} px (see preprocessing.json)",
@@ -419,5 +420,6 @@ def _model_card(sweep_dir: Path, manifest: dict) -> str:
     lines += [f"| test | model.keras | {k} | {v:.6g} |" for k, v in checks.get("test", {}).items()]
     lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in manifest["versions"].items()]
     spec = (sweep_dir / results.SAVED_SPEC).read_text()
+    spec = "\n".join(line for line in spec.splitlines() if not line.startswith("# The spec as run"))  # a local path
     lines += ["", "## The sweep's spec", "", "```yaml", spec.rstrip(), "```", ""]
     return "\n".join(lines)

@@ -96,7 +96,7 @@ def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...
 
 
 def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, key: str,
-                    progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+                    progress: Callable[[int, int], None] | None = None, again: bool = True) -> list[np.ndarray]:
     """The prefix's outputs for every image, memory-mapped from the cache.
 
     Computed once, and shared: trials that need the same entry at the same time split its chunks
@@ -127,10 +127,27 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
                     progress(min(done * CHUNK, len(pixels)), len(pixels))
         if not computed:
             time.sleep(0.05)  # the pending chunks are being computed by other trials
-    prefix.predict_function = None  # its traced graph is not needed again: do not keep it in memory
     shutil.rmtree(parts, ignore_errors=True)  # normally gone already; a late caller may have recreated it
-    count = len(list(folder.glob("*.npy")))
-    return [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(count)]
+    features = _open_entry(folder, len(pixels))
+    if features is None and again:  # a damaged entry (truncated, another size): computed anew, once
+        with FileLock(str(folder) + ".lock"):
+            if _open_entry(folder, len(pixels)) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+        return frozen_features(prefix, pixels, cache_dir, key, progress, again=False)
+    prefix.predict_function = None  # its traced graph is not needed again: do not keep it in memory
+    if features is None:
+        raise RuntimeError(f"{folder}: the feature cache entry is damaged again after being computed anew")
+    return features
+
+
+def _open_entry(folder: Path, rows: int) -> list[np.ndarray] | None:
+    """An entry's arrays, memory-mapped; None when any is unreadable or has not `rows` rows."""
+    try:
+        count = len(list(folder.glob("*.npy")))
+        arrays = [np.load(folder / f"{i}.npy", mmap_mode="r") for i in range(count)]
+    except (OSError, ValueError):
+        return None
+    return arrays if arrays and all(len(a) == rows for a in arrays) else None
 
 
 def _claim(parts: Path, chunk: int) -> bool:

@@ -93,12 +93,13 @@ def load_images(
     path.parent.mkdir(parents=True, exist_ok=True)
     skipped_file = path.with_suffix(".skipped.json")  # bad files found earlier in this same set
     with FileLock(str(path) + ".lock"):
-        if skipped_file.exists():
-            bad = {int(i): r for i, r in json.loads(skipped_file.read_text()).items()}
+        bad = _read_skipped(skipped_file)
+        if bad is not None:
             _check_policy(index, bad, on_bad_image)
             index = index.without(bad)
             path = cache_path(cache_dir, index, size)
-        if not path.exists():
+        array = _open_cached(path, (len(index.paths), size, size, 3))
+        if array is None:
             array, bad = decode_all(index.paths, size, progress, index.max_image_pixels)
             if bad:
                 _check_policy(index, bad, on_bad_image)
@@ -106,10 +107,40 @@ def load_images(
                 write_atomic(skipped_file, json.dumps(bad))
                 index, array = index.without(bad), array[keep]
                 path = cache_path(cache_dir, index, size)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, array)
+            tmp = path.with_suffix(".tmp.npy")  # one writer at a time: the lock is held
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
-    return index, np.load(path, mmap_mode="r")
+            array = np.load(path, mmap_mode="r")
+    return index, array
+
+
+def _read_skipped(path: Path) -> dict[int, str] | None:
+    """The bad files recorded for this set; None when there is no record, or a damaged one."""
+    try:
+        return {int(i): str(r) for i, r in json.loads(path.read_text()).items()}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        path.unlink(missing_ok=True)  # sweeper's own record, damaged: found again as the set is decoded
+        return None
+
+
+def _open_cached(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The cached array, memory-mapped; None when absent, or damaged (truncated, another shape),
+    which is then removed to be decoded again: a cache is never trusted blindly."""
+    if not path.exists():
+        return None
+    try:
+        array = np.load(path, mmap_mode="r")
+        if array.shape == shape and array.dtype == np.uint8:
+            return array
+    except (OSError, ValueError):
+        pass
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _check_policy(index: DatasetIndex, bad: dict[int, str], on_bad_image: str) -> None:

@@ -39,11 +39,13 @@ def read_meta(sweep_dir: Path) -> dict:
 
 def mark(sweep_dir: Path, state: str) -> None:
     """Record the sweep's state: `running` (with this driver's host and pid), `finished` or `interrupted`."""
-    meta = read_meta(sweep_dir)
-    meta["state"] = state
-    if state == "running":
-        meta.update(driver_host=socket.gethostname(), driver_pid=os.getpid())
-    write_meta(sweep_dir, meta)
+    driver = {"driver_host": socket.gethostname(), "driver_pid": os.getpid()} if state == "running" else {}
+    update(sweep_dir, state=state, **driver)
+
+
+def update(sweep_dir: Path, **keys) -> None:
+    """Set these keys of the sweep's record."""
+    write_meta(sweep_dir, {**read_meta(sweep_dir), **keys})
 
 
 def state_of(sweep_dir: Path) -> str:
@@ -101,13 +103,22 @@ def experiment_location(sweep_dir: Path, storage: str | None = None) -> str:
 
 
 def experiment_of(sweep_dir: Path) -> str:
-    """The sweep's Tune experiment, as recorded in sweep.json."""
+    """The sweep's Tune experiment, as recorded in sweep.json: relative to the sweep folder when
+    inside it, so a moved sweep still finds its own (absolute in sweeps recorded before that)."""
     recorded = read_meta(sweep_dir).get("experiment")
-    if recorded:
+    if recorded and "://" not in recorded and not Path(recorded).is_absolute():
+        return str(Path(sweep_dir) / recorded)
+    if recorded and ("://" in recorded or Path(recorded).exists() or not (Path(sweep_dir) / EXPERIMENT).is_dir()):
         return recorded
     if (Path(sweep_dir) / "tuner.pkl").is_file():  # earlier sweeper versions kept it in the sweep folder itself
         return str(sweep_dir)
     return experiment_location(sweep_dir)
+
+
+def recorded_experiment(sweep_dir: Path, storage: str | None) -> str:
+    """What sweep.json records of `experiment_location`: relative when it is the sweep's own folder."""
+    location = experiment_location(sweep_dir, storage)
+    return EXPERIMENT if location == str(Path(sweep_dir) / EXPERIMENT) else location
 
 
 def filesystem(location: str):

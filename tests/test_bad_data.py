@@ -1006,3 +1006,21 @@ def test_max_image_pixels_is_checked_in_the_spec(tmp_path, value, message):
     spec.write_text(f"data: {{train: train, max_image_pixels: {value}}}\nspace: {{backbone: simple_cnn}}\n")
     with pytest.raises(SpecError, match=f"data.max_image_pixels: .*{message}"):
         load_spec(spec)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "another-shape", "skipped-json"])
+def test_a_damaged_cache_file_is_decoded_again_not_trusted(cats_and_dogs, tmp_path, damage):
+    from sweeper.images import cache_path
+
+    index = build_index(DataSpec(train=cats_and_dogs), "classification")
+    _, first = load_images(index, SIZE, tmp_path / "cache")
+    expected = np.array(first)
+    path = cache_path(tmp_path / "cache", index, SIZE)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[:-100])
+    elif damage == "another-shape":
+        np.save(path, expected[:3])
+    else:
+        path.with_suffix(".skipped.json").write_text('{"0": "unread')
+    cleaned, again = load_images(index, SIZE, tmp_path / "cache")
+    assert np.array_equal(again, expected) and cleaned.paths == index.paths

@@ -33,7 +33,9 @@ def test_bad_spec_exits_2_with_one_line_naming_the_key(tmp_path, capsys):
         (["leaderboard", "."], "no leaderboard.json here"),
         (["report", "."], "no leaderboard.json here"),
         (["export", ".", "--out", "bundle"], "no spec.yaml or sweep.json here; is this a sweep folder"),
-        (["export", ".", "--out", "bundle", "--top", "0"], "--top 0: must be at least 1"),
+        (["export", ".", "--out", "bundle", "--top", "0"], "argument --top: 0: must be at least 1"),
+        (["leaderboard", ".", "--top", "-3"], "argument --top: -3: must be at least 1"),  # it dropped 3 rows
+        (["leaderboard", ".", "--top", "0"], "argument --top: 0: must be at least 1"),  # it showed them all
         (["predict", ".", "cat.jpg"], "not a sweeper bundle (no bundle.json)"),
         (["resume", "."], "no spec.yaml or sweep.json here; is this a sweep folder"),
     ],

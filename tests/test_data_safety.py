@@ -359,3 +359,16 @@ def test_a_truncated_model_keras_is_one_line(tmp_path, capsys):
     (tmp_path / "cat.png").write_bytes(b"")
     assert main(["predict", str(bundle), str(tmp_path / "cat.png")]) == 2
     assert f"{bundle / 'model.keras'}: cannot be loaded (" in _one_line(capsys)
+
+
+def test_a_moved_sweep_finds_its_own_experiment(tmp_path):
+    old, new = tmp_path / "old" / "mine", tmp_path / "new" / "mine"
+    (new / "experiment").mkdir(parents=True)
+    results.write_meta(new, {"experiment": "experiment"})  # as `run` records it now
+    assert results.experiment_of(new) == str(new / "experiment")
+    results.write_meta(new, {"experiment": str(old / "experiment")})  # recorded absolute, then moved
+    assert results.experiment_of(new) == str(new / "experiment")
+    results.write_meta(new, {"experiment": "s3://bucket/sweeps/mine"})
+    assert results.experiment_of(new) == "s3://bucket/sweeps/mine"
+    assert results.recorded_experiment(new, None) == "experiment"
+    assert results.recorded_experiment(new, str(tmp_path / "shared")) == str(tmp_path / "shared" / "mine")

@@ -174,3 +174,13 @@ def test_the_cache_key_changes_with_each_of_its_inputs(tmp_path):
 def test_backbone_layer_is_the_nested_keras_model():
     model, _ = _model(weights=None)
     assert backbone_layer(model).name.startswith("mobilenet")
+
+
+def test_a_truncated_cache_entry_is_computed_anew(tmp_path):
+    inputs = keras.Input((32, 32, 3))
+    prefix = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(inputs))
+    first = np.array(frozen_features(prefix, PIXELS, tmp_path, "entry")[0])
+    entry = tmp_path / "features" / "entry" / "0.npy"
+    entry.write_bytes(entry.read_bytes()[:-40])
+    again = frozen_features(prefix, PIXELS, tmp_path, "entry")
+    np.testing.assert_array_equal(again[0], first)
