@@ -39,6 +39,7 @@ from .search_space import DefineByRun, sampler_for, space_size, trial_count
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
 from .files import LOCK_FILE, DriverLock
+from . import weights as weight_lookup
 from .weights import find_local, search_dirs
 
 
@@ -107,9 +108,9 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             index = prepare_data(spec, options.cache_dir, console)
             ray_session = _init_ray(options.address)
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
-            weight_files = _weight_files(spec, options.weights_dirs)
+            weight_files = _fetch_missing_weights(_weight_files(spec, options.weights_dirs), options.weights_dirs,
+                                                  console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session)
-            _warn_missing_weights(spec, weight_files, console)
             return _tune(spec, sweep_dir, index, options, console, started=started)
     except BaseException:
         if created:  # stopped before it wrote anything: the folder it made would block a rerun
@@ -138,7 +139,7 @@ def preview(spec: Spec, options: RunOptions, console: Console) -> None:
     and the weight files each pretrained backbone in the space would use."""
     index = build_index(spec.data, spec.task)
     _print_data_summary(index, console)
-    _warn_missing_weights(spec, _weight_files(spec, options.resolved(spec).weights_dirs), console)
+    _warn_missing_weights(_weight_files(spec, options.resolved(spec).weights_dirs), console)
 
 
 def _refuse_existing(sweep_dir: Path) -> None:
@@ -604,12 +605,38 @@ def _weight_files(spec: Spec, weights_dirs: tuple[str, ...]) -> dict[str, str | 
     return found
 
 
-def _warn_missing_weights(spec: Spec, weight_files: dict[str, str | None], console: Console) -> None:
+def _warn_missing_weights(weight_files: dict[str, str | None], console: Console) -> None:
     for name in dict.fromkeys(key.split("@")[0] for key, path in weight_files.items() if path is None):
         console.print(
-            f"[yellow]warning:[/] no local ImageNet weights for {name}; its trials will try a Keras download "
-            "(pass --weights-dir or set $SWEEPER_WEIGHTS to use local files)"
+            f"[yellow]warning:[/] no local ImageNet weights for {name}; `run` will have Keras download them before "
+            "the sweep starts, and stop if that fails (pass --weights-dir or set $SWEEPER_WEIGHTS to use local files)"
         )
+
+
+FETCH_TIMEOUT_S = 900  # ResNet50's no-top file is 94 MB
+
+
+def _fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tuple[str, ...],
+                           console: Console) -> dict[str, str | None]:
+    """Weights no searched folder holds are downloaded by Keras before the sweep starts, in a Ray
+    worker. Trials used to try this each on their own: offline, TPE kept proposing the backbone and
+    most of the budget ended in errors. A failed download stops the sweep here, in one line."""
+    found = dict(weight_files)
+    fetch = ray.remote(num_cpus=0)(weight_lookup.fetch)
+    for key in [key for key, path in found.items() if path is None]:
+        name, size = key.split("@")
+        backbone = REGISTRY[name]
+        console.print(f"{name}: no local ImageNet weights; downloading them with Keras", markup=False)
+        try:
+            error = ray.get(fetch.remote(backbone, int(size)), timeout=FETCH_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            error = f"no answer in {FETCH_TIMEOUT_S} s"
+        local = find_local(backbone, int(size), weights_dirs)
+        if local is None and error:
+            raise SweeperError(f"{weight_lookup.missing_message(backbone, int(size), weights_dirs)}; "
+                               f"the download failed too ({error})")
+        found[key] = str(local) if local else None  # None: downloaded on another node, where trials find it
+    return found
 
 
 def _check_weight_files(sweep_dir: Path, weight_files: dict[str, str | None]) -> None:

@@ -57,3 +57,19 @@ def missing_message(backbone: Backbone, image_size: int, weights_dir: str | Path
         f"no ImageNet weights for {backbone.name}: looked for {names} in {dirs}; "
         f"put the file in one of them, set ${ENV_VAR}, or use `weights: none`"
     )
+
+
+def fetch(backbone: Backbone, image_size: int) -> str | None:
+    """Let Keras download the backbone's no-top ImageNet weights into its cache (`$KERAS_HOME/models`,
+    searched above); returns None, or why it failed. Runs in a Ray worker: it imports Keras."""
+    from .trial import init_tensorflow
+
+    init_tensorflow(1)
+    import keras
+
+    try:
+        constructor = getattr(keras.applications, backbone.constructor)
+        constructor(include_top=False, weights="imagenet", input_shape=(image_size, image_size, 3), **backbone.kwargs)
+    except Exception as exc:  # offline, a proxy, a full disk: Keras says which
+        return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+    return None

@@ -372,3 +372,30 @@ def test_a_moved_sweep_finds_its_own_experiment(tmp_path):
     assert results.experiment_of(new) == "s3://bucket/sweeps/mine"
     assert results.recorded_experiment(new, None) == "experiment"
     assert results.recorded_experiment(new, str(tmp_path / "shared")) == str(tmp_path / "shared" / "mine")
+
+
+def _online() -> bool:
+    import socket
+
+    try:
+        socket.getaddrinfo("storage.googleapis.com", 443)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.ray
+@pytest.mark.skipif(_online(), reason="needs a machine where Keras' weight downloads fail (CI and dev are offline)")
+def test_a_backbone_without_weights_stops_the_run_before_any_trial(tmp_path, capsys, monkeypatch, ray_session):
+    """Offline, TPE kept proposing such a backbone and 3 of 4 trials errored, exit 0."""
+    _classes(tmp_path / "train")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no cached download either
+    monkeypatch.delenv("SWEEPER_WEIGHTS", raising=False)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {train: train}\nimage_size: 32\nspace: {backbone: [simple_cnn, mobilenet_v2_1.0]}\n")
+    assert main(["run", str(spec), "--dry-run"]) == 0
+    assert "no local ImageNet weights for mobilenet_v2_1.0" in capsys.readouterr().out
+    assert main(["run", str(spec), "--out", str(tmp_path / "results")]) == 2
+    err = _one_line(capsys)
+    assert "no ImageNet weights for mobilenet_v2_1.0: looked for" in err and "the download failed too (" in err, err
+    assert not (tmp_path / "results" / "spec").exists()
