@@ -292,6 +292,14 @@ def _natural(label: str):
     return (0, int(label), label) if label.isascii() and label.isdecimal() else (1, 0, label)
 
 
+def _number_like(label: str) -> bool:
+    try:
+        float(label)
+    except ValueError:
+        return False
+    return True
+
+
 def _ensure_each_class_in(splits, targets, relatives, classes, split: str) -> None:
     """Every class needs images on both sides: move its lowest-hash (or highest-hash) image over.
 
@@ -300,7 +308,10 @@ def _ensure_each_class_in(splits, targets, relatives, classes, split: str) -> No
     for c, name in enumerate(classes):
         members = np.flatnonzero(targets == c)
         if len(members) < 2:
-            raise DataError(f"class {name!r}: needs at least 2 images, one to train on and one to validate on")
+            numeric = len(classes) > 2 and all(_number_like(c) for c in classes)
+            hint = "; the labels are all numbers: for numeric targets, set `task: regression`" if numeric else ""
+            raise DataError(f"class {quote(name)}: needs at least 2 images, one to train on and one to validate on"
+                            + hint)
         if not np.any(splits[members] == split):
             chosen = min((i for i in members if splits[i] == "train"), key=lambda i: _unit_hash(relatives[i]))
             splits[chosen] = split

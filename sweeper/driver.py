@@ -256,7 +256,11 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         leaderboard.render(rows, spec.objective, console, title=f"{spec.name} so far — best {spec.objective} first")
         raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}")
     if np.any(index.splits == "test"):
-        rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
+        try:
+            rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
+        except KeyboardInterrupt:  # every trial has ended; a resume runs just the evaluation
+            results.mark(sweep_dir, "interrupted")
+            raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
     results.mark(sweep_dir, "finished")  # after the evaluation: its results are part of it
     pruner.prune_all(finished=True)
     if guard.stop_all():
@@ -352,6 +356,9 @@ def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialCon
         console.print("[yellow]no trial finished an epoch: nothing to evaluate on the test split[/]")
         return rows
     folder = checkpoint.find(sweep_dir, best["trial_id"])
+    # It takes 20-40 s (a TensorFlow process starts): said, so the silence is not taken for a hang.
+    console.print(f"evaluating the best trial, {best['trial_id']}, on the {int(np.sum(index.splits == 'test'))} "
+                  "test images...", markup=False)
     predict = ray.remote(num_cpus=spec.budget.cpus_per_trial)(evaluate.predict_split)
     outputs = ray.get(predict.remote(str(folder), index, "test", context.cache_dir, context.cpus))
     metrics = evaluate.report(index, outputs, "test", sweep_dir / "evaluation")

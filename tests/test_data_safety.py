@@ -399,3 +399,19 @@ def test_a_backbone_without_weights_stops_the_run_before_any_trial(tmp_path, cap
     err = _one_line(capsys)
     assert "no ImageNet weights for mobilenet_v2_1.0: looked for" in err and "the download failed too (" in err, err
     assert not (tmp_path / "results" / "spec").exists()
+
+
+def test_numeric_labels_in_a_classification_csv_hint_at_regression(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(6):
+        Image.new("RGB", (16, 16), (i * 30, 0, 0)).save(tmp_path / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png,{[21, 21, 7, 7, 13, 30][i]}")
+    (tmp_path / "counts.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("data: {csv: counts.csv}\nspace: {backbone: simple_cnn}\n")  # task: regression forgotten
+    assert main(["run", str(spec), "--dry-run"]) == 2
+    err = _one_line(capsys)
+    assert "needs at least 2 images" in err and "for numeric targets, set `task: regression`" in err, err
