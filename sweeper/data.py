@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, quote
+from .errors import DataError, clip, quote
 from .spec import DataSpec
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -130,12 +130,12 @@ def build_index(data: DataSpec, task: str) -> DatasetIndex:
     if not regression:
         classes = sorted({label for _, _, label in sources["train"]}, key=_natural)
         if len(classes) < 2:
-            raise DataError(f"{data.csv or data.train}: only one class ({classes[0]!r}); classification needs at least two")
+            raise DataError(f"{data.csv or data.train}: only one class ({quote(classes[0])}); classification needs at least two")
         for split, entries in sources.items():
             unknown = sorted({label for _, _, label in entries} - set(classes))
             if unknown:
                 raise DataError(
-                    f"{getattr(data, split)}: class {unknown[0]!r} does not occur in the training data "
+                    f"{getattr(data, split)}: class {quote(unknown[0])} does not occur in the training data "
                     f"({data.csv or data.train})"
                 )
 
@@ -210,7 +210,7 @@ def _scan_label_pattern(folder: Path, pattern: str, skipped: Skipped) -> Entries
             skipped.append((str(path), "file name does not match data.label_pattern"))
     if not entries:
         examples = ", ".join(p.name for p in files[:3]) or "no image files"
-        raise DataError(f"{folder}: data.label_pattern {pattern!r} matches no file name (e.g. {examples})")
+        raise DataError(f"{folder}: data.label_pattern {quote(pattern)} matches no file name (e.g. {clip(examples)})")
     return entries
 
 
@@ -226,7 +226,7 @@ def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
         if column not in table.columns:
             key = "path_column" if column == data.path_column else "target_column"
             raise DataError(
-                f"{csv_path}: no column {column!r} (data.{key}); the columns are: {', '.join(map(str, table.columns))}"
+                f"{csv_path}: no column {column!r} (data.{key}); the columns are: {clip(', '.join(map(str, table.columns)))}"
             )
     _refuse_duplicate_columns(csv_path)
     if table.empty:
@@ -256,7 +256,7 @@ def _read_csv(csv_path: Path, data: DataSpec) -> Entries:
         except OSError as exc:  # a name too long for the file system, and the like
             raise DataError(f"{where}: {quote(relative)} cannot be a file here ({exc.strerror})") from None
         if not found:
-            raise DataError(f"{where}: image file not found: {quote(str(path), 200)}")
+            raise DataError(f"{where}: image file not found: {clip(str(path), 300)}")
         if not label.strip():
             raise DataError(f"{where}: empty {data.target_column!r} for {quote(relative)}")
         entries.append((str(path), key, label.strip()))
@@ -283,7 +283,7 @@ def _number(value: str, path: str) -> float:
     except ValueError:
         number = float("nan")
     if not np.isfinite(number):
-        raise DataError(f"{path}: target {value!r} is not a number (task regression needs numeric targets)")
+        raise DataError(f"{path}: target {quote(value)} is not a number (task regression needs numeric targets)")
     return number
 
 

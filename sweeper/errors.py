@@ -23,3 +23,8 @@ def quote(value, limit: int = 80) -> str:
     short.maxlist = short.maxdict = short.maxtuple = short.maxset = 6
     text = short.repr(value)
     return text if len(text) <= limit + 10 else text[:limit] + "..."
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """Text for an error message, cut short the same way, without quotes."""
+    return text if len(text) <= limit else text[:limit] + "..."

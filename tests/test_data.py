@@ -15,7 +15,7 @@ from PIL import Image
 import sweeper.images as images_module
 from sweeper.data import SPLITS, DatasetIndex, build_index, split_of
 from sweeper.errors import DataError, SweeperError
-from sweeper.images import cache_path, decode, load_images
+from sweeper.images import ImageTooLarge, cache_path, decode, load_images
 from sweeper.spec import DataSpec
 
 SIZE = 16
@@ -554,6 +554,8 @@ def test_cmyk_and_very_large_images_decode(tmp_path):
     red = decode(str(cmyk), 16)
     assert red.shape == (16, 16, 3) and red[..., 0].min() > 200 and red[..., 1:].max() < 60
     big = tmp_path / "big.png"
-    Image.new("RGB", (12000, 9000), (10, 200, 30)).save(big, compress_level=1)  # 108 Mpx: past PIL's bomb limit
-    decoded = decode(str(big), 32)
+    Image.new("RGB", (12000, 9000), (10, 200, 30)).save(big, compress_level=1)  # 108 Mpx: past PIL's default limit
+    with pytest.raises(ImageTooLarge, match="12000×9000 pixels"):
+        decode(str(big), 32)  # data.max_image_pixels' default is PIL's
+    decoded = decode(str(big), 32, max_pixels=120_000_000)  # a scan, with the cap raised in the spec
     assert decoded.shape == (32, 32, 3) and tuple(decoded[16, 16]) == (10, 200, 30)
