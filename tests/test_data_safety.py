@@ -415,3 +415,15 @@ def test_numeric_labels_in_a_classification_csv_hint_at_regression(tmp_path, cap
     assert main(["run", str(spec), "--dry-run"]) == 2
     err = _one_line(capsys)
     assert "needs at least 2 images" in err and "for numeric targets, set `task: regression`" in err, err
+
+
+def test_run_on_a_finished_sweep_points_at_its_leaderboard_not_at_resume(tmp_path, capsys):
+    _classes(tmp_path / "train")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: mine\ndata: {train: train}\nspace: {backbone: simple_cnn}\n")
+    _sweep(tmp_path / "results")  # a finished sweep called `mine`
+    before = snapshot(tmp_path)
+    assert main(["run", str(spec), "--out", str(tmp_path / "results")]) == 2
+    err = _one_line(capsys)
+    assert "already exists; choose another --name, or see it with `sweeper leaderboard`" in err, err
+    assert snapshot(tmp_path) == before
