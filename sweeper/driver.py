@@ -28,9 +28,11 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__, checkpoint, evaluate, images, leaderboard, leftovers, results
+from . import weights as weight_lookup
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
+from .files import LOCK_FILE, DriverLock
 from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
 from .resumable import CheckpointPruner, KeepEndedResults, ResumableASHA, move_trial_folder_aside
@@ -38,8 +40,6 @@ from .saved_state import check_experiment_state, verify_experiment
 from .search_space import DefineByRun, sampler_for, space_size, trial_count
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
-from .files import LOCK_FILE, DriverLock
-from . import weights as weight_lookup
 from .weights import find_local, search_dirs
 
 

@@ -130,6 +130,13 @@ def filesystem(location: str):
     return pyarrow.fs.LocalFileSystem(), location
 
 
+def listing(fs, path: str) -> list:
+    """The entries of a folder on a pyarrow filesystem (none when it does not exist)."""
+    import pyarrow.fs
+
+    return fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+
+
 def trial_folder(sweep_dir: Path, trial_id: str) -> Path:
     """A trial's folder (result.json, checkpoints) on this machine; a remote experiment's is copied
     into `<sweep>/.remote/` first."""

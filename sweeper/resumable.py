@@ -17,7 +17,7 @@ from pathlib import Path
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from .results import RESULTS_FILE, filesystem, read_results
+from .results import RESULTS_FILE, filesystem, listing, read_results
 
 
 class ResumableASHA(ASHAScheduler):
@@ -39,7 +39,7 @@ def move_trial_folder_aside(experiment: str, trial_id: str) -> str | None:
     """Move a trial's folder to `<experiment>/.forgotten/`, never deleting it; returns where it went."""
     fs, path = filesystem(experiment)
     source = f"{path}/trial_{trial_id}"
-    if not any(True for _ in _listing(fs, source)):
+    if not any(True for _ in listing(fs, source)):
         return None
     target = f"{path}/{FORGOTTEN}/trial_{trial_id}-{time.strftime('%Y%m%d-%H%M%S')}"
     fs.create_dir(f"{path}/{FORGOTTEN}")
@@ -101,7 +101,7 @@ def prune_superseded(trial, *, keep_newest_only: bool = False) -> int:
     """Delete the trial's checkpoints older than Tune's latest one (or older than its newest);
     returns how many."""
     fs = trial.storage.storage_filesystem
-    names = sorted(info.base_name for info in _listing(fs, trial.storage.trial_fs_path)
+    names = sorted(info.base_name for info in listing(fs, trial.storage.trial_fs_path)
                    if fnmatch(info.base_name, "checkpoint_*"))
     if keep_newest_only:
         keep = names[-1] if names else None
@@ -114,12 +114,6 @@ def prune_superseded(trial, *, keep_newest_only: bool = False) -> int:
         except (FileNotFoundError, OSError):
             pass
     return len(older)
-
-
-def _listing(fs, path: str) -> list:
-    import pyarrow.fs
-
-    return fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
 
 
 class KeepEndedResults(tune.Callback):

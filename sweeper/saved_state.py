@@ -28,7 +28,7 @@ import uuid
 from fnmatch import fnmatch
 
 from .errors import SweeperError
-from .results import filesystem
+from .results import filesystem, listing
 
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl")
 UNVERIFIED = ".unverified"
@@ -134,7 +134,7 @@ def check_experiment_state(experiment: str, *, trials_recorded: int) -> None:
     """A one-line error if Tune's newest saved experiment state cannot be read, or is missing
     while the leaderboard records trials: Tune would start the experiment over, and they would be lost."""
     fs, path = filesystem(experiment)
-    states = sorted(info.path for info in _listing(fs, path) if fnmatch(info.base_name, "experiment_state-*.json"))
+    states = sorted(info.path for info in listing(fs, path) if fnmatch(info.base_name, "experiment_state-*.json"))
     if not states:
         if trials_recorded:
             raise SweeperError(f"{experiment}: no saved state of the sweep here (experiment_state-*.json), yet its "
@@ -152,8 +152,10 @@ def check_experiment_state(experiment: str, *, trials_recorded: int) -> None:
 def verify_experiment(experiment: str) -> None:
     """Refuse (one line, exit 2) an experiment whose saved state names anything sweeper never
     pickles; set aside the trials' old `error.pkl`. Nothing from the files is run."""
+    import pyarrow.fs
+
     fs, path = filesystem(experiment)
-    for info in _listing(fs, path):
+    for info in listing(fs, path):
         if not any(fnmatch(info.base_name, pattern) for pattern in STATE_FILES):
             continue
         with fs.open_input_stream(info.path) as stream:
@@ -170,17 +172,8 @@ def verify_experiment(experiment: str) -> None:
                                "results folders you trust)") from None
         except ValueError:  # not JSON: check_experiment_state says so for the newest state
             continue
-    for trial in _listing(fs, path):
+    for trial in listing(fs, path):
         if trial.base_name.startswith("trial_"):
             error = f"{trial.path}/error.pkl"
-            if _listing(fs, error, single=True):  # a unique name: a second resume keeps the first's
+            if fs.get_file_info(error).type == pyarrow.fs.FileType.File:  # a unique name: a second resume keeps the first's
                 fs.move(error, f"{error}{UNVERIFIED}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
-
-
-def _listing(fs, path: str, single: bool = False) -> list:
-    import pyarrow.fs
-
-    if single:
-        info = fs.get_file_info(path)
-        return [info] if info.type == pyarrow.fs.FileType.File else []
-    return fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
