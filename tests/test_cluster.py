@@ -56,9 +56,9 @@ def test_trials_spread_over_nodes_and_survive_the_loss_of_one(tmp_path, digits_d
     # Kill the worker node of a trial that is training (it has reported an epoch, and has more to go).
     victim, deadline = None, time.time() + 300
     while victim is None and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.05)
         for history in _histories(storage / "cluster").values():
-            if history and history[-1]["epoch"] < 3:
+            if history and history[-1]["epoch"] < 3:  # 2 or 3 epochs to go: still training when its node goes
                 victim = next((w for w in workers if w.node_id == history[-1]["node_id"]), None)
                 break
     assert victim is not None, "no trial was seen training on a worker node"

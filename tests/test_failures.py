@@ -99,14 +99,16 @@ def test_a_trial_whose_worker_is_killed_ends_as_error_and_the_sweep_goes_on(tmp_
 
     spec = write_spec(tmp_path, SPEC.format(name="killed", digits=digits_dir, csv=digits_csv, weights="none", trials=2,
                                             concurrent=1, retries=0, backbones="simple_cnn", seed=0)
-                      .replace("max_epochs: 2, grace_epochs: 2", "max_epochs: 3, grace_epochs: 3")
+                      # 10 epochs: the killed trial is surely still running a poll (0.05 s) after its first
+                      # report, however fast the machine, so the kill cannot hit the next trial instead.
+                      .replace("max_epochs: 2, grace_epochs: 2", "max_epochs: 10, grace_epochs: 10")
                       .replace("[3.0e-2, 10.0]", "3.0e-2"))
     out = tmp_path / "results"
     driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(spec), "--out", str(out)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     first, deadline = None, time.time() + 300
     while first is None and time.time() < deadline:
-        time.sleep(0.2)
+        time.sleep(0.05)
         for path in (out / "killed" / "experiment").glob("trial_*/result.json"):
             lines = path.read_text().splitlines()
             if lines:

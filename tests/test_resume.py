@@ -50,8 +50,8 @@ def test_ctrl_c_stops_gracefully_prints_the_resume_command_and_resume_finishes(t
     driver = subprocess.Popen([sys.executable, "-m", "sweeper", "run", str(spec), "--out", str(out), "--storage", uri],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not _reported(sweep):  # interrupt mid-trial, after a first epoch
-        time.sleep(0.5)
+    while time.time() < deadline and not _reported(sweep):  # interrupt mid-trial, right after a first epoch
+        time.sleep(0.05)
     driver.send_signal(signal.SIGINT)
     stdout, stderr = driver.communicate(timeout=120)
     assert driver.returncode == 130, stdout + stderr
