@@ -26,7 +26,12 @@ space:
 
 @pytest.fixture
 def spec_file(tmp_path):
-    (tmp_path / "d" / "a").mkdir(parents=True)
+    from PIL import Image
+
+    for name in ("a", "b"):  # --dry-run indexes the data: two classes of two images
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (100 * i, 0, 0)).save(tmp_path / "d" / name / f"{i}.png")
     return lambda **kw: write_spec(tmp_path, SPEC.format(**kw))
 
 
@@ -52,6 +57,7 @@ def test_the_dry_run_prints_the_schedule_computed_by_hand(spec_file, capsys):
     assert "after epoch 1: 27.0 trials judged, 10.6 go on" in out
     assert "after epoch 3: 10.6 trials judged, 4.9 go on" in out
     assert "estimated epochs: 77 (32% of 243 without early stopping, every configuration for 9 epochs: 648)" in out
+    assert "data: 4 images, 2 classes" in out
     assert not (path.parent / "results").exists()  # nothing ran
 
 

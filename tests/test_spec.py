@@ -568,11 +568,11 @@ BAD_SPECS = [
     bad({"data.on_bad_image": "ignore"}, key="data.on_bad_image", says=["'ignore'", "skip", "error"], id="on-bad-image-not-allowed"),
     # budget
     bad({"budget.grace_epochs": 5, "budget.max_epochs": 3}, key="budget.grace_epochs", says=["max_epochs", "3"], id="grace-above-max-epochs"),
-    bad({"budget.trials": 0}, key="budget.trials", says=["at least 1"], id="trials-zero"),
+    bad({"budget.trials": 0}, key="budget.trials", says=["between 1 and 1000000"], id="trials-zero"),
     bad({"budget.trials": "many"}, key="budget.trials", says=["whole number"], id="trials-not-int"),
     bad({"budget.max_epochs": 2.5}, key="budget.max_epochs", says=["whole number"], id="max-epochs-float"),
     bad({"budget.reduction_factor": 1}, key="budget.reduction_factor", says=["at least 2"], id="reduction-factor-one"),
-    bad({"budget.seed": -1}, key="budget.seed", says=["at least 0"], id="seed-negative"),
+    bad({"budget.seed": -1}, key="budget.seed", says=["between 0 and 4294967295"], id="seed-negative"),
     bad({"budget.cpus_per_trial": 0}, key="budget.cpus_per_trial", says=["at least 0.1"], id="cpus-zero"),
     bad({"budget.gpus_per_trial": -1}, key="budget.gpus_per_trial", says=["at least 0"], id="gpus-negative"),
     bad({"budget.time_limit": "soon"}, key="budget.time_limit", says=["'soon'", "2h"], id="time-limit-soon"),
