@@ -24,6 +24,7 @@ from pathlib import Path
 
 from _common import cats_spec, require_assets, run_sweeper
 
+
 def trial_results(sweep: Path) -> list[dict]:
     """Every trial's first result, by worker and then in the order the worker ran them."""
     firsts = []

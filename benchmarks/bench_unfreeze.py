@@ -17,6 +17,7 @@ from pathlib import Path
 
 from _common import CpuSampler, cats_spec, require_assets, run_sweeper
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--unfreeze", type=int, default=20)

@@ -28,8 +28,10 @@ from types import SimpleNamespace
 import optuna
 import yaml
 
+from sweeper.hyperparameters import CONFIG_KEYS
 from sweeper.resumable import ResumableASHA
-from sweeper.search_space import CONFIG_KEYS, DefineByRun, sampler_for, trial_count
+from sweeper.search_space import DefineByRun, sampler_for
+from sweeper.space import trial_count
 from sweeper.spec import Budget, Spec, load_spec
 
 

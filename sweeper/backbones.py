@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SpecError
-
-FULL = "full"  # the cut point that keeps every layer
+from .hyperparameters import FULL
 
 # How a backbone expects its 0-255 RGB input to be scaled (keras.applications' modes):
 # tf = [-1, 1]; caffe = BGR minus the ImageNet mean; unit = [0, 1]; none = the model does it.

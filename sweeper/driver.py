@@ -37,7 +37,8 @@ from .live import LiveView, SweepInfo, ray_output_to
 from .progress import ProgressBoard
 from .resumable import CheckpointPruner, KeepEndedResults, ResumableASHA, move_trial_folder_aside
 from .saved_state import check_experiment_state, verify_experiment
-from .search_space import DefineByRun, sampler_for, space_size, trial_count
+from .search_space import DefineByRun, sampler_for
+from .space import space_size, trial_count
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
 from .weights import find_local, search_dirs

@@ -13,6 +13,10 @@ class DataError(SweeperError):
     """The data set cannot be used: the message names the file or folder."""
 
 
+class ParityError(SweeperError):
+    """An exported model does not reproduce what the sweep measured: the bundle is not written."""
+
+
 def quote(value, limit: int = 80) -> str:
     """A value's repr for an error message, cut short: a 505-byte YAML alias bomb once printed a
     580 MB line, and a path can be thousands of characters."""

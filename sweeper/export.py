@@ -25,7 +25,7 @@ from rich.table import Table
 from . import __version__, checkpoint, images, leaderboard, results
 from .bundle import FORMAT, MANIFEST, quiet_native_stderr, to_probabilities
 from .data import DatasetIndex, build_index
-from .errors import SweeperError
+from .errors import ParityError, SweeperError
 from .files import fsync_dir, fsync_tree
 
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
@@ -40,10 +40,6 @@ class ExportOptions:
     int8: bool = False  # also write model_int8.tflite, calibrated on training images
     force: bool = False  # replace an existing bundle
     cache_dir: Path | None = None  # default: the sweep's, <out>/.cache
-
-
-class ParityError(SweeperError):
-    """The exported model does not reproduce what the sweep measured."""
 
 
 def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOptions(),

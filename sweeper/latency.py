@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from filelock import FileLock
 

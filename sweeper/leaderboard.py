@@ -12,8 +12,9 @@ import json
 import math
 import operator
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -22,7 +23,7 @@ from rich.text import Text
 from . import results
 from .errors import SweeperError
 from .files import write_atomic
-from .search_space import CONFIG_KEYS
+from .hyperparameters import CONFIG_KEYS
 from .spec import OBJECTIVES
 
 FILE = "leaderboard.json"  # the sweep's rows; leaderboard.csv is written beside it for people

@@ -14,10 +14,10 @@ import keras
 import numpy as np
 
 from . import weights as weight_files
-from .backbones import FULL, build_backbone, get_backbone
+from .backbones import build_backbone, get_backbone
 from .errors import SweeperError
-from .spec import decode_units
-from .search_space import CONFIG_KEYS
+from .hyperparameters import CONFIG_KEYS, DEFAULTS, FULL
+from .space import decode_units
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,16 @@ class TrialConfig:
     """One point of the search space, as the trial receives it."""
 
     backbone: str
-    cut: str = FULL
-    unfreeze: int = 0
-    head_pooling: str = "avg"
-    head_units: tuple[int, ...] = ()
-    head_dropout: float = 0.2
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    augment: bool = False
-    image_size: int = 160
+    cut: str = DEFAULTS["cut"]
+    unfreeze: int = DEFAULTS["unfreeze"]
+    head_pooling: str = DEFAULTS["head_pooling"]
+    head_units: tuple[int, ...] = DEFAULTS["head_units"]
+    head_dropout: float = DEFAULTS["head_dropout"]
+    optimizer: str = DEFAULTS["optimizer"]
+    learning_rate: float = DEFAULTS["learning_rate"]
+    batch_size: int = DEFAULTS["batch_size"]
+    augment: bool = DEFAULTS["augment"]
+    image_size: int = DEFAULTS["image_size"]
 
     @classmethod
     def from_tune(cls, config: dict) -> TrialConfig:

@@ -22,8 +22,9 @@ import numpy as np
 from . import leaderboard, results
 from .errors import SweeperError
 from .files import write_atomic
+from .hyperparameters import CONFIG_KEYS
 from .plotting import pyplot
-from .search_space import CONFIG_KEYS, DefineByRun
+from .search_space import DefineByRun
 from .spec import Budget, Space, read_search_setup
 
 if TYPE_CHECKING:

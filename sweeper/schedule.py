@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from .search_space import space_size, trial_count
+from .space import space_size, trial_count
 from .spec import Spec
 
 

@@ -6,17 +6,21 @@ is allowed, so the CLI can print it on one line.
 
 from __future__ import annotations
 
-import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
-from .backbones import FULL, REGISTRY, cut_choices, get_backbone
+from .backbones import REGISTRY, cut_choices, get_backbone
 from .errors import SpecError, quote
+from .hyperparameters import OPTIMIZERS, POOLINGS
+
+# Re-exported: Ray pickles these under `sweeper.spec` (sweeps saved before space.py existed resume).
+from .space import Choice, Fixed, Param, Range, Space, decode_units, encode_units, grid_space, values_of  # noqa: F401
 
 TASKS = ("classification", "regression")
 OBJECTIVES = {
@@ -24,61 +28,7 @@ OBJECTIVES = {
     "regression": {"val_rmse": "min", "val_mae": "min", "val_loss": "min"},
 }
 DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
-OPTIMIZERS = ("rmsprop", "adam", "sgd", "adagrad")
-POOLINGS = ("avg", "flatten")
 BAD_IMAGE_POLICIES = ("skip", "error")
-
-
-# --- the search space: each hyperparameter is fixed, a choice, or a range ---------------------
-
-
-@dataclass(frozen=True)
-class Fixed:
-    value: Any
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple
-
-
-@dataclass(frozen=True)
-class Range:
-    low: float
-    high: float
-    log: bool = False
-    step: float | None = None
-    integer: bool = False
-
-
-Param = Fixed | Choice | Range
-
-
-def values_of(param: Param) -> tuple:
-    """The values a fixed or choice parameter can take (a range has no finite list)."""
-    if isinstance(param, Fixed):
-        return (param.value,)
-    if isinstance(param, Choice):
-        return param.options
-    raise TypeError("a range has no finite list of values")
-
-
-@dataclass(frozen=True)
-class Space:
-    backbone: Param = Fixed("mobilenet_v2_1.0")
-    cut: dict[str, Param] = field(default_factory=dict)  # per backbone; missing = Fixed("full")
-    unfreeze: Param = Fixed(0)
-    head_pooling: Param = Fixed("avg")
-    head_units: Param = Fixed(())
-    head_dropout: Param = Fixed(0.2)
-    optimizer: Param = Fixed("adam")
-    learning_rate: Param = Fixed(1e-3)
-    batch_size: Param = Fixed(32)
-    augment: Param = Fixed(False)
-    image_size: Param = Fixed(160)
-
-    def cut_for(self, backbone: str) -> Param:
-        return self.cut.get(backbone, Fixed(FULL))
 
 
 # --- the rest of the spec ----------------------------------------------------------------------
@@ -228,8 +178,6 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
     space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value))
     budget = _parse_budget(ctx, raw.get("budget") or {})
     if budget.search == "grid":
-        from .search_space import grid_space  # it imports this module
-
         try:
             grid_space(space)
         except ValueError as exc:
@@ -375,14 +323,17 @@ def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
     backbone = param("backbone", raw.get("backbone", d.backbone.value), ctx.backbone_name)
     values = {
         "backbone": backbone,
-        "unfreeze": param("unfreeze", raw.get("unfreeze", 0), ctx.int_check(low=0), numeric="int"),
-        "head_pooling": param("head.pooling", head.get("pooling", "avg"), ctx.choice_check(POOLINGS)),
-        "head_units": _parse_units(ctx, head.get("units", [])),
-        "head_dropout": param("head.dropout", head.get("dropout", 0.2), ctx.float_check(0.0, 0.99), numeric="float"),
-        "optimizer": param("optimizer", raw.get("optimizer", "adam"), ctx.choice_check(OPTIMIZERS)),
-        "learning_rate": param("learning_rate", raw.get("learning_rate", 1e-3), ctx.float_check(1e-9, 10.0), numeric="float"),
-        "batch_size": param("batch_size", raw.get("batch_size", 32), ctx.int_check(low=1, high=4096), numeric="int"),
-        "augment": param("augment", raw.get("augment", False), ctx.bool_check),
+        "unfreeze": param("unfreeze", raw.get("unfreeze", d.unfreeze.value), ctx.int_check(low=0), numeric="int"),
+        "head_pooling": param("head.pooling", head.get("pooling", d.head_pooling.value), ctx.choice_check(POOLINGS)),
+        "head_units": _parse_units(ctx, head.get("units", list(d.head_units.value))),
+        "head_dropout": param("head.dropout", head.get("dropout", d.head_dropout.value), ctx.float_check(0.0, 0.99),
+                              numeric="float"),
+        "optimizer": param("optimizer", raw.get("optimizer", d.optimizer.value), ctx.choice_check(OPTIMIZERS)),
+        "learning_rate": param("learning_rate", raw.get("learning_rate", d.learning_rate.value),
+                               ctx.float_check(1e-9, 10.0), numeric="float"),
+        "batch_size": param("batch_size", raw.get("batch_size", d.batch_size.value), ctx.int_check(low=1, high=4096),
+                            numeric="int"),
+        "augment": param("augment", raw.get("augment", d.augment.value), ctx.bool_check),
         "image_size": _parse_param(ctx, size_key, raw.get("image_size", image_size), ctx.int_check(low=8, high=1024), "int"),
     }
     values["cut"] = _parse_cut(ctx, raw.get("cut"), values_of(backbone))
@@ -462,15 +413,6 @@ def _parse_param(ctx: _Context, key: str, value: Any, check: Callable, numeric: 
 
 def _smallest(param: Param) -> int:
     return int(param.low) if isinstance(param, Range) else min(values_of(param))
-
-
-def encode_units(units: tuple[int, ...]) -> str:
-    """Hidden layers as a compact, reversible label: () -> "[]", (256, 32) -> "[256, 32]"."""
-    return json.dumps(list(units))
-
-
-def decode_units(text: str) -> tuple[int, ...]:
-    return tuple(json.loads(text))
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")

@@ -128,7 +128,7 @@ class TrialEndedBefore(RuntimeError):
     """Raised again, on resume, for a trial that had failed before the driver was killed."""
 
 
-def _resume_from_checkpoint(model, reporter: "EpochReporter") -> int:
+def _resume_from_checkpoint(model, reporter: EpochReporter) -> int:
     """On a resumed sweep, load the trial's kept checkpoint (its best epoch); returns that epoch, or 0.
 
     Tune resumes the trial at the checkpoint's epoch too, so the epochs after it are trained

@@ -62,9 +62,6 @@ def missing_message(backbone: Backbone, image_size: int, weights_dir: str | Path
 def fetch(backbone: Backbone, image_size: int) -> str | None:
     """Let Keras download the backbone's no-top ImageNet weights into its cache (`$KERAS_HOME/models`,
     searched above); returns None, or why it failed. Runs in a Ray worker: it imports Keras."""
-    from .trial import init_tensorflow
-
-    init_tensorflow(1)
     import keras
 
     try:

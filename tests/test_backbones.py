@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from sweeper.backbones import FULL, PREPROCESS_MODES, REGISTRY, build_backbone, cut_choices, get_backbone
-from sweeper.errors import SpecError
-from sweeper import weights
-
 from conftest import WEIGHTS, needs_assets
+
+from sweeper import weights
+from sweeper.backbones import PREPROCESS_MODES, REGISTRY, build_backbone, cut_choices, get_backbone
+from sweeper.errors import SpecError
+from sweeper.hyperparameters import FULL
 
 REQUIRED = [
     "mobilenet_v2_0.35", "mobilenet_v2_0.5", "mobilenet_v2_0.75", "mobilenet_v2_1.0",

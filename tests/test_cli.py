@@ -5,12 +5,11 @@ from __future__ import annotations
 from importlib.resources import files
 
 import pytest
+import yaml
 
 from sweeper.cli import main
 from sweeper.demo import HELD_OUT, QUICKSTART, write_digits
 from sweeper.spec import Choice, parse_spec
-
-import yaml
 
 
 def test_bad_spec_exits_2_with_one_line_naming_the_key(tmp_path, capsys):

@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import write_spec
 
 from sweeper import leaderboard, results
-
-from conftest import write_spec
 
 pytestmark = pytest.mark.ray
 

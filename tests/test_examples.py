@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from sweeper.spec import parse_spec
-
-from conftest import ROOT
 
 EXAMPLES = sorted((ROOT / "search_spaces").glob("*.yaml"))
 

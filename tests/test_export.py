@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 
 from sweeper import leaderboard, load_bundle
 from sweeper.bundle import MANIFEST, quiet_native_stderr, read_manifest
@@ -19,8 +20,6 @@ from sweeper.data import build_index
 from sweeper.errors import SweeperError
 from sweeper.images import decode
 from sweeper.spec import load_spec
-
-from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 
 CATS = ASSETS / "datasets" / "cats_vs_dogs"
 BCCD = ASSETS / "datasets" / "bccd_blood_cell_counts"

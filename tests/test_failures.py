@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import write_spec
 
 from sweeper import leaderboard
 from sweeper.cli import main
-
-from conftest import write_spec
 
 pytestmark = pytest.mark.ray
 

@@ -9,11 +9,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import WEIGHTS, needs_assets
+
 from sweeper import feature_cache
 from sweeper.feature_cache import backbone_layer, cache_key, frozen_features, split_model
 from sweeper.model import TrialConfig, build_model, compile_model
-
-from conftest import WEIGHTS, needs_assets
 
 MOBILENET = WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 PIXELS = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)

@@ -7,10 +7,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import WEIGHTS, needs_assets
+
 from sweeper.backbones import REGISTRY, build_backbone
 from sweeper.model import Preprocess, TrialConfig, build_model, count_params, make_optimizer, set_trainable
-
-from conftest import WEIGHTS, needs_assets
 
 MOBILENET_FILE = WEIGHTS / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
 
@@ -41,11 +41,11 @@ def test_output_follows_the_task(task, n_classes, shape, activation, loss):
 def test_unfreeze_trains_exactly_the_top_layers_and_never_batchnorm(unfreeze):
     base = build_backbone(REGISTRY["mobilenet_v2_0.35"], 32, weights=None)
     set_trainable(base, unfreeze)
-    layers = [l for l in base.layers if not isinstance(l, keras.layers.InputLayer)]
+    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
     top = layers[max(len(layers) - unfreeze, 0):]
-    expected = [l.name for l in top if not isinstance(l, keras.layers.BatchNormalization)]
-    assert [l.name for l in layers if l.trainable] == expected
-    expected_params = sum(int(np.prod(w.shape)) for l in top if l.name in expected for w in l.weights)
+    expected = [layer.name for layer in top if not isinstance(layer, keras.layers.BatchNormalization)]
+    assert [layer.name for layer in layers if layer.trainable] == expected
+    expected_params = sum(int(np.prod(w.shape)) for layer in top if layer.name in expected for w in layer.weights)
     assert sum(int(np.prod(w.shape)) for w in base.trainable_weights) == expected_params
     if unfreeze == 0:
         assert not base.trainable_weights
@@ -69,10 +69,10 @@ def test_unfreeze_on_pretrained_weights_keeps_batchnorm_in_inference_mode():
     config = TrialConfig(backbone="mobilenet_v2_0.35", image_size=32, unfreeze=12)
     model = build_model(config, task="classification", n_classes=2, weights=str(MOBILENET_FILE))
     base = _backbone_of(model)
-    before = [w.numpy().copy() for l in base.layers if isinstance(l, keras.layers.BatchNormalization) for w in l.weights]
+    before = [w.numpy().copy() for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization) for w in layer.weights]
     x = np.random.default_rng(0).integers(0, 255, (16, 32, 32, 3)).astype("float32")
     model.fit(x, np.arange(16) % 2, epochs=1, batch_size=8, verbose=0)
-    after = [w.numpy() for l in base.layers if isinstance(l, keras.layers.BatchNormalization) for w in l.weights]
+    after = [w.numpy() for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization) for w in layer.weights]
     assert all(np.array_equal(a, b) for a, b in zip(before, after)), "BatchNorm statistics moved"
     assert 0 < count_params(model)["trainable_params"] < count_params(model)["params"]
 
@@ -89,14 +89,14 @@ def test_inception_v3_cut_at_mixed7_and_full_build_and_train(cut):
     history = model.fit(x, np.arange(8) % 2, epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     if cut == "mixed7":
-        names = {l.name for l in base.layers}
+        names = {layer.name for layer in base.layers}
         assert "mixed8" not in names and "mixed7" in names
 
 
 def test_augmentation_is_active_in_training_only():
     config = TrialConfig(backbone="simple_cnn", image_size=32, augment=True)
     model = build_model(config, task="classification", n_classes=2, weights=None)
-    assert {"augment_flip", "augment_rotate", "augment_zoom"} <= {l.name for l in model.layers}
+    assert {"augment_flip", "augment_rotate", "augment_zoom"} <= {layer.name for layer in model.layers}
     x = np.random.default_rng(2).integers(0, 255, (4, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x, verbose=0))
     assert not np.allclose(model(x, training=True), model(x, training=True))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 
 from sweeper import leaderboard
 from sweeper.driver import RunOptions, run_sweep
 from sweeper.spec import load_spec
-
-from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 
 pytestmark = [needs_assets, pytest.mark.ray, pytest.mark.assets]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from replay_search import _key, replay
-from sweeper.search_space import DefineByRun, grid_space
-from sweeper.spec import Budget, load_spec
-
 from conftest import write_spec
+from replay_search import _key, replay
+
+from sweeper.search_space import DefineByRun
+from sweeper.space import grid_space
+from sweeper.spec import Budget, load_spec
 
 SPEC = """
 data: {train: d}

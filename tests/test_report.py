@@ -54,7 +54,7 @@ def _write_sweep(folder, trials):
         if lines:
             text = "".join(json.dumps(line) + "\n" for line in lines)
             if status == "running":  # a sweep read while a trial writes its next line
-                text += '{"epoch": %d, "val_accu' % (epochs + 1)
+                text += f'{{"epoch": {epochs + 1}, "val_accu'
             (folder / "experiment" / f"trial_{trial_id}").mkdir(parents=True)
             (folder / "experiment" / f"trial_{trial_id}" / "result.json").write_text(text)
         rows.append(leaderboard.make_row(trial_id=trial_id, status=status, config=config,

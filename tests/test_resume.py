@@ -14,13 +14,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from sweeper import leaderboard, results
-from sweeper.files import DriverLock
-from sweeper.cli import main
-
 from conftest import write_spec
 from fault_injection import SPEC, inject
+
+from sweeper import leaderboard, results
+from sweeper.cli import main
+from sweeper.files import DriverLock
 
 
 @pytest.mark.ray

@@ -5,12 +5,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from conftest import write_spec
 
 from sweeper.cli import main
 from sweeper.schedule import expected_to_go_on, plan, rung_epochs
 from sweeper.spec import load_spec
-
-from conftest import write_spec
 
 SPEC = """
 name: sized

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import optuna
+from conftest import write_spec
 
 from sweeper.backbones import REGISTRY, cut_choices
-from sweeper.search_space import CONFIG_KEYS, DefineByRun, space_size
+from sweeper.hyperparameters import CONFIG_KEYS
+from sweeper.search_space import DefineByRun
+from sweeper.space import space_size
 from sweeper.spec import parse_spec
-
-from conftest import write_spec
 
 SPEC = """
 data: {train: data}
@@ -79,8 +80,7 @@ space:
 
 
 def test_a_grid_walks_every_configuration_once(tmp_path):
-    from sweeper.search_space import trial_count
-    from sweeper.search_space import grid_space
+    from sweeper.search_space import grid_space, trial_count
 
     (tmp_path / "data" / "a").mkdir(parents=True)
     spec = parse_spec(__import__("yaml").safe_load(GRID), write_spec(tmp_path, GRID))

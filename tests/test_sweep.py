@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import write_spec
 
 from sweeper import leaderboard, results
+from sweeper.checkpoint import META_FILE
 from sweeper.cli import main
 from sweeper.driver import RunOptions, run_sweep
 from sweeper.errors import SweeperError
 from sweeper.spec import load_spec
-from sweeper.checkpoint import META_FILE
-
-from conftest import write_spec
 
 pytestmark = pytest.mark.ray
 

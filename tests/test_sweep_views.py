@@ -12,14 +12,13 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 from PIL import Image
 
 from sweeper import leaderboard, results
 from sweeper.cli import main
 from sweeper.report import _importances
 from sweeper.spec import read_search_setup
-
-from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 
 pytestmark = [needs_assets, pytest.mark.ray, pytest.mark.assets]
 

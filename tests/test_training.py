@@ -7,11 +7,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from conftest import WEIGHTS, needs_assets
+
 from sweeper import training, warm_models
 from sweeper.feature_cache import backbone_layer, frozen_features
 from sweeper.model import TrialConfig, build_model
-
-from conftest import WEIGHTS, needs_assets
 
 RNG = np.random.default_rng(0)
 X, Y = RNG.normal(size=(70, 12)).astype("float32"), RNG.integers(0, 2, 70)
