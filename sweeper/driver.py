@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import optuna
 import ray
 import yaml
 from ray import tune
@@ -34,10 +33,11 @@ from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .files import LOCK_FILE, DriverLock
 from .live import LiveView, SweepInfo, ray_output_to
+from .objective import Objective
 from .progress import ProgressBoard
 from .resumable import CheckpointPruner, KeepEndedResults, ResumableASHA, move_trial_folder_aside
 from .saved_state import check_experiment_state, verify_experiment
-from .search_space import DefineByRun, sampler_for
+from .search_space import DefineByRun, quiet_optuna, sampler_for
 from .space import space_size, trial_count
 from .spec import Range, Spec, values_of
 from .trial import COLD_WORKER, TrialContext, run_trial
@@ -234,11 +234,11 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     pruner = CheckpointPruner()
     callbacks = [files, LiveView(info, files.rows, console, board, ended), guard, pruner,  # files first: the view shows their rows
                  KeepEndedResults(set(ended))]
-    tuner = _make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
-                        reuse_workers=options.reuse_workers, resume=saved is not None)
     results.mark(sweep_dir, "running")
     try:
-        with ray_output_to(sweep_dir / "ray.log"):
+        with quiet_optuna(), ray_output_to(sweep_dir / "ray.log"):
+            tuner = _make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
+                                reuse_workers=options.reuse_workers, resume=saved is not None)
             tuner.fit()
         pruner.prune_all()
     except KeyboardInterrupt:  # a second Ctrl+C: Tune stops at once
@@ -310,7 +310,6 @@ def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: l
     """
     from ray.tune.search.optuna import OptunaSearch
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     budget = spec.budget
     searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler_for(spec))
     scheduler = ResumableASHA(
@@ -443,7 +442,7 @@ class StopAt(tune.Stopper):
 
     def __call__(self, trial_id, result) -> bool:
         value = result.get(self.metric)
-        if value is not None and (value >= self.target if self.mode == "max" else value <= self.target):
+        if value is not None and Objective(self.metric, self.mode).reached(value, self.target):
             self.reached = True
         return False
 

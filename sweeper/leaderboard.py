@@ -24,6 +24,7 @@ from . import results
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS
+from .objective import Objective
 from .spec import OBJECTIVES
 
 FILE = "leaderboard.json"  # the sweep's rows; leaderboard.csv is written beside it for people
@@ -61,7 +62,7 @@ def ranked(rows: Iterable[dict], objective: str, mode: str) -> list[dict]:
     def key(row):
         value = row.get(objective)
         missing = value is None or (isinstance(value, float) and math.isnan(value))
-        return (missing, 0 if missing else (-value if mode == "max" else value))
+        return (missing, 0 if missing else Objective(objective, mode).sort_key(value))
 
     out = sorted(rows, key=key)
     for i, row in enumerate(out, start=1):

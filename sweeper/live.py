@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .leaderboard import STATUS_STYLE, format_value, head_label, status_label
+from .objective import Objective
 
 RECENT = 5  # ended trials kept in the table below the running ones
 
@@ -129,7 +130,7 @@ class LiveView(tune.Callback):
         value = row.get(self.info.objective) if row else None
         if value is None or row.get("status") == "error":
             return
-        if self.best_value is None or (value > self.best_value if self.info.mode == "max" else value < self.best_value):
+        if Objective(self.info.objective, self.info.mode).better(value, than=self.best_value):
             self.best_id, self.best_value = trial_id, value
             if not self.interactive:
                 self._line(f"new best: trial {trial_id} {self.info.objective} {value:.4f} "

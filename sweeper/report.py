@@ -23,8 +23,9 @@ from . import leaderboard, results
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS
+from .objective import Objective
 from .plotting import pyplot
-from .search_space import DefineByRun
+from .search_space import DefineByRun, quiet_optuna
 from .spec import Budget, Space, read_search_setup
 
 if TYPE_CHECKING:
@@ -277,10 +278,8 @@ def _importances(rows: list[dict], space: Space, objective: str, mode: str) -> t
     if len(finished) < 2:
         return {}, len(finished), f"needs at least 2 finished trials; this sweep has {len(finished)}"
     define = DefineByRun(space)
-    previous = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line on the console
-    try:
-        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    with quiet_optuna():  # no "new study created" line on the console
+        study = optuna.create_study(direction=Objective(objective, mode).direction)
         for row in finished:
             recorder = _Recorder(row)
             define(recorder)
@@ -300,8 +299,6 @@ def _importances(rows: list[dict], space: Space, objective: str, mode: str) -> t
             return {}, len(trials), f"all {len(trials)} finished trials scored the same {objective}"
         importances = optuna.importance.get_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varying)
-    finally:
-        optuna.logging.set_verbosity(previous)
     return {name: float(value) for name, value in importances.items()}, len(trials), ""
 
 
@@ -329,7 +326,7 @@ def _pareto_front(points: list[tuple[str, float, float]], mode: str) -> list[str
 
     A point is beaten when another is at least as fast and at least as good, and strictly one of the two.
     """
-    sign = 1 if mode == "max" else -1
+    sign = Objective("", mode).sign
 
     def beats(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
         return a[1] <= b[1] and sign * a[2] >= sign * b[2] and (a[1] < b[1] or a[2] != b[2])
@@ -426,7 +423,7 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
                      f"<b>{e(leaderboard.format_value(_value(best, objective)))}</b> "
                      f"(epoch {e(leaderboard.format_value(best.get('best_epoch')))}) with {e(config)}"
                      + (f"; on the test split: {e(tests)}" if tests else "") + ".")
-    better = "higher is better" if mode == "max" else "lower is better"
+    better = Objective(objective, mode).words
     captions = {
         "learning_curves.png": (
             "Learning curves of every trial",

@@ -9,6 +9,8 @@ same parameters for Optuna's GridSampler (`budget.search: grid`); `sampler_for` 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -77,3 +79,15 @@ class AskTellGrid(optuna.samplers.GridSampler):
 
     def after_trial(self, study, trial, state, values):
         pass
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna's INFO lines ("A new study created in memory", one per trial) kept off the console
+    while a sweep or a report uses it; the caller's log level is restored after."""
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(previous)

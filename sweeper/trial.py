@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import latency
 from .data import DatasetIndex
+from .objective import Objective
 
 _WORKER_STARTED = time.time()  # about when this worker process started: Ray imports this module early
 _trials_in_worker = 0
@@ -188,7 +189,7 @@ class EpochReporter:
 
         objective = self.context.objective
         value = metrics[objective]
-        improved = self.best is None or (value > self.best if self.context.mode == "max" else value < self.best)
+        improved = Objective(objective, self.context.mode).better(value, than=self.best)
         if improved:
             self.best, self.best_epoch = value, epoch
         if self.startup_s is None:  # from the trial's (or its fresh worker's) start to its first report
