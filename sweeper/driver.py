@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__, checkpoint, evaluate, images, leaderboard, leftovers, results
+from . import __version__, checkpoint, evaluate, images, leaderboard, leftovers, private_apis, results
 from . import weights as weight_lookup
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
@@ -322,10 +322,9 @@ def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: l
         tune.with_parameters(run_trial, context=context),
         {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial},
     )
-    return tune.Tuner(
+    return private_apis.make_tuner(
         trainable,
-        # Tune's own restore path (`Tuner.restore`) takes a resume config the same way, privately.
-        _tuner_kwargs={"resume_config": tune.ResumeConfig()} if resume else None,
+        resume=resume,
         tune_config=tune.TuneConfig(
             metric=spec.objective,
             mode=spec.mode,

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from filelock import FileLock
 
+from .private_apis import inbound_node, keras_history
 from .results import alive
 
 BATCH = 64
@@ -237,7 +238,7 @@ def _frontier(base: keras.Model) -> list:
 
     def is_live(tensor) -> bool:
         if id(tensor) not in live:
-            node = _node(tensor)
+            node = inbound_node(tensor)
             live[id(tensor)] = not node.is_input and (
                 bool(node.operation.trainable_weights) or any(is_live(t) for t in node.input_tensors)
             )
@@ -253,7 +254,7 @@ def _frontier(base: keras.Model) -> list:
         if id(tensor) in visited:
             continue
         visited.add(id(tensor))
-        for parent in _node(tensor).input_tensors:
+        for parent in inbound_node(tensor).input_tensors:
             if is_live(parent):
                 stack.append(parent)
             else:
@@ -261,15 +262,10 @@ def _frontier(base: keras.Model) -> list:
     return sorted(frontier.values(), key=_tensor_name)  # a stable order: the cache files are numbered
 
 
-def _node(tensor):
-    operation, node_index, _ = tensor._keras_history
-    return operation._inbound_nodes[node_index]
-
-
 def _is_input(tensor) -> bool:
-    return _node(tensor).is_input
+    return inbound_node(tensor).is_input
 
 
 def _tensor_name(tensor) -> str:
-    operation, node_index, tensor_index = tensor._keras_history
+    operation, node_index, tensor_index = keras_history(tensor)
     return f"{operation.name}:{node_index}:{tensor_index}"

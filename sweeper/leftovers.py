@@ -16,13 +16,12 @@ import socket
 import time
 from pathlib import Path
 
+from .private_apis import ray_node
+
 
 def current_session() -> dict | None:
     """This process's local Ray session, to record: {"host", "name"}; None without one."""
-    import ray
-
-    node = getattr(ray._private.worker, "_global_node", None)  # no public API names the session
-    name = getattr(node, "session_name", None)
+    name = getattr(ray_node(), "session_name", None)
     return {"host": socket.gethostname(), "name": name} if name else None
 
 

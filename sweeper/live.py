@@ -27,6 +27,7 @@ from rich.text import Text
 
 from .leaderboard import STATUS_STYLE, format_value, head_label, status_label
 from .objective import Objective
+from .private_apis import ray_node
 
 RECENT = 5  # ended trials kept in the table below the running ones
 
@@ -287,7 +288,7 @@ def ray_output_to(path: Path):
     ray_logger.setLevel(logging.INFO)
     warnings_logger.propagate = False
     logging.captureWarnings(True)
-    node = getattr(ray._private.worker, "_global_node", None)
+    node = ray_node()
     if node is not None:
         ray_logger.info("trials' stdout and stderr are in %s", node.get_logs_dir_path())
     try:

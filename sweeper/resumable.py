@@ -17,6 +17,7 @@ from pathlib import Path
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from .private_apis import trial_checkpoint_name, trial_staging_folder, trial_storage
 from .results import RESULTS_FILE, filesystem, listing, read_results
 
 
@@ -26,8 +27,8 @@ class ResumableASHA(ASHAScheduler):
     def on_trial_add(self, tune_controller, trial):
         super().on_trial_add(tune_controller, trial)
         if trial.last_result.get(self._time_attr):  # a trial restored from a saved experiment
-            storage = trial.storage
-            for result in read_results(storage.trial_fs_path, storage.storage_filesystem):
+            fs, folder = trial_storage(trial)
+            for result in read_results(folder, fs):
                 # Decisions were taken when these results first came; only the rungs' records matter.
                 super().on_trial_result(tune_controller, trial, result)
 
@@ -100,17 +101,13 @@ class CheckpointPruner(tune.Callback):
 def prune_superseded(trial, *, keep_newest_only: bool = False) -> int:
     """Delete the trial's checkpoints older than Tune's latest one (or older than its newest);
     returns how many."""
-    fs = trial.storage.storage_filesystem
-    names = sorted(info.base_name for info in listing(fs, trial.storage.trial_fs_path)
-                   if fnmatch(info.base_name, "checkpoint_*"))
-    if keep_newest_only:
-        keep = names[-1] if names else None
-    else:
-        keep = trial.checkpoint.path.rstrip("/").rsplit("/", 1)[-1] if trial.checkpoint else None
+    fs, folder = trial_storage(trial)
+    names = sorted(info.base_name for info in listing(fs, folder) if fnmatch(info.base_name, "checkpoint_*"))
+    keep = (names[-1] if names else None) if keep_newest_only else trial_checkpoint_name(trial)
     older = [name for name in names if keep and name < keep]
     for name in older:
         try:
-            fs.delete_dir(f"{trial.storage.trial_fs_path}/{name}")
+            fs.delete_dir(f"{folder}/{name}")
         except (FileNotFoundError, OSError):
             pass
     return len(older)
@@ -135,12 +132,12 @@ class KeepEndedResults(tune.Callback):
             return
         import pyarrow.fs
 
-        local = Path(trial.local_path, RESULTS_FILE)
+        local = Path(trial_staging_folder(trial), RESULTS_FILE)
         if local.exists():
             return
         local.parent.mkdir(parents=True, exist_ok=True)
+        fs, folder = trial_storage(trial)
         try:
-            pyarrow.fs.copy_files(f"{trial.storage.trial_fs_path}/{RESULTS_FILE}", str(local),
-                                  source_filesystem=trial.storage.storage_filesystem)
+            pyarrow.fs.copy_files(f"{folder}/{RESULTS_FILE}", str(local), source_filesystem=fs)
         except FileNotFoundError:
             pass

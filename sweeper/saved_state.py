@@ -28,6 +28,7 @@ import uuid
 from fnmatch import fnmatch
 
 from .errors import SweeperError
+from .private_apis import PurePythonUnpickler
 from .results import filesystem, listing
 
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl")
@@ -65,8 +66,8 @@ class UnsafeState(Exception):
     """A pickle names something sweeper's sweeps never pickle."""
 
 
-class _Verifier(pickle._Unpickler):  # the pure-Python unpickler: its REDUCE can be checked
-    dispatch = dict(pickle._Unpickler.dispatch)
+class _Verifier(PurePythonUnpickler):  # its REDUCE can be checked
+    dispatch = dict(PurePythonUnpickler.dispatch)
 
     def __init__(self, data: bytes):
         super().__init__(io.BytesIO(data))

@@ -21,6 +21,7 @@ import numpy as np
 
 from . import feature_cache
 from .model import TrialConfig, build_trial_model, compile_model, count_params
+from .private_apis import seed_generators, tf_gradient_registry
 from .training import EpochLoop
 
 # A worker keeps at most this many models, and this many MB of their weights: enough for the
@@ -55,7 +56,7 @@ class WarmModel:
             if layer is not base:
                 _initialise(layer, seeds)
         for layer in _all_layers(self.model):
-            for generator in getattr(layer, "_seed_generators", []):
+            for generator in seed_generators(layer):
                 generator.state.assign(np.array([_draw(seeds), 0], dtype=generator.state.dtype))
         optimizer = self.trained.optimizer
         for variable, value in zip(optimizer.variables, self._optimizer_start):
@@ -73,7 +74,7 @@ def prepare(config: TrialConfig, *, seed: int, task: str, n_classes: int, weight
     """The trial's model, reset for it: reused from this worker's last trials when one has its structure."""
     global _last, _registered
     if _last is not None:
-        _last._gradients |= set(_gradient_registry()) - _registered
+        _last._gradients |= set(tf_gradient_registry()) - _registered
     key = (replace(config, learning_rate=0.0, batch_size=0), task, n_classes, weights, str(weights_dir),
            target_stats, use_feature_cache)
     warm = _POOL.pop(key, None)
@@ -92,24 +93,12 @@ def prepare(config: TrialConfig, *, seed: int, task: str, n_classes: int, weight
     for old in dropped:
         _forget_gradients(old)
     warm.reset(seed, config.learning_rate)
-    _last, _registered = warm, set(_gradient_registry())
+    _last, _registered = warm, set(tf_gradient_registry())
     return warm
 
 
-def _gradient_registry() -> dict:
-    """TensorFlow's global registry of gradient functions.
-
-    Tracing a Keras training step registers custom gradients there, and their graphs stay in
-    memory for good (about 4-8 MB per model trained): the reason a worker that builds model
-    after model grows. A dropped model's registrations are removed, which keeps it flat.
-    """
-    from tensorflow.python.framework import ops
-
-    return ops._gradient_registry._registry
-
-
 def _forget_gradients(warm: WarmModel) -> None:
-    registry = _gradient_registry()
+    registry = tf_gradient_registry()
     for name in warm._gradients:
         registry.pop(name, None)
     warm._gradients.clear()

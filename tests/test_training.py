@@ -9,7 +9,7 @@ keras = pytest.importorskip("keras")
 
 from conftest import WEIGHTS, needs_assets
 
-from sweeper import training, warm_models
+from sweeper import private_apis, training, warm_models
 from sweeper.feature_cache import backbone_layer, frozen_features
 from sweeper.model import TrialConfig, build_model
 
@@ -147,7 +147,7 @@ def test_a_worker_building_model_after_model_does_not_keep_their_gradients(tmp_p
     """TF registers custom gradients globally for every traced training step; dropped models' go."""
     monkeypatch.setattr(warm_models, "KEEP_MODELS", 2)
     warm_models._POOL.clear()
-    registry = warm_models._gradient_registry()
+    registry = private_apis.tf_gradient_registry()
     sizes = []
     for units in [(8,), (16,), (24,), (32,), (40,), (48,)]:  # every trial a new structure
         config = TrialConfig(**{**MOBILENET_CONFIG, "head_units": units})
