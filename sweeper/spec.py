@@ -17,7 +17,7 @@ import yaml
 
 from .backbones import REGISTRY, cut_choices, get_backbone
 from .errors import SpecError, quote
-from .hyperparameters import OPTIMIZERS, POOLINGS
+from .hyperparameters import HYPERPARAMETERS, OPTIMIZERS, POOLINGS
 
 # Re-exported: Ray pickles these under `sweeper.spec` (sweeps saved before space.py existed resume).
 from .space import Choice, Fixed, Param, Range, Space, decode_units, encode_units, grid_space, values_of  # noqa: F401
@@ -29,6 +29,12 @@ OBJECTIVES = {
 }
 DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
 BAD_IMAGE_POLICIES = ("skip", "error")
+
+# The keys a spec may hold (docs/spec.md lists each; tests/test_spec_reference.py keeps them in step).
+TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "space")
+SPACE_KEYS = tuple(dict.fromkeys(h.spec_key.split(".")[0] for h in HYPERPARAMETERS))
+HEAD_KEYS = tuple(h.spec_key.split(".", 1)[1] for h in HYPERPARAMETERS if h.spec_key.startswith("head."))
+RANGE_KEYS = ("low", "high", "log", "step")
 
 
 # --- the rest of the spec ----------------------------------------------------------------------
@@ -152,8 +158,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         else:
             raw[key] = value
 
-    top = ("name", "task", "data", "image_size", "weights", "objective", "budget", "space")
-    ctx.no_unknown_keys("", raw, top)
+    ctx.no_unknown_keys("", raw, TOP_KEYS)
     for required in ("data", "space"):
         if required not in raw:
             ctx.fail(required, "is required")
@@ -308,12 +313,11 @@ def _parse_duration(ctx: _Context, value: Any) -> float:
 def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
     if not isinstance(raw, dict):
         ctx.fail("space", "must be a mapping of hyperparameters, e.g. `backbone: [mobilenet_v2_0.35]`")
-    allowed = ("backbone", "cut", "unfreeze", "head", "optimizer", "learning_rate", "batch_size", "augment", "image_size")
-    ctx.no_unknown_keys("space", raw, allowed)
+    ctx.no_unknown_keys("space", raw, SPACE_KEYS)
     head = raw.get("head") or {}
     if not isinstance(head, dict):
         ctx.fail("space.head", "must be a mapping with pooling, units and dropout")
-    ctx.no_unknown_keys("space.head", head, ("pooling", "units", "dropout"))
+    ctx.no_unknown_keys("space.head", head, HEAD_KEYS)
 
     def param(key: str, value: Any, check: Callable, numeric: str | None = None) -> Param:
         return _parse_param(ctx, f"space.{key}", value, check, numeric)
@@ -386,7 +390,7 @@ def _parse_param(ctx: _Context, key: str, value: Any, check: Callable, numeric: 
     if isinstance(value, dict):
         if numeric is None:
             ctx.fail(key, "takes a value or a list of values, not a range")
-        ctx.no_unknown_keys(key, value, ("low", "high", "log", "step"))
+        ctx.no_unknown_keys(key, value, RANGE_KEYS)
         if "low" not in value or "high" not in value:
             ctx.fail(key, "a range needs both `low` and `high`")
         low, high = check(key, value["low"]), check(key, value["high"])
