@@ -179,11 +179,11 @@ def _dispatch(args, console: Console) -> int:
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
         if args.dry_run:
-            from .driver import preview
+            from .preparation import preview
             from .schedule import print_plan
 
             print_plan(spec, console)
-            preview(spec, RunOptions(weights_dir=args.weights_dir), console)
+            preview(spec, args.weights_dir, console)
             return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,

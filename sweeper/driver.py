@@ -3,13 +3,16 @@
 Optuna's TPE proposes configurations (define-by-run, for the conditional `cut`), ASHA stops
 weak trials at its rungs, and a callback keeps the leaderboard files current. The driver
 never imports TensorFlow: trials do, in Ray's worker processes.
+
+Here: the entry points (`run_sweep`, `resume_sweep`), the options a run resolves and records,
+and the sweep from start to summary. Elsewhere: what happens before the first trial
+(preparation.py), the Tuner's assembly and Ray (tuner.py), what Tune calls while the sweep runs
+(sweep_callbacks.py), what lets a sweep resume (resumable.py, saved_state.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -18,30 +21,29 @@ from pathlib import Path
 import numpy as np
 import ray
 import yaml
-from ray import tune
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
-from . import __version__, checkpoint, evaluate, images, leaderboard, leftovers, private_apis, results
-from . import weights as weight_lookup
-from .backbones import REGISTRY
-from .data import DatasetIndex, build_index
+from . import __version__, checkpoint, evaluate, leaderboard, leftovers, results
+from .data import DatasetIndex
 from .errors import SweeperError
 from .files import LOCK_FILE, DriverLock
 from .live import LiveView, SweepInfo, ray_output_to
-from .objective import Objective
+from .preparation import check_cache_dir, check_weight_files, fetch_missing_weights, prepare_data, weight_files_of
 from .progress import ProgressBoard
-from .resumable import CheckpointPruner, KeepEndedResults, ResumableASHA, move_trial_folder_aside
+from .resumable import CheckpointPruner, KeepEndedResults
 from .saved_state import check_experiment_state, verify_experiment
-from .search_space import DefineByRun, quiet_optuna, sampler_for
+from .search_space import quiet_optuna
 from .space import space_size, trial_count
-from .spec import Range, Spec, values_of
-from .trial import COLD_WORKER, TrialContext, run_trial
-from .weights import find_local, search_dirs
+from .spec import Spec
+
+# Re-exported: Tune pickled these (in its saved state) as sweeper.driver.*; older sweeps still resume.
+from .sweep_callbacks import ENDED, EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
+from .trial import COLD_WORKER, TrialContext
+from .tuner import check_address, check_resources, init_ray, make_tuner
+from .tuner import trial_dirname as _trial_dirname  # noqa: F401  (the same: sweeper.driver._trial_dirname)
+from .weights import search_dirs
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,6 @@ class RunOptions:
                    weights_dirs=tuple(saved.get("weights_dirs") or (str(d) for d in search_dirs(weights_dir))))
 
 
-ENDED = ("completed", "stopped", "error", "diverged")  # leaderboard statuses of trials that will not run again
-
-
 def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
     """Run the whole sweep; returns the sweep folder."""
     console = console or Console()
@@ -105,11 +104,11 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         with DriverLock(sweep_dir):
             _refuse_existing(sweep_dir)  # a driver that started a moment before this one, and has ended
             options = options.resolved(spec)
-            _check_cache_dir(options.cache_dir)
+            check_cache_dir(options.cache_dir)
             index = prepare_data(spec, options.cache_dir, console)
-            ray_session = _init_ray(options.address)
+            ray_session = init_ray(options.address)
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
-            weight_files = _fetch_missing_weights(_weight_files(spec, options.weights_dirs), options.weights_dirs,
+            weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs), options.weights_dirs,
                                                   console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session)
             return _tune(spec, sweep_dir, index, options, console, started=started)
@@ -126,21 +125,6 @@ def _remove_if_only_lock(sweep_dir: Path) -> None:
             sweep_dir.rmdir()
     except OSError:
         pass
-
-
-def _check_cache_dir(cache_dir: Path) -> None:
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SweeperError(f"--cache-dir {cache_dir}: cannot be the cache folder ({exc.strerror})") from None
-
-
-def preview(spec: Spec, options: RunOptions, console: Console) -> None:
-    """What `run --dry-run` checks without training: the data as it would be indexed (not decoded)
-    and the weight files each pretrained backbone in the space would use."""
-    index = build_index(spec.data, spec.task)
-    _print_data_summary(index, console)
-    _warn_missing_weights(_weight_files(spec, options.resolved(spec).weights_dirs), console)
 
 
 def _refuse_existing(sweep_dir: Path) -> None:
@@ -169,11 +153,11 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
                                f"(see `sweeper leaderboard {sweep_dir}`, or run the spec again with another --name)")
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
         options = replace(options, address=address or options.address)
-        _check_cache_dir(options.cache_dir)
+        check_cache_dir(options.cache_dir)
         _end_leftovers(meta.get("ray_session"), console)
         if options.address:
             check_address(options.address)
-        _check_weight_files(sweep_dir, meta.get("weight_files") or {})
+        check_weight_files(sweep_dir, meta.get("weight_files") or {})
         # No leaderboard: the driver was killed as the sweep started, before it wrote one.
         saved = leaderboard.read(sweep_dir) if (sweep_dir / leaderboard.FILE).is_file() else []
         check_experiment_state(results.experiment_of(sweep_dir), trials_recorded=len(saved))
@@ -183,7 +167,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
             raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint "
                                f"{index.fingerprint}, the sweep saw {meta.get('data_fingerprint')}); "
                                "run the spec as a new sweep instead")
-        results.update(sweep_dir, ray_session=_init_ray(options.address))  # at once: a kill may come next
+        results.update(sweep_dir, ray_session=init_ray(options.address))  # at once: a kill may come next
         check_resources(spec.budget, autoscaling=options.address is not None, console=console)
         return _tune(spec, sweep_dir, index, options, console, started=started, saved=saved)
 
@@ -237,7 +221,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     results.mark(sweep_dir, "running")
     try:
         with quiet_optuna(), ray_output_to(sweep_dir / "ray.log"):
-            tuner = _make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
+            tuner = make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
                                 reuse_workers=options.reuse_workers, resume=saved is not None)
             tuner.fit()
         pruner.prune_all()
@@ -285,69 +269,6 @@ def _ended(row: dict, experiment: str, objective: str) -> dict:
     return {"result": {k: last[k] for k in (objective, "epoch", f"best_{objective}", "best_epoch") if k in last}}
 
 
-def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
-    """Index the data, decode every image once at each size in the space, and summarise it."""
-    index = build_index(spec.data, spec.task)
-    image_size = spec.space.image_size
-    sizes = [int(image_size.low)] if isinstance(image_size, Range) else sorted(values_of(image_size))
-    for size in sizes:
-        with _progress(console) as progress:
-            task = progress.add_task(f"decoding images at {size} px", total=len(index.paths))
-            index, _ = images.load_images(
-                index, size, cache_dir, spec.data.on_bad_image, progress=lambda: progress.advance(task)
-            )
-    _print_data_summary(index, console)
-    return index
-
-
-def _make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: list[tune.Callback],
-                stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False):
-    """The Tune experiment at `experiment`; with `resume`, the same experiment continued from its saved state.
-
-    A resumed sweep is built exactly like a new one, rather than unpickled by `Tuner.restore`: the
-    callbacks must talk to this driver's display and progress board, not the killed driver's.
-    Tune then restores the trials and the searcher's history from the experiment's saved state.
-    """
-    from ray.tune.search.optuna import OptunaSearch
-
-    budget = spec.budget
-    searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler_for(spec))
-    scheduler = ResumableASHA(
-        time_attr="training_iteration",
-        max_t=budget.max_epochs,
-        grace_period=budget.grace_epochs,
-        reduction_factor=budget.reduction_factor,
-    )
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, context=context),
-        {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial},
-    )
-    return private_apis.make_tuner(
-        trainable,
-        resume=resume,
-        tune_config=tune.TuneConfig(
-            metric=spec.objective,
-            mode=spec.mode,
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=trial_count(spec),
-            max_concurrent_trials=budget.concurrent_trials,
-            time_budget_s=budget.time_limit,
-            reuse_actors=reuse_workers,  # keeps TensorFlow imported, and models warm, between trials
-            trial_dirname_creator=_trial_dirname,
-        ),
-        run_config=tune.RunConfig(
-            name=experiment.rstrip("/").rsplit("/", 1)[-1],
-            storage_path=experiment.rstrip("/").rsplit("/", 1)[0],
-            stop=tune.stopper.CombinedStopper(*stoppers),
-            failure_config=tune.FailureConfig(max_failures=budget.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointPruner prunes
-            callbacks=callbacks,
-            verbose=0,
-        ),
-    )
-
-
 def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialContext, console: Console) -> list[dict]:
     """Evaluate the best trial's best checkpoint on the test split; its row gains `test_*` columns."""
     best = next(iter(leaderboard.scored(rows, spec.objective)), None)
@@ -368,205 +289,12 @@ def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialCon
     return rows
 
 
-def _trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"  # Tune's default name spells out the config and gets too long
-
-
-def check_resources(budget, *, autoscaling: bool, console: Console) -> None:
-    """A trial that asks for more CPUs or GPUs than any Ray node has waits forever, silently (Ray's
-    warning goes to ray.log): refuse it before the sweep starts. On a cluster (--address) an
-    autoscaler may still add such a node, so there it is a warning."""
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    cpus, gpus = budget.cpus_per_trial, budget.gpus_per_trial
-    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
-        return
-    largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-    message = (f"budget: a trial asks for {cpus:g} CPUs and {gpus:g} GPUs (cpus_per_trial, gpus_per_trial), but no Ray "
-               f"node has that much (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
-    if not autoscaling:
-        raise SweeperError(message)
-    console.print(f"[yellow]warning:[/] {escape(message)}; trials wait until a node that large joins the cluster")
-
-
-def check_address(address: str, timeout_s: float = 5.0) -> None:
-    """A one-line error when nothing answers at a `HOST:PORT` (or `ray://HOST:PORT`) cluster address.
-
-    `auto` and other forms are left to Ray, which says itself when it finds no cluster.
-    """
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        if address != "auto":
-            raise SweeperError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
-        return
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise SweeperError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
-                           "start one with `ray start --head` or check the address") from None
-
-
-def _init_ray(address: str | None) -> dict | None:
-    """Start (or attach to) Ray; returns the local Ray session this call started, or None."""
-    if ray.is_initialized():
-        return None
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Save the experiment's state at least every second (Tune's default is every 10 s or more), so a
-    # killed driver loses at most the trials started in the last second; the warning that saves come
-    # often is moot here: trials' checkpoints force a save too.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        if address:
-            raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
-        raise
-    return None if address else leftovers.current_session()
-
-
 def _end_leftovers(recorded: dict | None, console: Console) -> None:
     """A resume after a driver was killed: end the local Ray processes it left, and only those."""
     ended = leftovers.end_session(recorded)
     if ended:
         console.print(f"ended {ended} Ray processes the stopped driver had left running (its Ray session "
                       f"{recorded['name']})", markup=False, highlight=False)
-
-
-class StopAt(tune.Stopper):
-    """Ends the whole sweep once any trial reaches the target value of the objective."""
-
-    def __init__(self, metric: str, mode: str, target: float):
-        self.metric, self.mode, self.target, self.reached = metric, mode, target, False
-
-    def __call__(self, trial_id, result) -> bool:
-        value = result.get(self.metric)
-        if value is not None and Objective(self.metric, self.mode).reached(value, self.target):
-            self.reached = True
-        return False
-
-    def stop_all(self) -> bool:
-        return self.reached
-
-
-class EarlyEnd:
-    """Whether the sweep ended before its budget on purpose: a stopper's (stop_at, the failure
-    guard) or the time limit; not an interruption."""
-
-    def __init__(self, stoppers: list[tune.Stopper], time_limit: float | None):
-        self.stoppers, self.time_limit, self.started = stoppers, time_limit, time.time()
-
-    def __call__(self) -> bool:
-        timed_out = self.time_limit is not None and time.time() - self.started >= self.time_limit
-        return timed_out or any(stopper.stop_all() for stopper in self.stoppers)
-
-
-class FailureGuard(tune.Callback, tune.Stopper):
-    """Stops a sweep whose first `limit` trials all failed before reporting anything, instead of
-    failing through the whole budget (bad weights, data the model cannot take, a space that diverges)."""
-
-    def __init__(self, limit: int, saved: list[dict] = ()):
-        # A resumed sweep counts the trials of its earlier sessions too.
-        self.limit = limit
-        self.failed = sum(r["status"] in ("error", "diverged") for r in saved)
-        self.reported = any(r.get("epochs") for r in saved)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.reported = True
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self.failed += 1
-
-    def __call__(self, trial_id, result) -> bool:
-        return False
-
-    def stop_all(self) -> bool:
-        return not self.reported and self.failed >= self.limit
-
-
-class LeaderboardCallback(tune.Callback):
-    """Rewrites the leaderboard files whenever a trial starts, reports or ends. `rows` is {trial_id: row}.
-
-    A resumed sweep starts from its `saved` rows: ended trials keep theirs, whatever Tune's saved
-    state (which can lag a moment behind) says of them.
-    """
-
-    def __init__(self, sweep_dir: Path, spec: Spec, saved: list[dict] | None, experiment: str, early_end: EarlyEnd):
-        self.sweep_dir, self.spec, self.experiment, self.early_end = sweep_dir, spec, experiment, early_end
-        self.rows: dict[str, dict] = {r["trial_id"]: r for r in saved or []}
-        self.ended_before = {trial_id for trial_id, r in self.rows.items() if r["status"] in ENDED}
-        self.reconciled = saved is None
-
-    def on_step_begin(self, iteration, trials, **info):
-        if not self.reconciled:  # the first step of a resumed sweep: Tune has restored its trials
-            self.reconciled = True
-            self._forget_unknown({trial.trial_id for trial in trials})
-
-    def _forget_unknown(self, known: set[str]) -> None:
-        """Drop the running trials Tune's saved state does not know: started just before the driver
-        was killed, after the last save. Their configurations are proposed again, as new trials;
-        their folders are moved aside, not deleted. An ended trial's row is never dropped."""
-        for trial_id in set(self.rows) - known - self.ended_before:
-            del self.rows[trial_id]
-            move_trial_folder_aside(self.experiment, trial_id)
-        self._write()
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        if trial.trial_id not in self.ended_before:
-            self._update(trial, "running", trial.last_result or {})
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if trial.trial_id not in self.ended_before:
-            self._update(trial, "running", result)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.ended_before:
-            return
-        result = trial.last_result or {}
-        status = "completed" if result.get("epoch", 0) >= self.spec.budget.max_epochs else "stopped"
-        self._update(trial, status, result)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.ended_before:
-            return
-        message = _error_message(trial)
-        diverged = "TrialDiverged: " in message
-        self._update(trial, "diverged" if diverged else "error", trial.last_result or {},
-                     message.split("TrialDiverged: ", 1)[-1] if diverged else message)
-
-    def on_experiment_end(self, trials, **info):
-        # A sweep that ends early (stop_at, the failure guard, the time limit) terminates its running
-        # trials without telling on_trial_complete. Otherwise (Ctrl+C) they stay `running`, to resume.
-        if not self.early_end():
-            return
-        for trial in trials:
-            if self.rows.get(trial.trial_id, {}).get("status") == "running" and trial.status == "TERMINATED":
-                self._update(trial, "stopped", trial.last_result or {})
-
-    def _update(self, trial, status, result, error=""):
-        self.rows[trial.trial_id] = leaderboard.make_row(
-            trial_id=trial.trial_id, status=status, config=trial.config, result=result,
-            objective=self.spec.objective, error=error,
-        )
-        self._write()
-
-    def _write(self) -> None:
-        rows = leaderboard.ranked(self.rows.values(), self.spec.objective, self.spec.mode)
-        leaderboard.write(self.sweep_dir, rows, self.spec.objective)
-
-
-def _error_message(trial) -> str:
-    """The last line of the trial's traceback: the exception and its message."""
-    path = getattr(trial, "error_file", None)
-    if path and Path(path).is_file():
-        text = Path(path).read_text()
-        if "The actor died unexpectedly" in text and "OutOfMemoryError" not in text:  # Ray's words run long
-            return ("the trial's worker process died: killed by the system (often the out-of-memory killer) "
-                    "or its node was lost")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        if lines:
-            return lines[-1][:500]
-    return "the trial failed (no error message was recorded)"
 
 
 def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
@@ -595,91 +323,3 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
     results.write_meta(sweep_dir, meta)
 
 
-def _weight_files(spec: Spec, weights_dirs: tuple[str, ...]) -> dict[str, str | None]:
-    """The local weight file of each pretrained backbone in the space, at each image size the data
-    was decoded at, {"backbone@size": path or None}; recorded, so that a resume can check them."""
-    if spec.weights != "imagenet":
-        return {}
-    size = spec.space.image_size
-    sizes = [int(size.low)] if isinstance(size, Range) else sorted(values_of(size))
-    found = {}
-    for name in values_of(spec.space.backbone):
-        backbone = REGISTRY[name]
-        for px in sizes if backbone.pretrained else ():
-            local = find_local(backbone, px, weights_dirs)
-            found[f"{name}@{px}"] = str(local) if local else None
-    return found
-
-
-def _warn_missing_weights(weight_files: dict[str, str | None], console: Console) -> None:
-    for name in dict.fromkeys(key.split("@")[0] for key, path in weight_files.items() if path is None):
-        console.print(
-            f"[yellow]warning:[/] no local ImageNet weights for {name}; `run` will have Keras download them before "
-            "the sweep starts, and stop if that fails (pass --weights-dir or set $SWEEPER_WEIGHTS to use local files)"
-        )
-
-
-FETCH_TIMEOUT_S = 900  # ResNet50's no-top file is 94 MB
-
-
-def _fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tuple[str, ...],
-                           console: Console) -> dict[str, str | None]:
-    """Weights no searched folder holds are downloaded by Keras before the sweep starts, in a Ray
-    worker. Trials used to try this each on their own: offline, TPE kept proposing the backbone and
-    most of the budget ended in errors. A failed download stops the sweep here, in one line."""
-    found = dict(weight_files)
-    fetch = ray.remote(num_cpus=0)(weight_lookup.fetch)
-    for key in [key for key, path in found.items() if path is None]:
-        name, size = key.split("@")
-        backbone = REGISTRY[name]
-        console.print(f"{name}: no local ImageNet weights; downloading them with Keras", markup=False)
-        try:
-            error = ray.get(fetch.remote(backbone, int(size)), timeout=FETCH_TIMEOUT_S)
-        except ray.exceptions.GetTimeoutError:
-            error = f"no answer in {FETCH_TIMEOUT_S} s"
-        local = find_local(backbone, int(size), weights_dirs)
-        if local is None and error:
-            raise SweeperError(f"{weight_lookup.missing_message(backbone, int(size), weights_dirs)}; "
-                               f"the download failed too ({error})")
-        found[key] = str(local) if local else None  # None: downloaded on another node, where trials find it
-    return found
-
-
-def _check_weight_files(sweep_dir: Path, weight_files: dict[str, str | None]) -> None:
-    """Refuse, before Ray starts, to resume a sweep whose weight files have gone since it ran."""
-    gone = [(key, path) for key, path in weight_files.items() if path and not Path(path).is_file()]
-    if gone:
-        key, path = gone[0]
-        raise SweeperError(f"{sweep_dir}: the ImageNet weights this sweep used for {key.replace('@', ' at ')} px "
-                           f"are gone ({path}); put the file back to resume it")
-
-
-def _print_data_summary(index: DatasetIndex, console: Console) -> None:
-    summary = index.summary()
-    kind = f"{len(index.classes)} classes" if index.classes else "regression targets"
-    console.print(f"data: {summary['images']} images, {kind}, fingerprint {summary['fingerprint']}")
-    splits = list(summary["per_split"])
-    table = Table()
-    if index.classes:
-        table.add_column("class")
-        rows = [(name, [summary["per_split"][s][name] for s in splits]) for name in index.classes]
-    else:
-        table.add_column("target")
-        stats = ("images", "mean", "std", "min", "max", "rmse_of_train_mean")
-        rows = [(stat, [summary["per_split"][s][stat] for s in splits]) for stat in stats]
-    for split in splits:
-        table.add_column(split, justify="right")
-    for name, values in rows:
-        table.add_row(Text(name), *(f"{v:g}" for v in values))  # a class name is text, not markup
-    console.print(table)
-    if index.skipped:
-        shown = "; ".join(f"{p} ({r})" for p, r in index.skipped[:3])
-        more = f" and {len(index.skipped) - 3} more, listed in data_summary.json" if len(index.skipped) > 3 else ""
-        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {escape(shown + more)}", highlight=False)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False,
-    )

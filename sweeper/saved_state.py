@@ -51,7 +51,8 @@ NAMES = {
     # Functions kept as references in the state (never called while unpickling).
     ("optuna.samplers._tpe.sampler", "default_gamma"), ("optuna.samplers._tpe.sampler", "default_weights"),
     ("optuna.samplers._tpe.sampler", "hyperopt_default_gamma"),
-    ("ray.train._internal.storage", "_upload_to_fs_path"), ("sweeper.driver", "_trial_dirname"),
+    ("ray.train._internal.storage", "_upload_to_fs_path"), ("sweeper.tuner", "trial_dirname"),
+    ("sweeper.driver", "_trial_dirname"),  # its name in sweeps saved before tuner.py existed
 }
 CLASS_MODULES = ("optuna", "ray.tune", "ray.train", "ray.air", "pyarrow._fs", "numpy.dtypes", "sweeper")
 # What REDUCE may call besides classes: the reconstructors above.

@@ -751,7 +751,7 @@ def test_cli_run_with_an_escaping_csv_path_exits_2_before_starting_ray(tmp_path,
 
     was_initialized = ray.is_initialized()  # another test file may hold a session-wide Ray
     calls = []
-    monkeypatch.setattr(driver, "_init_ray", lambda address: calls.append(address))
+    monkeypatch.setattr(driver, "init_ray", lambda address: calls.append(address))
     monkeypatch.setattr(ray, "init", lambda *a, **k: calls.append("ray.init"))
 
     root = tmp_path / "data"

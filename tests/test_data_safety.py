@@ -173,12 +173,12 @@ def test_resume_refuses_a_tampered_state_and_runs_nothing_in_it(tmp_path, digits
 def test_the_verifier_refuses_every_way_a_pickle_runs_code_and_passes_real_state():
     import pickle
 
-    from sweeper import driver
     from sweeper.saved_state import UnsafeState, verify_pickle
+    from sweeper.tuner import trial_dirname
 
     class CallsAFunction:  # a listed function, called rather than referenced
         def __reduce__(self):
-            return (driver._trial_dirname, (None,))
+            return (trial_dirname, (None,))
 
     for payload in (pickle.dumps(_RunsCode(Path("x"))), pickle.dumps(_RunsCode(Path("x")), protocol=0), pickle.dumps(eval),
                     pickle.dumps(CallsAFunction()), b"\x80\x04\x95"):
@@ -217,12 +217,12 @@ def test_class_names_with_brackets_show_in_the_data_summary(capsys):
     from rich.console import Console
 
     from sweeper.data import DatasetIndex
-    from sweeper.driver import _print_data_summary
+    from sweeper.preparation import print_data_summary
 
     index = DatasetIndex(paths=("/a.png", "/b.png"), targets=np.array([0, 1]), splits=np.array(["train", "train"]),
                          classes=("[bold]cats", "dogs [/x]"), skipped=(("/c [edited].png", "unreadable [word]"),))
     index.__dict__["fingerprint"] = "f" * 16  # no files to stat
-    _print_data_summary(index, Console(width=200))
+    print_data_summary(index, Console(width=200))
     out = capsys.readouterr().out
     assert "[bold]cats" in out and "dogs [/x]" in out and "/c [edited].png (unreadable [word])" in out
 

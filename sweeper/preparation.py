@@ -1,0 +1,143 @@
+"""Before the first trial: the data indexed, decoded once per size and summarised; the cache
+folder checked; the ImageNet weight file of every backbone found, or downloaded by Keras.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from . import images
+from . import weights as weight_lookup
+from .backbones import REGISTRY
+from .data import DatasetIndex, build_index
+from .errors import SweeperError
+from .spec import Range, Spec, values_of
+from .weights import find_local, search_dirs
+
+
+def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
+    """Index the data, decode every image once at each size in the space, and summarise it."""
+    index = build_index(spec.data, spec.task)
+    image_size = spec.space.image_size
+    sizes = [int(image_size.low)] if isinstance(image_size, Range) else sorted(values_of(image_size))
+    for size in sizes:
+        with _progress(console) as progress:
+            task = progress.add_task(f"decoding images at {size} px", total=len(index.paths))
+            index, _ = images.load_images(
+                index, size, cache_dir, spec.data.on_bad_image, progress=lambda: progress.advance(task)
+            )
+    print_data_summary(index, console)
+    return index
+
+
+def check_cache_dir(cache_dir: Path) -> None:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweeperError(f"--cache-dir {cache_dir}: cannot be the cache folder ({exc.strerror})") from None
+
+
+def preview(spec: Spec, weights_dir: Path | None, console: Console) -> None:
+    """What `run --dry-run` checks without training: the data as it would be indexed (not decoded)
+    and the weight files each pretrained backbone in the space would use."""
+    index = build_index(spec.data, spec.task)
+    print_data_summary(index, console)
+    weights_dirs = tuple(str(d) for d in search_dirs(weights_dir or spec.weights_dir))
+    warn_missing_weights(weight_files_of(spec, weights_dirs), console)
+
+
+def weight_files_of(spec: Spec, weights_dirs: tuple[str, ...]) -> dict[str, str | None]:
+    """The local weight file of each pretrained backbone in the space, at each image size the data
+    was decoded at, {"backbone@size": path or None}; recorded, so that a resume can check them."""
+    if spec.weights != "imagenet":
+        return {}
+    size = spec.space.image_size
+    sizes = [int(size.low)] if isinstance(size, Range) else sorted(values_of(size))
+    found = {}
+    for name in values_of(spec.space.backbone):
+        backbone = REGISTRY[name]
+        for px in sizes if backbone.pretrained else ():
+            local = find_local(backbone, px, weights_dirs)
+            found[f"{name}@{px}"] = str(local) if local else None
+    return found
+
+
+def warn_missing_weights(weight_files: dict[str, str | None], console: Console) -> None:
+    for name in dict.fromkeys(key.split("@")[0] for key, path in weight_files.items() if path is None):
+        console.print(
+            f"[yellow]warning:[/] no local ImageNet weights for {name}; `run` will have Keras download them before "
+            "the sweep starts, and stop if that fails (pass --weights-dir or set $SWEEPER_WEIGHTS to use local files)"
+        )
+
+
+FETCH_TIMEOUT_S = 900  # ResNet50's no-top file is 94 MB
+
+
+def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tuple[str, ...],
+                           console: Console) -> dict[str, str | None]:
+    """Weights no searched folder holds are downloaded by Keras before the sweep starts, in a Ray
+    worker. Trials used to try this each on their own: offline, TPE kept proposing the backbone and
+    most of the budget ended in errors. A failed download stops the sweep here, in one line."""
+    found = dict(weight_files)
+    fetch = ray.remote(num_cpus=0)(weight_lookup.fetch)
+    for key in [key for key, path in found.items() if path is None]:
+        name, size = key.split("@")
+        backbone = REGISTRY[name]
+        console.print(f"{name}: no local ImageNet weights; downloading them with Keras", markup=False)
+        try:
+            error = ray.get(fetch.remote(backbone, int(size)), timeout=FETCH_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            error = f"no answer in {FETCH_TIMEOUT_S} s"
+        local = find_local(backbone, int(size), weights_dirs)
+        if local is None and error:
+            raise SweeperError(f"{weight_lookup.missing_message(backbone, int(size), weights_dirs)}; "
+                               f"the download failed too ({error})")
+        found[key] = str(local) if local else None  # None: downloaded on another node, where trials find it
+    return found
+
+
+def check_weight_files(sweep_dir: Path, weight_files: dict[str, str | None]) -> None:
+    """Refuse, before Ray starts, to resume a sweep whose weight files have gone since it ran."""
+    gone = [(key, path) for key, path in weight_files.items() if path and not Path(path).is_file()]
+    if gone:
+        key, path = gone[0]
+        raise SweeperError(f"{sweep_dir}: the ImageNet weights this sweep used for {key.replace('@', ' at ')} px "
+                           f"are gone ({path}); put the file back to resume it")
+
+
+def print_data_summary(index: DatasetIndex, console: Console) -> None:
+    summary = index.summary()
+    kind = f"{len(index.classes)} classes" if index.classes else "regression targets"
+    console.print(f"data: {summary['images']} images, {kind}, fingerprint {summary['fingerprint']}")
+    splits = list(summary["per_split"])
+    table = Table()
+    if index.classes:
+        table.add_column("class")
+        rows = [(name, [summary["per_split"][s][name] for s in splits]) for name in index.classes]
+    else:
+        table.add_column("target")
+        stats = ("images", "mean", "std", "min", "max", "rmse_of_train_mean")
+        rows = [(stat, [summary["per_split"][s][stat] for s in splits]) for stat in stats]
+    for split in splits:
+        table.add_column(split, justify="right")
+    for name, values in rows:
+        table.add_row(Text(name), *(f"{v:g}" for v in values))  # a class name is text, not markup
+    console.print(table)
+    if index.skipped:
+        shown = "; ".join(f"{p} ({r})" for p, r in index.skipped[:3])
+        more = f" and {len(index.skipped) - 3} more, listed in data_summary.json" if len(index.skipped) > 3 else ""
+        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {escape(shown + more)}", highlight=False)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=False,
+    )

@@ -1,0 +1,126 @@
+"""Tune's assembly for a sweep: the Tuner (trainable, Optuna searcher, ASHA, storage,
+checkpoints), and Ray itself: starting or attaching to it, and checking what a trial asks for.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import ray
+from ray import tune
+from rich.console import Console
+from rich.markup import escape
+
+from . import leftovers, private_apis
+from .errors import SweeperError
+from .resumable import ResumableASHA
+from .search_space import DefineByRun, sampler_for
+from .space import trial_count
+from .spec import Spec
+from .trial import TrialContext, run_trial
+
+
+def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: list[tune.Callback],
+                stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False):
+    """The Tune experiment at `experiment`; with `resume`, the same experiment continued from its saved state.
+
+    A resumed sweep is built exactly like a new one, rather than unpickled by `Tuner.restore`: the
+    callbacks must talk to this driver's display and progress board, not the killed driver's.
+    Tune then restores the trials and the searcher's history from the experiment's saved state.
+    """
+    from ray.tune.search.optuna import OptunaSearch
+
+    budget = spec.budget
+    searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler_for(spec))
+    scheduler = ResumableASHA(
+        time_attr="training_iteration",
+        max_t=budget.max_epochs,
+        grace_period=budget.grace_epochs,
+        reduction_factor=budget.reduction_factor,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, context=context),
+        {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial},
+    )
+    return private_apis.make_tuner(
+        trainable,
+        resume=resume,
+        tune_config=tune.TuneConfig(
+            metric=spec.objective,
+            mode=spec.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=trial_count(spec),
+            max_concurrent_trials=budget.concurrent_trials,
+            time_budget_s=budget.time_limit,
+            reuse_actors=reuse_workers,  # keeps TensorFlow imported, and models warm, between trials
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment.rstrip("/").rsplit("/", 1)[-1],
+            storage_path=experiment.rstrip("/").rsplit("/", 1)[0],
+            stop=tune.stopper.CombinedStopper(*stoppers),
+            failure_config=tune.FailureConfig(max_failures=budget.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointPruner prunes
+            callbacks=callbacks,
+            verbose=0,
+        ),
+    )
+
+
+def trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"  # Tune's default name spells out the config and gets too long
+
+
+def check_resources(budget, *, autoscaling: bool, console: Console) -> None:
+    """A trial that asks for more CPUs or GPUs than any Ray node has waits forever, silently (Ray's
+    warning goes to ray.log): refuse it before the sweep starts. On a cluster (--address) an
+    autoscaler may still add such a node, so there it is a warning."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    cpus, gpus = budget.cpus_per_trial, budget.gpus_per_trial
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        return
+    largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+    message = (f"budget: a trial asks for {cpus:g} CPUs and {gpus:g} GPUs (cpus_per_trial, gpus_per_trial), but no Ray "
+               f"node has that much (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
+    if not autoscaling:
+        raise SweeperError(message)
+    console.print(f"[yellow]warning:[/] {escape(message)}; trials wait until a node that large joins the cluster")
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line error when nothing answers at a `HOST:PORT` (or `ray://HOST:PORT`) cluster address.
+
+    `auto` and other forms are left to Ray, which says itself when it finds no cluster.
+    """
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        if address != "auto":
+            raise SweeperError(f"--address {address}: expected HOST:PORT (e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SweeperError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                           "start one with `ray start --head` or check the address") from None
+
+
+def init_ray(address: str | None) -> dict | None:
+    """Start (or attach to) Ray; returns the local Ray session this call started, or None."""
+    if ray.is_initialized():
+        return None
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Save the experiment's state at least every second (Tune's default is every 10 s or more), so a
+    # killed driver loses at most the trials started in the last second; the warning that saves come
+    # often is moot here: trials' checkpoints force a save too.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        if address:
+            raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
+        raise
+    return None if address else leftovers.current_session()
