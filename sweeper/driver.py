@@ -109,7 +109,7 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             ray_session = init_ray(options.address)
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
             weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs), options.weights_dirs,
-                                                  console)
+                                                 console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session)
             return _tune(spec, sweep_dir, index, options, console, started=started)
     except BaseException:
@@ -222,7 +222,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     try:
         with quiet_optuna(), ray_output_to(sweep_dir / "ray.log"):
             tuner = make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
-                                reuse_workers=options.reuse_workers, resume=saved is not None)
+                               reuse_workers=options.reuse_workers, resume=saved is not None)
             tuner.fit()
         pruner.prune_all()
     except KeyboardInterrupt:  # a second Ctrl+C: Tune stops at once

@@ -22,7 +22,7 @@ from .trial import TrialContext, run_trial
 
 
 def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: list[tune.Callback],
-                stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False):
+               stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False):
     """The Tune experiment at `experiment`; with `resume`, the same experiment continued from its saved state.
 
     A resumed sweep is built exactly like a new one, rather than unpickled by `Tuner.restore`: the
