@@ -64,37 +64,44 @@ class WarmModel:
         optimizer.learning_rate = learning_rate
 
 
-_POOL: OrderedDict[tuple, WarmModel] = OrderedDict()
-_last: WarmModel | None = None  # the model of this worker's previous trial
-_registered: set[str] = set()  # TF's gradient registrations when that trial started
+class ModelPool:
+    """A worker's warm models: the last few built, by structure, and the gradients TensorFlow
+    registered for each (dropped with the model, or the worker's memory grows)."""
+
+    def __init__(self):
+        self.models: OrderedDict[tuple, WarmModel] = OrderedDict()
+        self.last: WarmModel | None = None  # the model of this worker's previous trial
+        self.registered: set[str] = set()  # TF's gradient registrations when that trial started
+
+    def prepare(self, config: TrialConfig, *, seed: int, task: str, n_classes: int, weights: str, weights_dir=None,
+                target_stats=None, use_feature_cache: bool = True) -> WarmModel:
+        """The trial's model, reset for it: reused from this worker's last trials when one has its structure."""
+        if self.last is not None:
+            self.last._gradients |= set(tf_gradient_registry()) - self.registered
+        key = (replace(config, learning_rate=0.0, batch_size=0), task, n_classes, weights, str(weights_dir),
+               target_stats, use_feature_cache)
+        warm = self.models.pop(key, None)
+        if warm is None:
+            keras.backend.clear_session(free_memory=True)  # lets go of the models the pool has dropped
+            keras.utils.set_random_seed(seed)
+            warm = _build(config, task=task, n_classes=n_classes, weights=weights, weights_dir=weights_dir,
+                          target_stats=target_stats, use_feature_cache=use_feature_cache)
+        pooled = [*self.models.values(), warm]
+        dropped = [self.last] if self.last is not None and all(self.last is not w for w in pooled) else []
+        if warm.weights_used is not None:  # random backbones are not reset, so never reused
+            self.models[key] = warm
+            while len(self.models) > 1 and (len(self.models) > KEEP_MODELS
+                                            or sum(w.sizes["size_mb"] for w in self.models.values()) > KEEP_MB):
+                dropped.append(self.models.popitem(last=False)[1])
+        for old in dropped:
+            _forget_gradients(old)
+        warm.reset(seed, config.learning_rate)
+        self.last, self.registered = warm, set(tf_gradient_registry())
+        return warm
 
 
-def prepare(config: TrialConfig, *, seed: int, task: str, n_classes: int, weights: str, weights_dir=None,
-            target_stats=None, use_feature_cache: bool = True) -> WarmModel:
-    """The trial's model, reset for it: reused from this worker's last trials when one has its structure."""
-    global _last, _registered
-    if _last is not None:
-        _last._gradients |= set(tf_gradient_registry()) - _registered
-    key = (replace(config, learning_rate=0.0, batch_size=0), task, n_classes, weights, str(weights_dir),
-           target_stats, use_feature_cache)
-    warm = _POOL.pop(key, None)
-    if warm is None:
-        keras.backend.clear_session(free_memory=True)  # lets go of the models the pool has dropped
-        keras.utils.set_random_seed(seed)
-        warm = _build(config, task=task, n_classes=n_classes, weights=weights, weights_dir=weights_dir,
-                      target_stats=target_stats, use_feature_cache=use_feature_cache)
-    pooled = [*_POOL.values(), warm]
-    dropped = [_last] if _last is not None and all(_last is not w for w in pooled) else []
-    if warm.weights_used is not None:  # random backbones are not reset, so never reused
-        _POOL[key] = warm
-        while len(_POOL) > 1 and (len(_POOL) > KEEP_MODELS
-                                  or sum(w.sizes["size_mb"] for w in _POOL.values()) > KEEP_MB):
-            dropped.append(_POOL.popitem(last=False)[1])
-    for old in dropped:
-        _forget_gradients(old)
-    warm.reset(seed, config.learning_rate)
-    _last, _registered = warm, set(tf_gradient_registry())
-    return warm
+POOL = ModelPool()  # this worker's: Ray reuses a worker process from trial to trial
+prepare = POOL.prepare
 
 
 def _forget_gradients(warm: WarmModel) -> None:

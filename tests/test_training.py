@@ -89,7 +89,7 @@ def _trial(config, seed, *, use_feature_cache, tmp_path):
 @needs_assets
 @pytest.mark.parametrize("unfreeze", [0, 14])
 def test_a_reused_model_trains_exactly_like_a_fresh_one(tmp_path, unfreeze):
-    warm_models._POOL.clear()
+    warm_models.POOL.models.clear()
     config = TrialConfig(**MOBILENET_CONFIG, unfreeze=unfreeze, learning_rate=0.01)
     first, fresh_weights = _trial(config, seed=7, use_feature_cache=True, tmp_path=tmp_path)
     # Another trial of the same structure (other seed and learning rate) gets the same model object...
@@ -117,7 +117,7 @@ def test_a_reused_model_trains_exactly_like_a_fresh_one(tmp_path, unfreeze):
 @needs_assets
 def test_cached_features_and_images_train_the_same_weights(tmp_path):
     """The same trial trained on cached features and on images ends with the same whole model."""
-    warm_models._POOL.clear()
+    warm_models.POOL.models.clear()
     config = TrialConfig(**{**MOBILENET_CONFIG, "head_dropout": 0.0}, unfreeze=14, optimizer="sgd",
                          learning_rate=0.01)
     cached, cached_weights = _trial(config, seed=3, use_feature_cache=True, tmp_path=tmp_path)
@@ -131,22 +131,22 @@ def test_cached_features_and_images_train_the_same_weights(tmp_path):
 @needs_assets
 def test_the_pool_keeps_a_bounded_number_of_models(tmp_path, monkeypatch):
     monkeypatch.setattr(warm_models, "KEEP_MODELS", 2)
-    warm_models._POOL.clear()
+    warm_models.POOL.models.clear()
     for unfreeze in (0, 1, 2):
         warm_models.prepare(TrialConfig(**MOBILENET_CONFIG, unfreeze=unfreeze), seed=1, task="classification",
                             n_classes=3, weights="imagenet", weights_dir=str(WEIGHTS))
-    assert [key[0].unfreeze for key in warm_models._POOL] == [1, 2]  # the oldest went
+    assert [key[0].unfreeze for key in warm_models.POOL.models] == [1, 2]  # the oldest went
     monkeypatch.setattr(warm_models, "KEEP_MB", 1.0)  # MobileNetV2-0.35 is 1.6 MB: one model only, the newest
     warm_models.prepare(TrialConfig(**MOBILENET_CONFIG, unfreeze=3), seed=1, task="classification",
                         n_classes=3, weights="imagenet", weights_dir=str(WEIGHTS))
-    assert [key[0].unfreeze for key in warm_models._POOL] == [3]
+    assert [key[0].unfreeze for key in warm_models.POOL.models] == [3]
 
 
 @needs_assets
 def test_a_worker_building_model_after_model_does_not_keep_their_gradients(tmp_path, monkeypatch):
     """TF registers custom gradients globally for every traced training step; dropped models' go."""
     monkeypatch.setattr(warm_models, "KEEP_MODELS", 2)
-    warm_models._POOL.clear()
+    warm_models.POOL.models.clear()
     registry = private_apis.tf_gradient_registry()
     sizes = []
     for units in [(8,), (16,), (24,), (32,), (40,), (48,)]:  # every trial a new structure
