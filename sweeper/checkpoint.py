@@ -46,9 +46,10 @@ def load_model(folder: Path, *, task: str, n_classes: int):
 
 def find(sweep_dir: Path, trial_id: str) -> Path:
     """The folder of the checkpoint Tune kept for a trial (its best epoch)."""
+    from .errors import CheckpointMissing
     from .results import trial_folder
 
     found = sorted(trial_folder(sweep_dir, trial_id).glob(f"checkpoint_*/{META_FILE}"))
     if not found:
-        raise FileNotFoundError(f"{sweep_dir}: trial {trial_id} has no checkpoint")
+        raise CheckpointMissing(f"{sweep_dir}: trial {trial_id} has no checkpoint")
     return found[-1].parent

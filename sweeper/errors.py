@@ -13,6 +13,10 @@ class DataError(SweeperError):
     """The data set cannot be used: the message names the file or folder."""
 
 
+class CheckpointMissing(SweeperError):
+    """A trial kept no checkpoint (it ended before its first epoch, or its folder was removed)."""
+
+
 class ParityError(SweeperError):
     """An exported model does not reproduce what the sweep measured: the bundle is not written."""
 

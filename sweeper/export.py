@@ -25,7 +25,7 @@ from rich.table import Table
 from . import __version__, checkpoint, images, leaderboard, results
 from .bundle import FORMAT, MANIFEST, quiet_native_stderr, to_probabilities
 from .data import DatasetIndex, build_index
-from .errors import ParityError, SweeperError
+from .errors import CheckpointMissing, ParityError, SweeperError
 from .files import fsync_dir, fsync_tree
 
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
@@ -166,7 +166,7 @@ def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir:
 def _has_checkpoint(sweep_dir: Path, trial_id: str) -> bool:
     try:
         checkpoint.find(sweep_dir, trial_id)
-    except FileNotFoundError:
+    except CheckpointMissing:
         return False
     return True
 
