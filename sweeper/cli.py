@@ -183,7 +183,7 @@ def _dispatch(args, console: Console) -> int:
             from .schedule import print_plan
 
             print_plan(spec, console)
-            preview(spec, args.weights_dir, console)
+            preview(spec, RunOptions(weights_dir=args.weights_dir).resolved(spec).weights_dirs, console)
             return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,

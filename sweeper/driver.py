@@ -33,7 +33,7 @@ from .live import LiveView, SweepInfo, ray_output_to
 from .preparation import check_cache_dir, check_weight_files, fetch_missing_weights, prepare_data, weight_files_of
 from .progress import ProgressBoard
 from .resumable import CheckpointPruner, KeepEndedResults
-from .saved_state import check_experiment_state, verify_experiment
+from .saved_state import check_experiment_state
 from .search_space import quiet_optuna
 from .space import space_size, trial_count
 from .spec import Spec
@@ -160,8 +160,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
         check_weight_files(sweep_dir, meta.get("weight_files") or {})
         # No leaderboard: the driver was killed as the sweep started, before it wrote one.
         saved = leaderboard.read(sweep_dir) if (sweep_dir / leaderboard.FILE).is_file() else []
-        check_experiment_state(results.experiment_of(sweep_dir), trials_recorded=len(saved))
-        verify_experiment(results.experiment_of(sweep_dir))  # before Tune unpickles anything in it
+        check_experiment_state(results.experiment_of(sweep_dir), trials_recorded=len(saved))  # before Tune reads it
         index = prepare_data(spec, options.cache_dir, console)
         if index.fingerprint != meta.get("data_fingerprint"):
             raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint "

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .private_apis import ray_node
+from .results import alive
 
 
 def current_session() -> dict | None:
@@ -42,7 +43,7 @@ def end_session(recorded: dict | None, grace_s: float = 3.0) -> int:
             except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + grace_s
-        while sig == signal.SIGTERM and time.monotonic() < deadline and any(_alive(p) for p in found):
+        while sig == signal.SIGTERM and time.monotonic() < deadline and any(alive(p) for p in found):
             time.sleep(0.1)
     return len(found)
 
@@ -72,16 +73,3 @@ def session_processes(name: str) -> list[int]:
         frontier = {pid for pid, ppid in parent.items() if ppid in frontier and pid not in found}
         found |= frontier
     return sorted(found)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead, though it still has a pid
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False

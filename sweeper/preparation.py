@@ -19,7 +19,7 @@ from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .spec import Range, Spec, values_of
-from .weights import find_local, search_dirs
+from .weights import find_local
 
 
 def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
@@ -44,12 +44,10 @@ def check_cache_dir(cache_dir: Path) -> None:
         raise SweeperError(f"--cache-dir {cache_dir}: cannot be the cache folder ({exc.strerror})") from None
 
 
-def preview(spec: Spec, weights_dir: Path | None, console: Console) -> None:
+def preview(spec: Spec, weights_dirs: tuple[str, ...], console: Console) -> None:
     """What `run --dry-run` checks without training: the data as it would be indexed (not decoded)
     and the weight files each pretrained backbone in the space would use."""
-    index = build_index(spec.data, spec.task)
-    print_data_summary(index, console)
-    weights_dirs = tuple(str(d) for d in search_dirs(weights_dir or spec.weights_dir))
+    print_data_summary(build_index(spec.data, spec.task), console)
     warn_missing_weights(weight_files_of(spec, weights_dirs), console)
 
 

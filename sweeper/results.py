@@ -58,7 +58,7 @@ def state_of(sweep_dir: Path) -> str:
 
 
 def alive(pid) -> bool:
-    """Whether a process with this id runs on this machine (the feature cache asks it of chunk claimers)."""
+    """Whether a process with this id runs on this machine (feature-cache claimers, Ray leftovers)."""
     if not isinstance(pid, int):
         return False
     try:
@@ -67,7 +67,10 @@ def alive(pid) -> bool:
         return False
     except PermissionError:  # someone else's process: it exists
         return True
-    return True
+    try:  # a zombie has a pid but is dead (a killed child its parent has not reaped)
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): the signal said it exists
 
 
 def require_sweep(sweep_dir: Path) -> dict:

@@ -9,8 +9,8 @@ unpickler that resolves only the names sweeper's own sweeps pickle (checked on r
 Tune's trial, storage and checkpoint classes, Optuna's study and samplers, numpy arrays and
 random states, sweeper's spec and stoppers) and calls only classes and a few known
 reconstructors. A file that names anything else is refused and nothing in it runs.
-`check_experiment_state` refuses a damaged or missing state, which Tune would answer by
-silently starting the experiment over.
+`check_experiment_state` does all of this in one pass, and also refuses a damaged or missing
+state, which Tune would answer by silently starting the experiment over.
 
 `error.pkl` in a trial folder holds a cloudpickled exception, class and functions by value,
 which no allowlist can check; Tune would load the old ones at the end of a resumed sweep, so
@@ -133,36 +133,25 @@ def pickles_in_json(value):
 
 
 def check_experiment_state(experiment: str, *, trials_recorded: int) -> None:
-    """A one-line error if Tune's newest saved experiment state cannot be read, or is missing
-    while the leaderboard records trials: Tune would start the experiment over, and they would be lost."""
-    fs, path = filesystem(experiment)
-    states = sorted(info.path for info in listing(fs, path) if fnmatch(info.base_name, "experiment_state-*.json"))
-    if not states:
-        if trials_recorded:
-            raise SweeperError(f"{experiment}: no saved state of the sweep here (experiment_state-*.json), yet its "
-                               f"leaderboard records {trials_recorded} trials; resuming would start over and lose "
-                               "them. Was the experiment folder moved or is --storage unreachable?")
-        return  # killed before any trial started: the sweep starts from its beginning
-    try:
-        with fs.open_input_stream(states[-1]) as stream:
-            json.loads(stream.readall())
-    except (OSError, ValueError) as exc:
-        raise SweeperError(f"{states[-1]}: the saved state of the sweep cannot be read ({exc}); "
-                           "it cannot be resumed, run the spec again with another --name") from None
-
-
-def verify_experiment(experiment: str) -> None:
-    """Refuse (one line, exit 2) an experiment whose saved state names anything sweeper never
-    pickles; set aside the trials' old `error.pkl`. Nothing from the files is run."""
+    """Everything resume checks in Tune's saved state, each file read once, before Tune sees it:
+    a one-line error if the state is missing while the leaderboard records trials (Tune would
+    start over and lose them), if the newest cannot be read, or if any file names what sweeper
+    never pickles. Then the trials' old `error.pkl` are set aside. Nothing from the files is run."""
     import pyarrow.fs
 
     fs, path = filesystem(experiment)
-    for info in listing(fs, path):
+    entries = listing(fs, path)
+    states = sorted(info.path for info in entries if fnmatch(info.base_name, "experiment_state-*.json"))
+    if not states and trials_recorded:
+        raise SweeperError(f"{experiment}: no saved state of the sweep here (experiment_state-*.json), yet its "
+                           f"leaderboard records {trials_recorded} trials; resuming would start over and lose "
+                           "them. Was the experiment folder moved or is --storage unreachable?")
+    for info in entries:
         if not any(fnmatch(info.base_name, pattern) for pattern in STATE_FILES):
             continue
-        with fs.open_input_stream(info.path) as stream:
-            data = stream.readall()
         try:
+            with fs.open_input_stream(info.path) as stream:
+                data = stream.readall()
             if data[:1] == b"\x80":
                 verify_pickle(data)
             else:
@@ -172,9 +161,11 @@ def verify_experiment(experiment: str) -> None:
             raise SweeperError(f"{info.path}: refused: it names {str(exc)[:100]}, which no sweeper sweep saves; "
                                "loading it could run code, so the sweep is not resumed (resume only "
                                "results folders you trust)") from None
-        except ValueError:  # not JSON: check_experiment_state says so for the newest state
-            continue
-    for trial in listing(fs, path):
+        except (OSError, ValueError) as exc:
+            if states and info.path == states[-1]:  # the state Tune reads; a damaged older one is left alone
+                raise SweeperError(f"{info.path}: the saved state of the sweep cannot be read ({exc}); "
+                                   "it cannot be resumed, run the spec again with another --name") from None
+    for trial in entries:
         if trial.base_name.startswith("trial_"):
             error = f"{trial.path}/error.pkl"
             if fs.get_file_info(error).type == pyarrow.fs.FileType.File:  # a unique name: a second resume keeps the first's
