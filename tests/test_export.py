@@ -79,7 +79,7 @@ data:
   validation_split: 0.25
 image_size: 64
 weights: {WEIGHTS}
-budget: {{trials: 6, max_epochs: 2, grace_epochs: 2, concurrent_trials: 2, seed: 0}}
+budget: {{trials: 6, max_epochs: 2, grace_epochs: 2, concurrent_trials: 1, seed: 0}}
 space:
   backbone: [mobilenet_v2_0.35, mobilenet_0.25]
   unfreeze: [0, 10]
