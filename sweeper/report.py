@@ -4,6 +4,8 @@ The leaderboard says which trial won; the report says why and how far to trust i
 learned and where ASHA stopped it, how many trials survived each rung, which hyperparameters mattered
 (fANOVA, as Optuna computes it) and what accuracy costs in CPU latency. Everything lands in
 `results/<sweep>/report/`: four PNG charts and `report.html`, which embeds them so it can be mailed.
+This module draws and writes; the numbers it draws (curves, rungs, importances, the Pareto front)
+come from `analysis`.
 """
 
 from __future__ import annotations
@@ -11,34 +13,28 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 import textwrap
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import leaderboard, results
+from .analysis import History, importances, load_histories, number, pareto_front, reaching, rungs, status_counts
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS
 from .objective import Objective
 from .plotting import pyplot
-from .search_space import DefineByRun, quiet_optuna
-from .spec import Budget, Space, read_search_setup
+from .spec import Budget, read_search_setup
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from optuna.distributions import BaseDistribution
 
 DPI = 110
-FINISHED = ("completed", "stopped")
-STATUS_ORDER = ("completed", "stopped", "running", "diverged", "error")
 STATUS_WORDS = {"stopped": "stopped by ASHA"}
 
-History = list[tuple[int, float]]  # (epoch, objective) pairs, by epoch
 
 
 def write_report(sweep_dir: Path | str) -> Path:
@@ -52,7 +48,7 @@ def write_report(sweep_dir: Path | str) -> Path:
         raise SweeperError(f"{sweep_dir}: no sweep.json here; is this a sweep folder (results/<sweep>)?")
     objective, mode = sweep["objective"], sweep["mode"]
     space, budget = read_search_setup(sweep_dir / results.SAVED_SPEC)
-    histories = _load_histories(sweep_dir, rows, objective)
+    histories = load_histories(sweep_dir, rows, objective)
     label = _objective_label(objective, sweep.get("task", "classification"))
 
     folder = sweep_dir / "report"
@@ -63,7 +59,7 @@ def write_report(sweep_dir: Path | str) -> Path:
             _plot_learning_curves(rows, histories, objective, label, budget), folder / "learning_curves.png"),
         "asha_rungs.png": _save(_plot_asha_rungs(rows, histories, label, budget), folder / "asha_rungs.png"),
         "param_importance.png": _save(
-            _plot_param_importance(*_importances(rows, space, objective, mode), objective),
+            _plot_param_importance(*importances(rows, space, objective, mode), objective),
             folder / "param_importance.png"),
         "objective_vs_latency.png": _save(
             _plot_objective_vs_latency(rows, objective, label, mode), folder / "objective_vs_latency.png"),
@@ -73,21 +69,7 @@ def write_report(sweep_dir: Path | str) -> Path:
     return page
 
 
-# --- inputs ------------------------------------------------------------------------------------
-
-
-def _load_histories(sweep_dir: Path, rows: list[dict], objective: str) -> dict[str, History]:
-    """Each trial's objective per epoch, from `trial_<id>/result.json`; trials that reported nothing are left out."""
-    histories: dict[str, History] = {}
-    for row in rows:
-        by_epoch: dict[int, float] = {}
-        for result in results.read_results(results.trial_folder(sweep_dir, row["trial_id"])):
-            value = result.get(objective)
-            if isinstance(value, (int, float)) and isinstance(result.get("epoch"), int):
-                by_epoch[result["epoch"]] = float(value)  # a trial restored after a failure repeats epochs: last wins
-        if by_epoch:
-            histories[row["trial_id"]] = sorted(by_epoch.items())
-    return histories
+# --- labels ------------------------------------------------------------------------------------
 
 
 def _objective_label(objective: str, task: str) -> str:
@@ -98,27 +80,8 @@ def _objective_label(objective: str, task: str) -> str:
     return f"{objective} ({unit})" if unit else objective
 
 
-def _value(row: dict, key: str) -> float | None:
-    """A number from a row, or None when it is missing or NaN."""
-    value = row.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return float(value)
-
-
-def _rungs(budget: Budget) -> list[int]:
-    """ASHA's rung epochs (grace * factor**k below max_epochs), then max_epochs where every trial ends."""
-    rungs, epoch = [], budget.grace_epochs
-    while epoch < budget.max_epochs:
-        rungs.append(epoch)
-        epoch *= budget.reduction_factor
-    return rungs + [budget.max_epochs]
-
-
 def _status_counts(rows: list[dict]) -> str:
-    counts = Counter(r.get("status", "") for r in rows)
-    order = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
-    return ", ".join(f"{counts[s]} {STATUS_WORDS.get(s, s)}" for s in order if counts[s])
+    return ", ".join(f"{count} {STATUS_WORDS.get(status, status)}" for status, count in status_counts(rows).items())
 
 
 # --- charts ------------------------------------------------------------------------------------
@@ -139,7 +102,7 @@ def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objec
     handles = []
     for i, row in enumerate(completed):
         epochs, values = zip(*histories[row["trial_id"]])
-        name = f"{row['trial_id']} ({leaderboard.format_value(_value(row, objective))})"
+        name = f"{row['trial_id']} ({leaderboard.format_value(number(row, objective))})"
         line, = ax.plot(epochs, values, color=colours(i % colours.N), linewidth=1.6, label=name)
         if name_each:
             handles.append(line)
@@ -163,11 +126,11 @@ def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objec
         ax.plot(epochs, values, color="black", linewidth=3, zorder=5)
         star = dict(marker="*", markersize=16, markerfacecolor="gold", markeredgecolor="black")
         if isinstance(best.get("best_epoch"), int):
-            ax.plot(best["best_epoch"], _value(best, objective), zorder=6, **star)
-        value = leaderboard.format_value(_value(best, objective))
+            ax.plot(best["best_epoch"], number(best, objective), zorder=6, **star)
+        value = leaderboard.format_value(number(best, objective))
         handles.insert(0, Line2D([], [], color="black", linewidth=3, label=f"best: {best['trial_id']} ({value})",
                                  **{**star, "markersize": 11}))
-    stop_rungs = _rungs(budget)[:-1]
+    stop_rungs = rungs(budget)[:-1]
     for epoch in stop_rungs:
         ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
     if stop_rungs:
@@ -188,16 +151,16 @@ def _plot_asha_rungs(rows: list[dict], histories: dict[str, History], label: str
     from matplotlib.lines import Line2D
 
     plt = pyplot()
-    rungs = _rungs(budget)
-    reached = [sum((r.get("epochs") or 0) >= epoch for r in rows) for epoch in rungs]
-    names = [f"epoch {e}" + (" (max)" if e == budget.max_epochs else "") for e in rungs]
+    epochs = rungs(budget)
+    reached = reaching(rows, epochs)
+    names = [f"epoch {e}" + (" (max)" if e == budget.max_epochs else "") for e in epochs]
     fig, (bars, strip) = plt.subplots(1, 2, figsize=(11, 4.8), gridspec_kw={"width_ratios": [1, 1.5]})
 
-    bars.bar(range(len(rungs)), reached, color="tab:blue", width=0.6)
+    bars.bar(range(len(epochs)), reached, color="tab:blue", width=0.6)
     for x, count in enumerate(reached):
         bars.annotate(str(count), (x, count), xytext=(0, 3), textcoords="offset points", ha="center",
                       fontweight="bold")
-    bars.set_xticks(range(len(rungs)), labels=names)
+    bars.set_xticks(range(len(epochs)), labels=names)
     bars.set_ylim(0, max(reached + [1]) * 1.15)
     bars.set_xlabel("ASHA rung (epochs trained)")
     bars.set_ylabel("trials that reached it (count)")
@@ -210,7 +173,7 @@ def _plot_asha_rungs(rows: list[dict], histories: dict[str, History], label: str
               "ended here (running or failed)": dict(color="tab:red", marker="s")}
     jitter = np.random.default_rng(0)
     seen = set()
-    for x, epoch in enumerate(rungs):
+    for x, epoch in enumerate(epochs):
         for row in rows:
             value = dict(histories.get(row["trial_id"], [])).get(epoch)
             if value is None:
@@ -220,8 +183,8 @@ def _plot_asha_rungs(rows: list[dict], histories: dict[str, History], label: str
                     else "completed" if status == "completed" else "ended here (running or failed)")
             seen.add(kind)
             strip.scatter(x + jitter.uniform(-0.15, 0.15), value, s=36, alpha=0.85, **styles[kind])
-    strip.set_xticks(range(len(rungs)), labels=names)
-    strip.set_xlim(-0.5, len(rungs) - 0.5)
+    strip.set_xticks(range(len(epochs)), labels=names)
+    strip.set_xlim(-0.5, len(epochs) - 0.5)
     strip.set_xlabel("ASHA rung (epochs trained)")
     strip.set_ylabel(label)
     strip.grid(axis="y", alpha=0.3)
@@ -233,73 +196,6 @@ def _plot_asha_rungs(rows: list[dict], histories: dict[str, History], label: str
     fig.suptitle(f"ASHA: grace {budget.grace_epochs} epoch(s), reduction factor {budget.reduction_factor}, "
                  f"max {budget.max_epochs} epochs", fontsize=10)
     return fig
-
-
-class _Recorder:
-    """Stands in for an optuna.Trial: answers DefineByRun with a finished trial's values, noting each distribution.
-
-    The search named its parameters `key` or `key@backbone` (a per-backbone `cut`); the row holds `key`.
-    """
-
-    def __init__(self, row: dict):
-        self.row = row
-        self.params: dict[str, Any] = {}
-        self.distributions: dict[str, BaseDistribution] = {}
-
-    def suggest_categorical(self, name: str, choices: list) -> Any:
-        from optuna.distributions import CategoricalDistribution
-
-        return self._record(name, CategoricalDistribution(choices))
-
-    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> Any:
-        from optuna.distributions import IntDistribution
-
-        return self._record(name, IntDistribution(low, high, log=log, step=step))
-
-    def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> Any:
-        from optuna.distributions import FloatDistribution
-
-        return self._record(name, FloatDistribution(low, high, log=log, step=step))
-
-    def _record(self, name: str, distribution: BaseDistribution) -> Any:
-        value = self.row.get(name.split("@")[0])
-        self.params[name], self.distributions[name] = value, distribution
-        return value
-
-
-def _importances(rows: list[dict], space: Space, objective: str, mode: str) -> tuple[dict[str, float], int, str]:
-    """fANOVA importance of each varying parameter over the finished trials, most important first.
-
-    Returns (importances, trials used, why there are none: "" when there are).
-    """
-    import optuna
-
-    finished = [r for r in rows if r.get("status") in FINISHED and _value(r, objective) is not None]
-    if len(finished) < 2:
-        return {}, len(finished), f"needs at least 2 finished trials; this sweep has {len(finished)}"
-    define = DefineByRun(space)
-    with quiet_optuna():  # no "new study created" line on the console
-        study = optuna.create_study(direction=Objective(objective, mode).direction)
-        for row in finished:
-            recorder = _Recorder(row)
-            define(recorder)
-            try:
-                study.add_trial(optuna.trial.create_trial(
-                    params=recorder.params, distributions=recorder.distributions, value=_value(row, objective)))
-            except ValueError:  # a value outside the spec's space (the spec was edited after the sweep)
-                continue
-        trials = study.get_trials(deepcopy=False)
-        if len(trials) < 2:
-            return {}, len(trials), f"needs at least 2 finished trials in the search space; found {len(trials)}"
-        shared = set.intersection(*(set(t.params) for t in trials))
-        varying = sorted(name for name in shared if len({repr(t.params[name]) for t in trials}) > 1)
-        if not varying:
-            return {}, len(trials), f"no hyperparameter varies across the {len(trials)} finished trials"
-        if len({t.value for t in trials}) == 1:
-            return {}, len(trials), f"all {len(trials)} finished trials scored the same {objective}"
-        importances = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), params=varying)
-    return {name: float(value) for name, value in importances.items()}, len(trials), ""
 
 
 def _plot_param_importance(importances: dict[str, float], trials: int, why: str, objective: str) -> Figure:
@@ -321,33 +217,19 @@ def _plot_param_importance(importances: dict[str, float], trials: int, why: str,
     return fig
 
 
-def _pareto_front(points: list[tuple[str, float, float]], mode: str) -> list[str]:
-    """The ids of the (id, latency, objective) points no other point beats, fastest first.
-
-    A point is beaten when another is at least as fast and at least as good, and strictly one of the two.
-    """
-    sign = Objective("", mode).sign
-
-    def beats(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
-        return a[1] <= b[1] and sign * a[2] >= sign * b[2] and (a[1] < b[1] or a[2] != b[2])
-
-    front = [p for p in points if not any(beats(q, p) for q in points)]
-    return [p[0] for p in sorted(front, key=lambda p: (p[1], sign * p[2]))]
-
-
 def _plot_objective_vs_latency(rows: list[dict], objective: str, label: str, mode: str) -> Figure:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     ax.set_xlabel("CPU latency per image (ms, batch 1)")
     ax.set_ylabel(label)
-    points = [(r["trial_id"], _value(r, "latency_ms"), _value(r, objective)) for r in rows
-              if _value(r, "latency_ms") is not None and _value(r, objective) is not None]
+    points = [(r["trial_id"], number(r, "latency_ms"), number(r, objective)) for r in rows
+              if number(r, "latency_ms") is not None and number(r, objective) is not None]
     if not points:
         ax.set_title(f"{objective} against latency: no latency measured")
         _say(ax, f"None of the {len(rows)} trials has a latency_ms. Latency is measured when a trial completes "
                  "its last epoch; stopped, failed and running trials have none.")
         return fig
-    front = _pareto_front(points, mode)
+    front = pareto_front(points, mode)
     on_front = [next(p for p in points if p[0] == trial_id) for trial_id in front]
     others = [p for p in points if p[0] not in front]
     if others:
@@ -386,8 +268,6 @@ def _save(fig: Figure, path: Path) -> bytes:
     return data
 
 
-
-
 # --- the page ----------------------------------------------------------------------------------
 
 STYLE = """
@@ -420,7 +300,7 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
         tests = ", ".join(f"{k} {leaderboard.format_value(v)}" for k, v in best.items()
                           if k.startswith("test_") and v is not None)
         best_line = (f"Best trial: <b>{e(str(best['trial_id']))}</b>, {e(objective)} "
-                     f"<b>{e(leaderboard.format_value(_value(best, objective)))}</b> "
+                     f"<b>{e(leaderboard.format_value(number(best, objective)))}</b> "
                      f"(epoch {e(leaderboard.format_value(best.get('best_epoch')))}) with {e(config)}"
                      + (f"; on the test split: {e(tests)}" if tests else "") + ".")
     better = Objective(objective, mode).words

@@ -1,4 +1,5 @@
-"""`sweeper report`: charts and a self-contained report.html, from a synthetic sweep folder."""
+"""`sweeper report` and the analysis behind it: charts and a self-contained report.html from a synthetic
+sweep folder, and each number the charts draw (curves, rungs, importances, the Pareto front) on its own."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import pytest
 from PIL import Image
 
 from sweeper import leaderboard
+from sweeper.analysis import importances, load_histories, number, pareto_front, reaching, rungs, status_counts
 from sweeper.errors import SweeperError
-from sweeper.report import _importances, _pareto_front, write_report
-from sweeper.spec import read_search_setup
+from sweeper.report import write_report
+from sweeper.schedule import rung_epochs
+from sweeper.spec import Budget, read_search_setup
 
 CHARTS = ("learning_curves.png", "asha_rungs.png", "param_importance.png", "objective_vs_latency.png")
 SPEC = """\
@@ -129,19 +132,88 @@ def test_report_page_has_the_summary_and_the_whole_leaderboard(sweep):
 def test_pareto_front_keeps_the_points_no_other_point_beats():
     points = [("a", 10.0, 0.90), ("b", 5.0, 0.80), ("c", 20.0, 0.95), ("d", 15.0, 0.85), ("e", 5.0, 0.70),
               ("f", 2.0, 0.75), ("g", 20.0, 0.95)]
-    assert _pareto_front(points, "max") == ["f", "b", "a", "c", "g"]  # d is slower and worse than a; ties both stay
-    assert _pareto_front(points, "min") == ["f", "e"]  # lower is better: e beats every slower point
-    assert _pareto_front([], "max") == []
+    assert pareto_front(points, "max") == ["f", "b", "a", "c", "g"]  # d is slower and worse than a; ties both stay
+    assert pareto_front(points, "min") == ["f", "e"]  # lower is better: e beats every slower point
+    assert pareto_front([], "max") == []
+
+
+def test_the_synthetic_sweeps_front_is_its_fastest_trials_that_nothing_beats(sweep):
+    folder, _ = sweep
+    rows = leaderboard.read(folder)  # best first; the completed ranks 0-3 took 9, 6, 7 and 3 ms
+    points = [(r["trial_id"], number(r, "latency_ms"), number(r, "val_accuracy")) for r in rows
+              if number(r, "latency_ms") is not None]
+    assert [p[1] for p in points] == [9.0, 6.0, 7.0, 3.0]
+    assert pareto_front(points, "max") == [rows[3]["trial_id"], rows[1]["trial_id"], rows[0]["trial_id"]]
+    assert pareto_front(points[:1], "max") == [rows[0]["trial_id"]]
+
+
+def _rungs_as_the_report_drew_them(grace: int, max_epochs: int, factor: int) -> list[int]:
+    """report.py's own formula before it used schedule.rung_epochs: grace * factor**k below max_epochs."""
+    found, epoch = [], grace
+    while epoch < max_epochs:
+        found.append(epoch)
+        epoch *= factor
+    return found + [max_epochs]
+
+
+def test_the_report_rungs_are_the_schedules_rungs_then_max_epochs():
+    for grace in range(1, 5):
+        for factor in range(2, 5):
+            for max_epochs in range(1, 41):
+                budget = Budget(max_epochs=max_epochs, grace_epochs=grace, reduction_factor=factor)
+                expected = [*rung_epochs(grace, max_epochs, factor), max_epochs]
+                assert rungs(budget) == expected == _rungs_as_the_report_drew_them(grace, max_epochs, factor), (
+                    grace, factor, max_epochs)
+    assert rungs(Budget(max_epochs=9, grace_epochs=1, reduction_factor=3)) == [1, 3, 9]
+    assert rungs(Budget(max_epochs=27, grace_epochs=1, reduction_factor=3)) == [1, 3, 9, 27]  # 27 is the max, once
+    assert rungs(Budget(max_epochs=10, grace_epochs=3, reduction_factor=4)) == [3, 10]
+    assert rungs(Budget(max_epochs=3, grace_epochs=3, reduction_factor=4)) == [3]  # no rung: all train to the end
+
+
+def test_trials_reaching_each_rung_and_the_status_counts(sweep):
+    folder, _ = sweep
+    rows = leaderboard.read(folder)  # 4 trained 9 epochs, 3 stopped at 3, 5 at 1; running at 2; the error at 0
+    assert reaching(rows, [1, 3, 9]) == [13, 7, 4]
+    assert reaching(rows, [2, 10]) == [8, 0]
+    assert list(status_counts(rows).items()) == [("completed", 4), ("stopped", 8), ("running", 1), ("error", 1)]
+    odd = [{"status": "pending"}, {"status": "error"}, {}, {"status": "diverged"}, {"status": "error"}]
+    assert list(status_counts(odd).items()) == [("diverged", 1), ("error", 2), ("", 1), ("pending", 1)]
+    assert status_counts([]) == {}
+
+
+def test_number_takes_only_real_numbers_from_a_row():
+    row = {"int": 3, "float": 0.25, "bool": True, "nan": float("nan"), "text": "0.5", "none": None}
+    assert [number(row, key) for key in row] == [3.0, 0.25, None, None, None, None]
+    assert number(row, "missing") is None
+
+
+def test_histories_are_each_trials_last_value_per_epoch(sweep, tmp_path):
+    trial = tmp_path / "experiment" / "trial_a"
+    trial.mkdir(parents=True)
+    lines = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.6}, {"epoch": 3, "val_accuracy": 0.62},
+             {"epoch": 2, "val_accuracy": 0.61}, {"epoch": 3, "val_accuracy": 0.66},  # restored from epoch 1
+             {"epoch": 4, "val_accuracy": None}, {"epoch": "5", "val_accuracy": 0.7}]  # neither counts
+    (trial / "result.json").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"epoch": 6, "val_a')
+    (tmp_path / "experiment" / "trial_b").mkdir()
+    (tmp_path / "experiment" / "trial_b" / "result.json").write_text(json.dumps({"epoch": 1, "loss": 0.3}) + "\n")
+    rows = [{"trial_id": "a"}, {"trial_id": "b"}, {"trial_id": "c"}]  # b has no val_accuracy, c no folder
+    assert load_histories(tmp_path, rows, "val_accuracy") == {"a": [(1, 0.5), (2, 0.61), (3, 0.66)]}
+    assert load_histories(tmp_path, rows, "loss") == {"b": [(1, 0.3)]}
+
+    folder, _ = sweep
+    histories = load_histories(folder, leaderboard.read(folder), "val_accuracy")
+    assert len(histories) == 13 and "err" not in histories
+    assert histories["run"] == [(1, 0.75), (2, 0.81)]  # 0.9 - 0.25 * 0.6**epoch; the half-written third line skipped
 
 
 def test_learning_rate_is_the_most_important_parameter(sweep):
     folder, _ = sweep
     space, _ = read_search_setup(folder / "spec.yaml")
-    importances, trials, why = _importances(leaderboard.read(folder), space, "val_accuracy", "max")
+    found, trials, why = importances(leaderboard.read(folder), space, "val_accuracy", "max")
     assert why == "" and trials == 12
-    assert set(importances) == {"backbone", "optimizer", "head_units", "learning_rate"}
-    assert max(importances, key=importances.get) == "learning_rate"
-    assert sum(importances.values()) == pytest.approx(1.0)
+    assert set(found) == {"backbone", "optimizer", "head_units", "learning_rate"}
+    assert max(found, key=found.get) == "learning_rate"
+    assert sum(found.values()) == pytest.approx(1.0)
 
 
 def test_a_sweep_with_one_finished_trial_and_no_latency_still_gets_a_report(tmp_path):
@@ -155,13 +227,13 @@ def test_a_sweep_with_one_finished_trial_and_no_latency_still_gets_a_report(tmp_
             assert image.size[0] > 400 and image.size[1] > 300
     space, _ = read_search_setup(folder / "spec.yaml")
     rows = leaderboard.read(folder)
-    assert _importances(rows, space, "val_accuracy", "max") == (
+    assert importances(rows, space, "val_accuracy", "max") == (
         {}, 1, "needs at least 2 finished trials; this sweep has 1")
     twin = {**rows[0], "trial_id": "twin"}  # a second trial, same configuration and score: nothing to explain
-    assert _importances([rows[0], twin], space, "val_accuracy", "max")[2] == (
+    assert importances([rows[0], twin], space, "val_accuracy", "max")[2] == (
         "no hyperparameter varies across the 2 finished trials")
     other = {**twin, "optimizer": "rmsprop"}
-    assert _importances([rows[0], other], space, "val_accuracy", "max")[2] == (
+    assert importances([rows[0], other], space, "val_accuracy", "max")[2] == (
         "all 2 finished trials scored the same val_accuracy")
 
 

@@ -16,8 +16,8 @@ from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 from PIL import Image
 
 from sweeper import leaderboard, results
+from sweeper.analysis import importances
 from sweeper.cli import main
-from sweeper.report import _importances
 from sweeper.spec import read_search_setup
 
 pytestmark = [needs_assets, pytest.mark.ray, pytest.mark.assets]
@@ -135,6 +135,6 @@ def test_report_of_the_real_sweep(sweep, capsys):
 
     rows = leaderboard.read(sweep_dir)
     space, _ = read_search_setup(sweep_dir / "spec.yaml")
-    importances, used, why = _importances(rows, space, "val_accuracy", "max")  # what the chart shows
-    assert why == "" and used == TRIALS and sum(importances.values()) == pytest.approx(1)
-    assert set(importances) <= {"backbone", "head_units", "optimizer", "learning_rate", "batch_size"}
+    found, used, why = importances(rows, space, "val_accuracy", "max")  # what the chart shows
+    assert why == "" and used == TRIALS and sum(found.values()) == pytest.approx(1)
+    assert set(found) <= {"backbone", "head_units", "optimizer", "learning_rate", "batch_size"}
