@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pickle
 import random
@@ -53,6 +54,10 @@ space:
   optimizer: [adam, rmsprop]
   learning_rate: {{low: 1.0e-4, high: 1.0e-2, log: true}}
   batch_size: [32, 64]
+  schedule: [constant, cosine]
+  warmup_epochs: [0, 1]
+  weight_decay: [0.0, 1.0e-3]
+  label_smoothing: {{low: 0.0, high: 0.2}}
 """
 
 
@@ -98,7 +103,7 @@ def inject(folder: Path, *, kills: int, trials: int, epochs: int, seed: int,
     figures["wall_s"] = round(time.perf_counter() - started, 1)
     # Each resume ends what the driver before it left; none of it may still run.
     figures["processes_left_after_the_resumes"] = sum(len(session_processes(name)) for name in sessions)
-    figures.update(check(sweep, trials, ended))
+    figures.update(check(sweep, trials, epochs, ended))
     return figures
 
 
@@ -142,7 +147,7 @@ def _complete(line: str) -> bool:
         return False
 
 
-def check(sweep: Path, trials: int, ended_before: dict[str, int]) -> dict:
+def check(sweep: Path, trials: int, epochs: int, ended_before: dict[str, int]) -> dict:
     """The final state's figures: what a resumed sweep must get right."""
     meta = json.loads((sweep / "sweep.json").read_text())
     rows = json.loads((sweep / "leaderboard.json").read_text())
@@ -171,7 +176,19 @@ def check(sweep: Path, trials: int, ended_before: dict[str, int]) -> dict:
                                             for t in ids), default=0),
         "checkpoints_not_the_best_epoch": sum(_kept_epoch(sweep, r["trial_id"]) != r["best_epoch"]
                                               for r in rows if r.get("best_epoch")),
+        # A trial continued in another driver picks its learning-rate schedule up at its epoch.
+        "epochs_off_their_schedule": sum(_off_schedule(sweep, r, epochs) for r in rows),
     }
+
+
+def _off_schedule(sweep: Path, row: dict, max_epochs: int) -> int:
+    """The epochs of a trial that trained at another learning rate than its schedule gives."""
+    from sweeper.training import learning_rate_at
+
+    return sum(not math.isclose(r["lr"], learning_rate_at(
+        r["epoch"], learning_rate=row["learning_rate"], schedule=row["schedule"],
+        warmup_epochs=row["warmup_epochs"], max_epochs=max_epochs), rel_tol=1e-9)
+        for r in _results(sweep, row["trial_id"]) if not r.get("replayed"))
 
 
 def _kept_epoch(sweep: Path, trial_id: str) -> int | None:
@@ -250,7 +267,7 @@ def main() -> None:
           and figures["folders_match_rows"] and figures["optuna_matches_rows"] and not figures["optuna_unfinished"]
           and not figures["ended_trials_retrained"] and set(figures["statuses"]) <= {"completed", "stopped"}
           and figures["most_checkpoints_in_a_trial"] == 1 and not figures["checkpoints_not_the_best_epoch"]
-          and figures["processes_left_after_the_resumes"] == 0)
+          and not figures["epochs_off_their_schedule"] and figures["processes_left_after_the_resumes"] == 0)
     print(f"kills survived: {figures['kills']}, trials lost: {figures['trials_lost']}, "
           f"duplicated: {figures['trials_duplicated']}, finished trials retrained: {figures['ended_trials_retrained']}, "
           f"statuses: {figures['statuses']} -> {'OK' if ok else 'FAILED'}")

@@ -23,7 +23,7 @@ from rich.text import Text
 from . import results
 from .errors import SweeperError
 from .files import write_atomic
-from .hyperparameters import CONFIG_KEYS
+from .hyperparameters import CONFIG_KEYS, DEFAULTS, HEAD, HYPERPARAMETERS
 from .objective import Objective
 from .spec import OBJECTIVES
 
@@ -252,7 +252,7 @@ STATUS_STYLE = {"completed": "green", "stopped": "yellow", "error": "red", "dive
 def render(rows: list[dict], objective: str, console: Console, title: str = "") -> None:
     """The terminal table. Laid out here rather than by rich's Table, which takes seconds on thousands of rows;
     columns that do not fit the terminal's width are left out, and the footer says so."""
-    shown = _table_columns(objective, merged=any("sweep" in row for row in rows))
+    shown = _table_columns(objective, rows)
     cells = [[cell(row) for _, cell, _ in shown] for row in rows]
     widths = [max([len(header)] + [len(line[i]) for line in cells]) for i, (header, _, _) in enumerate(shown)]
     fits, used = 0, 0
@@ -290,19 +290,47 @@ def render(rows: list[dict], objective: str, console: Console, title: str = "") 
         console.print(f"[red]trial {escape(str(row['trial_id']))} failed:[/] {escape(str(row['error']))}", highlight=False)
 
 
-def _table_columns(objective: str, merged: bool) -> list[tuple[str, Callable[[dict], str], bool]]:
+def _table_columns(objective: str, rows: list[dict]) -> list[tuple[str, Callable[[dict], str], bool]]:
     """(header, cell, right-aligned) of the terminal table, most important first."""
-    def value(key):
-        return lambda row: format_value(row.get(key))
-
-    return [("sweep", value("sweep"), False)] * merged + [
-        ("#", value("rank"), True), ("trial", value("trial_id"), False), ("status", status_label, False),
-        (objective, value(objective), True), ("backbone", value("backbone"), False), ("cut", value("cut"), False),
-        ("unfreeze", value("unfreeze"), True), ("head", head_label, False), ("optimizer", value("optimizer"), False),
-        ("lr", value("learning_rate"), True), ("batch", value("batch_size"), True), ("aug", value("augment"), False),
-        ("px", value("image_size"), True), ("params", value("params"), True), ("MB", value("size_mb"), True),
-        ("ms", value("latency_ms"), True),
+    merged = any("sweep" in row for row in rows)
+    return [("sweep", _cell("sweep"), False)] * merged + [
+        ("#", _cell("rank"), True), ("trial", _cell("trial_id"), False), ("status", status_label, False),
+        (objective, _cell(objective), True), *config_columns(rows),
+        ("params", _cell("params"), True), ("MB", _cell("size_mb"), True), ("ms", _cell("latency_ms"), True),
     ]
+
+
+def config_columns(rows: Iterable[dict]) -> list[tuple[str, Callable[[dict], str], bool]]:
+    """(header, cell, right-aligned) of each hyperparameter, in the vocabulary's order; the head's
+    three share one `head` column. One that is not always shown appears once a row sets it."""
+    rows = list(rows)
+    columns = []
+    for h in HYPERPARAMETERS:
+        if h.name in HEAD:
+            if h.name == HEAD[0]:
+                columns.append(("head", head_label, False))
+        elif h.shown or any(is_set(row, h.name) for row in rows):
+            columns.append((h.label, _cell(h.name), h.type in (int, float)))
+    return columns
+
+
+def config_summary(config: dict) -> str:
+    """A configuration in one short line: `mobilenet_v2_0.35 cut=full unfreeze=0 avg [32] d0.20 adam lr=0.0012 batch=32 px=160`."""
+    parts = []
+    for header, cell, _ in config_columns([config]):
+        text = cell(config)
+        if text:
+            parts.append(text if header in ("backbone", "head", "optimizer") else f"{header}={text}")
+    return " ".join(parts)
+
+
+def is_set(row: dict, name: str) -> bool:
+    """Whether a row's hyperparameter is away from its default (older sweeps' rows lack newer ones)."""
+    return row.get(name) not in (None, DEFAULTS[name])
+
+
+def _cell(key: str) -> Callable[[dict], str]:
+    return lambda row: format_value(row.get(key))
 
 
 def status_label(row: dict) -> str:

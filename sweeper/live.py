@@ -25,7 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .leaderboard import STATUS_STYLE, format_value, head_label, status_label
+from .leaderboard import STATUS_STYLE, config_columns, config_summary, format_value, status_label
 from .objective import Objective
 from .private_apis import ray_node
 
@@ -223,23 +223,19 @@ class LiveView(tune.Callback):
     def _trial_table(self) -> Table:
         objective = self.info.objective
         table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-        for header, numeric in (("trial", False), ("status", False), ("backbone", False), ("cut", False),
-                                ("unfreeze", True), ("head", False), ("optimizer", False), ("lr", True),
-                                ("epoch", True), (objective, True), ("best", True)):
-            table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
         running = [r for r in self.rows.values() if r.get("status") == "running"]
         recent = [self.rows[t] for t in reversed(self.ended[-RECENT:]) if t in self.rows]
-        for row in running + recent:
+        shown = running + recent
+        hyperparameters = config_columns(shown)
+        for header, numeric in (("trial", False), ("status", False), *((h, right) for h, _, right in hyperparameters),
+                                ("epoch", True), (objective, True), ("best", True)):
+            table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
+        for row in shown:
             status = row.get("status", "")
             table.add_row(
                 row["trial_id"],
                 Text(status_label(row), style=STATUS_STYLE.get(status, "")),
-                format_value(row.get("backbone")),
-                format_value(row.get("cut")),
-                format_value(row.get("unfreeze")),
-                head_label(row),
-                format_value(row.get("optimizer")),
-                format_value(row.get("learning_rate")),
+                *(cell(row) for _, cell, _ in hyperparameters),
                 f"{row.get('epochs') or 0}/{self.info.max_epochs}",
                 format_value(self.current.get(row["trial_id"])),
                 format_value(row.get(objective)),
@@ -251,13 +247,6 @@ class LiveView(tune.Callback):
         counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("completed", "stopped", "diverged", "error") if s in statuses)
         return (f"{self.info.name}: {len(self.ended)} of {self.info.trials} trials ended"
                 + (f" ({counts})" if counts else "") + f" in {_clock(time.time() - self.started)}")
-
-
-def config_summary(config: dict) -> str:
-    """The configuration in one short line: `mobilenet_v2_0.35 cut=full unfreeze=0 avg [32] d0.20 adam lr=1.2e-3 bs=32`."""
-    return (f"{config.get('backbone')} cut={config.get('cut')} unfreeze={config.get('unfreeze')} {head_label(config)} "
-            f"{config.get('optimizer')} lr={format_value(config.get('learning_rate'))} bs={config.get('batch_size')}"
-            + (f" {config.get('image_size')}px" if config.get("image_size") else ""))
 
 
 def ended_line(row: dict, ended: int, info: SweepInfo) -> str:

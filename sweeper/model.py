@@ -35,6 +35,10 @@ class TrialConfig:
     batch_size: int = DEFAULTS["batch_size"]
     augment: bool = DEFAULTS["augment"]
     image_size: int = DEFAULTS["image_size"]
+    schedule: str = DEFAULTS["schedule"]
+    warmup_epochs: int = DEFAULTS["warmup_epochs"]
+    weight_decay: float = DEFAULTS["weight_decay"]
+    label_smoothing: float = DEFAULTS["label_smoothing"]
 
     @classmethod
     def from_tune(cls, config: dict) -> TrialConfig:
@@ -112,8 +116,8 @@ def compile_model(model, config: TrialConfig, *, task: str, n_classes: int) -> N
     """The task's loss and metrics, and the configuration's optimizer (a new one per call)."""
     n_out = output_units(task, n_classes)
     model.compile(
-        optimizer=make_optimizer(config.optimizer, config.learning_rate),
-        loss=_loss(task, n_out),
+        optimizer=make_optimizer(config.optimizer, config.learning_rate, config.weight_decay),
+        loss=_loss(task, n_out, config.label_smoothing),
         metrics=_metrics(task, n_out),
     )
 
@@ -129,17 +133,41 @@ def set_trainable(base, unfreeze: int | None) -> None:
         layer.trainable = i >= first_trainable and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def make_optimizer(name: str, learning_rate: float):
+def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0):
+    """One of `hyperparameters.OPTIMIZERS`. Keras applies `weight_decay` decoupled from the gradient
+    (w -= learning_rate * weight_decay * w each step), so `adam` with it is AdamW."""
+    decay = {"weight_decay": weight_decay} if weight_decay else {}
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, **decay)
     cls = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam, "adagrad": keras.optimizers.Adagrad}[name]
-    return cls(learning_rate)
+    return cls(learning_rate, **decay)
 
 
-def _loss(task: str, n_out: int) -> str:
+def _loss(task: str, n_out: int, label_smoothing: float = 0.0):
     if task == "regression":
         return "mean_squared_error"
-    return "binary_crossentropy" if n_out == 1 else "sparse_categorical_crossentropy"
+    if n_out == 1:
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing) if label_smoothing else "binary_crossentropy"
+    return SmoothedSparseCrossentropy(label_smoothing) if label_smoothing else "sparse_categorical_crossentropy"
+
+
+@keras.saving.register_keras_serializable(package="sweeper")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Categorical cross-entropy with label smoothing on integer labels (Keras' sparse loss has no
+    smoothing, and its smoothed loss wants one-hot labels)."""
+
+    def __init__(self, label_smoothing: float = 0.0, name: str = "smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        one_hot = ops.one_hot(labels, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
 def _metrics(task: str, n_out: int) -> list:

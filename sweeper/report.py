@@ -293,10 +293,7 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
     if best is None:
         best_line = "No trial has a value yet."
     else:
-        config = (f"{best.get('backbone')}, cut {best.get('cut')}, unfreeze {best.get('unfreeze')}, "
-                  f"head {leaderboard.head_label(best)}, {best.get('optimizer')} "
-                  f"lr {leaderboard.format_value(best.get('learning_rate'))}, batch {best.get('batch_size')}, "
-                  f"augment {leaderboard.format_value(best.get('augment'))}, {best.get('image_size')} px")
+        config = leaderboard.config_summary(best)
         tests = ", ".join(f"{k} {leaderboard.format_value(v)}" for k, v in best.items()
                           if k.startswith("test_") and v is not None)
         best_line = (f"Best trial: <b>{e(str(best['trial_id']))}</b>, {e(objective)} "

@@ -62,6 +62,10 @@ class Space:
     batch_size: Param = Fixed(DEFAULTS["batch_size"])
     augment: Param = Fixed(DEFAULTS["augment"])
     image_size: Param = Fixed(DEFAULTS["image_size"])
+    schedule: Param = Fixed(DEFAULTS["schedule"])
+    warmup_epochs: Param = Fixed(DEFAULTS["warmup_epochs"])
+    weight_decay: Param = Fixed(DEFAULTS["weight_decay"])
+    label_smoothing: Param = Fixed(DEFAULTS["label_smoothing"])
 
     def cut_for(self, backbone: str) -> Param:
         return self.cut.get(backbone, Fixed(FULL))

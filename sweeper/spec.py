@@ -1,7 +1,8 @@
 """The spec file: YAML in, a typed and validated `Spec` out.
 
-Every default lives in the dataclasses below. Every error names the file, the key and what
-is allowed, so the CLI can print it on one line.
+The defaults live in the dataclasses below, and the space's in `hyperparameters.py`, whose
+table also drives the parsing of `space`. Every error names the file, the key and what is
+allowed (`spec_checks.py`), so the CLI can print it on one line.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Any
 
 import yaml
 
-from .backbones import REGISTRY, cut_choices, get_backbone
+from .backbones import REGISTRY, cut_choices
 from .errors import SpecError, quote
-from .hyperparameters import HYPERPARAMETERS, OPTIMIZERS, POOLINGS
+from .hyperparameters import HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
 
 # Re-exported: Ray pickles these under `sweeper.spec` (sweeps saved before space.py existed resume).
 from .space import Choice, Fixed, Param, Range, Space, decode_units, encode_units, grid_space, values_of  # noqa: F401
+from .spec_checks import SpecChecks
 
 TASKS = ("classification", "regression")
 OBJECTIVES = {
@@ -145,7 +147,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) -> Spec:
-    ctx = _Context(path)
+    ctx = SpecChecks(path)
     if not isinstance(raw, dict):
         ctx.fail("", "the spec must be a mapping with at least `data` and `space`")
     raw = dict(raw)
@@ -180,13 +182,17 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
     objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
     ctx.one_of("objective", objective, tuple(OBJECTIVES[task]), f" for task {task}")
 
-    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value))
+    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value), task)
     budget = _parse_budget(ctx, raw.get("budget") or {})
     if budget.search == "grid":
         try:
             grid_space(space)
         except ValueError as exc:
             ctx.fail("budget.search", f"grid: {exc}")
+    warmup = _largest(space.warmup_epochs)
+    if warmup >= budget.max_epochs:
+        ctx.fail("space.warmup_epochs", f"{warmup} warm-up epochs leave none of budget.max_epochs "
+                                        f"({budget.max_epochs}) at the full learning rate")
     return Spec(
         name=name,
         task=task,
@@ -208,18 +214,19 @@ def read_search_setup(path: str | Path) -> tuple[Space, Budget]:
     even after its images have moved.
     """
     path = Path(path)
-    ctx = _Context(path)
+    ctx = SpecChecks(path)
     try:
         raw = yaml.safe_load(path.read_text()) if path.is_file() else None
     except yaml.YAMLError:
         raw = None
     if not isinstance(raw, dict) or "space" not in raw:
         ctx.fail("", "not a spec saved by `sweeper run` (no `space`)")
-    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value))
+    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value),
+                         raw.get("task", "classification"))
     return space, _parse_budget(ctx, raw.get("budget") or {})
 
 
-def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
+def _parse_data(ctx: SpecChecks, raw: Any) -> DataSpec:
     if not isinstance(raw, dict):
         ctx.fail("data", "must be a mapping: `train: <folder>` (one sub-folder per class) or `csv: <file>`")
     ctx.no_unknown_keys("data", raw, [f.name for f in fields(DataSpec)])
@@ -260,7 +267,7 @@ def _parse_data(ctx: _Context, raw: Any) -> DataSpec:
     return DataSpec(**values)
 
 
-def _parse_label_pattern(ctx: _Context, value: Any) -> str:
+def _parse_label_pattern(ctx: SpecChecks, value: Any) -> str:
     if not isinstance(value, str):
         ctx.fail("data.label_pattern", f"{quote(value)} must be a regular expression")
     try:
@@ -272,7 +279,7 @@ def _parse_label_pattern(ctx: _Context, value: Any) -> str:
     return value
 
 
-def _parse_budget(ctx: _Context, raw: Any) -> Budget:
+def _parse_budget(ctx: SpecChecks, raw: Any) -> Budget:
     if not isinstance(raw, dict):
         ctx.fail("budget", "must be a mapping")
     ctx.no_unknown_keys("budget", raw, [f.name for f in fields(Budget)])
@@ -297,7 +304,7 @@ def _parse_budget(ctx: _Context, raw: Any) -> Budget:
     return Budget(**values)
 
 
-def _parse_duration(ctx: _Context, value: Any) -> float:
+def _parse_duration(ctx: SpecChecks, value: Any) -> float:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return float(value)
@@ -310,7 +317,7 @@ def _parse_duration(ctx: _Context, value: Any) -> float:
 # --- the space ---------------------------------------------------------------------------------
 
 
-def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
+def _parse_space(ctx: SpecChecks, raw: Any, image_size: Any, task: str) -> Space:
     if not isinstance(raw, dict):
         ctx.fail("space", "must be a mapping of hyperparameters, e.g. `backbone: [mobilenet_v2_0.35]`")
     ctx.no_unknown_keys("space", raw, SPACE_KEYS)
@@ -318,39 +325,46 @@ def _parse_space(ctx: _Context, raw: Any, image_size: Any) -> Space:
     if not isinstance(head, dict):
         ctx.fail("space.head", "must be a mapping with pooling, units and dropout")
     ctx.no_unknown_keys("space.head", head, HEAD_KEYS)
+    written = {**raw, **{f"head.{k}": v for k, v in head.items()}, "image_size": raw.get("image_size", image_size)}
 
-    def param(key: str, value: Any, check: Callable, numeric: str | None = None) -> Param:
-        return _parse_param(ctx, f"space.{key}", value, check, numeric)
-
-    d = Space()
-    size_key = "space.image_size" if "image_size" in raw else "image_size"
-    backbone = param("backbone", raw.get("backbone", d.backbone.value), ctx.backbone_name)
-    values = {
-        "backbone": backbone,
-        "unfreeze": param("unfreeze", raw.get("unfreeze", d.unfreeze.value), ctx.int_check(low=0), numeric="int"),
-        "head_pooling": param("head.pooling", head.get("pooling", d.head_pooling.value), ctx.choice_check(POOLINGS)),
-        "head_units": _parse_units(ctx, head.get("units", list(d.head_units.value))),
-        "head_dropout": param("head.dropout", head.get("dropout", d.head_dropout.value), ctx.float_check(0.0, 0.99),
-                              numeric="float"),
-        "optimizer": param("optimizer", raw.get("optimizer", d.optimizer.value), ctx.choice_check(OPTIMIZERS)),
-        "learning_rate": param("learning_rate", raw.get("learning_rate", d.learning_rate.value),
-                               ctx.float_check(1e-9, 10.0), numeric="float"),
-        "batch_size": param("batch_size", raw.get("batch_size", d.batch_size.value), ctx.int_check(low=1, high=4096),
-                            numeric="int"),
-        "augment": param("augment", raw.get("augment", d.augment.value), ctx.bool_check),
-        "image_size": _parse_param(ctx, size_key, raw.get("image_size", image_size), ctx.int_check(low=8, high=1024), "int"),
-    }
-    values["cut"] = _parse_cut(ctx, raw.get("cut"), values_of(backbone))
+    size_key = "space.image_size" if "image_size" in raw else "image_size"  # a size given at the top is reported there
+    values = {}
+    for h in HYPERPARAMETERS:
+        key = size_key if h.name == "image_size" else SPEC_KEYS[h.name]
+        value = written.get(h.spec_key, h.default)
+        if h.task and h.task != task and h.spec_key in written and value != h.default:
+            ctx.fail(key, f"applies to {h.task} only, and this spec's task is {task}")
+        if h.name == "cut":
+            continue  # per backbone, once the backbones are known
+        if h.name == "head_units":
+            values[h.name] = _parse_units(ctx, written.get(h.spec_key, list(h.default)))
+        elif h.name == "backbone":
+            values[h.name] = _parse_param(ctx, key, value, ctx.backbone_name, None)
+        else:
+            numeric = h.type.__name__ if h.type in (int, float) else None  # only numbers take a range
+            values[h.name] = _parse_param(ctx, key, value, _check(ctx, h), numeric)
+    values["cut"] = _parse_cut(ctx, raw.get("cut"), values_of(values["backbone"]))
 
     smallest = _smallest(values["image_size"])
-    for name in values_of(backbone):
+    for name in values_of(values["backbone"]):
         minimum = REGISTRY[name].min_size
         if smallest < minimum:
             ctx.fail(size_key, f"{smallest} px is below {name}'s minimum input size of {minimum} px")
     return Space(**values)
 
 
-def _parse_units(ctx: _Context, value: Any) -> Param:
+def _check(ctx: SpecChecks, h: Hyperparameter) -> Callable:
+    """How a spec value of this hyperparameter is checked, from its declared type and bounds."""
+    if h.type is bool:
+        return ctx.bool_check
+    if h.type is int:
+        return ctx.int_check(low=int(h.low), high=h.high if h.high is not None else math.inf)
+    if h.type is float:
+        return ctx.float_check(h.low, h.high)
+    return ctx.choice_check(h.values)
+
+
+def _parse_units(ctx: SpecChecks, value: Any) -> Param:
     """`units` is a list of hidden layer sizes, so a list of lists is the choice."""
 
     def layers(v: Any) -> tuple[int, ...]:
@@ -366,7 +380,7 @@ def _parse_units(ctx: _Context, value: Any) -> Param:
     return Fixed(layers(value))
 
 
-def _parse_cut(ctx: _Context, raw: Any, backbones: tuple[str, ...]) -> dict[str, Param]:
+def _parse_cut(ctx: SpecChecks, raw: Any, backbones: tuple[str, ...]) -> dict[str, Param]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -386,7 +400,7 @@ def _parse_cut(ctx: _Context, raw: Any, backbones: tuple[str, ...]) -> dict[str,
     return cuts
 
 
-def _parse_param(ctx: _Context, key: str, value: Any, check: Callable, numeric: str | None) -> Param:
+def _parse_param(ctx: SpecChecks, key: str, value: Any, check: Callable, numeric: str | None) -> Param:
     if isinstance(value, dict):
         if numeric is None:
             ctx.fail(key, "takes a value or a list of values, not a range")
@@ -419,79 +433,5 @@ def _smallest(param: Param) -> int:
     return int(param.low) if isinstance(param, Range) else min(values_of(param))
 
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
-
-
-class _Context:
-    """Validation helpers that raise SpecError with the file and key in the message."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def fail(self, key: str, message: str):
-        where = f"{self.path}: {key}: " if key else f"{self.path}: "
-        raise SpecError(where + message)
-
-    def no_unknown_keys(self, section: str, raw: dict, allowed) -> None:
-        for key in raw:
-            if key not in allowed:
-                full = f"{section}.{key}" if section else str(key)
-                self.fail(full, f"unknown key; allowed: {', '.join(allowed)}")
-
-    def existing(self, key: str, value: Any, folder: bool) -> Path:
-        """A path relative to the spec file that must exist: a folder, or a file."""
-        kind = "folder" if folder else "file"
-        if not isinstance(value, str):
-            self.fail(key, f"must be a {kind} path, got {quote(value)}")
-        path = self.resolve_path(value)
-        if not (path.is_dir() if folder else path.is_file()):
-            self.fail(key, f"{kind} not found: {path}")
-        return path
-
-    def resolve_path(self, value: str) -> Path:
-        path = Path(value).expanduser()
-        return (path if path.is_absolute() else self.path.parent / path).resolve()
-
-    def one_of(self, key: str, value: Any, allowed, suffix: str = ""):
-        if value not in allowed:
-            self.fail(key, f"{quote(value)} is not allowed{suffix}; allowed: {', '.join(map(str, allowed))}")
-        return value
-
-    def number(self, key: str, value: Any, low: float = -math.inf, high: float = math.inf) -> float:
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
-        try:
-            finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-        except OverflowError:
-            finite = False
-        if not finite:
-            self.fail(key, f"{quote(value)} must be a number")
-        if not low <= value <= high:
-            bounds = f"at least {low}" if high == math.inf else f"between {low} and {high}"
-            self.fail(key, f"{value} must be {bounds}")
-        return value
-
-    def integer(self, key: str, value: Any, low: int = 0, high: float = math.inf) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, f"{quote(value)} must be a whole number")
-        return int(self.number(key, value, low, high))
-
-    # Checks for one value of a space parameter: (key, value) -> value.
-    def int_check(self, low: int, high: float = math.inf):
-        return lambda key, v: self.integer(key, v, low, high)
-
-    def float_check(self, low: float, high: float):
-        return lambda key, v: float(self.number(key, v, low, high))
-
-    def choice_check(self, allowed, suffix: str = ""):
-        return lambda key, v: self.one_of(key, v, allowed, suffix)
-
-    def bool_check(self, key: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            self.fail(key, f"{quote(value)} must be true or false")
-        return value
-
-    def backbone_name(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or value not in REGISTRY:
-            self.fail(key, f"unknown backbone {quote(value)}; allowed: {', '.join(REGISTRY)}")
-        return get_backbone(value).name
+def _largest(param: Param) -> int:
+    return int(param.high) if isinstance(param, Range) else max(values_of(param))

@@ -12,6 +12,8 @@ seeded permutation, so they train the same weights.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 RESIDENT_BYTES = 256 * 2**20  # inputs up to this size are handed to TensorFlow whole, an epoch per call
@@ -30,8 +32,15 @@ class EpochLoop:
         self._train_batch = tf.function(lambda x, y: model.train_step((x, y)), reduce_retracing=True)
         self._test_batch = tf.function(lambda x, y: model.test_step((x, y)), reduce_retracing=True)
 
-    def train_epoch(self, x, y, *, batch_size: int, rng: np.random.Generator) -> dict[str, float]:
-        """One pass over (x, y) in a random order drawn from `rng`; returns the epoch's mean metrics."""
+    def train_epoch(self, x, y, *, batch_size: int, rng: np.random.Generator,
+                    learning_rate: float | None = None) -> dict[str, float]:
+        """One pass over (x, y) in a random order drawn from `rng`; returns the epoch's mean metrics.
+
+        `learning_rate`, when given, is the epoch's: the optimizer's variable is assigned, so the
+        compiled steps read it without being traced again.
+        """
+        if learning_rate is not None:
+            self.model.optimizer.learning_rate = learning_rate
         self.model.reset_metrics()
         order = rng.permutation(_length(x)).astype(np.int32)
         x, y, resident = hold(x, y)
@@ -67,6 +76,23 @@ class EpochLoop:
         for start in tf.range(0, tf.shape(y)[0], batch_size):
             rows = tf.range(start, tf.minimum(start + batch_size, tf.shape(y)[0]))
             self.model.test_step((_gather(x, rows), tf.gather(y, rows)))
+
+
+def learning_rate_at(epoch: int, *, learning_rate: float, schedule: str, warmup_epochs: int, max_epochs: int) -> float:
+    """The learning rate of epoch `epoch` (1-based), set at the epoch's start as Keras'
+    LearningRateScheduler does. A function of the epoch alone, so a resumed trial continues the curve.
+
+    Warm-up ramps linearly to the full rate (epoch e of w trains at e / (w + 1) of it); after it,
+    `cosine` decays over the remaining epochs of `max_epochs`, ASHA's stops notwithstanding.
+    """
+    if epoch <= warmup_epochs:
+        return learning_rate * epoch / (warmup_epochs + 1)
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        done = (epoch - warmup_epochs - 1) / max(1, max_epochs - warmup_epochs)
+        return learning_rate * 0.5 * (1 + math.cos(math.pi * done))
+    raise ValueError(f"unknown schedule {schedule!r}")
 
 
 def hold(x, y):

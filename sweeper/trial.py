@@ -58,7 +58,7 @@ def run_trial(config: dict, context: TrialContext) -> None:
 
     from . import feature_cache, images, warm_models
     from .model import TrialConfig
-    from .training import hold
+    from .training import hold, learning_rate_at
 
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
@@ -107,12 +107,16 @@ def run_trial(config: dict, context: TrialContext) -> None:
     first = 1 + _resume_from_checkpoint(warm.model, reporter)
     for epoch in range(first, context.max_epochs + 1):
         order = np.random.default_rng((seed, epoch))  # per epoch: a resumed trial shuffles as it would have
-        logs = warm.loop.train_epoch(x_train, y_train, batch_size=trial_config.batch_size, rng=order)
+        learning_rate = learning_rate_at(epoch, learning_rate=trial_config.learning_rate, schedule=trial_config.schedule,
+                                         warmup_epochs=trial_config.warmup_epochs, max_epochs=context.max_epochs)
+        logs = warm.loop.train_epoch(x_train, y_train, batch_size=trial_config.batch_size, rng=order,
+                                     learning_rate=learning_rate)
+        logs["lr"] = learning_rate
         validation = warm.loop.evaluate(x_val, y_val, batch_size=max(trial_config.batch_size, 64))
         logs.update({f"val_{name}": value for name, value in validation.items()})
         if not all(math.isfinite(logs[key]) for key in ("loss", context.objective) if key in logs):
             _diverged(f"the loss became {logs['loss']} at epoch {epoch} "
-                      f"(learning rate {trial_config.learning_rate:g}, {trial_config.optimizer})")
+                      f"(learning rate {learning_rate:g}, {trial_config.optimizer})")
         if epoch == context.max_epochs:  # a completed trial's cost, for the leaderboard
             logs["latency_ms"] = _latency_ms(warm.model, trial_config, context, outputs=len(index.classes) or 1)
         reporter.report(epoch, logs)
@@ -283,7 +287,17 @@ def _tensorflow_environment() -> None:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
+# Hyperparameters added after sweeps were first saved: left out of the seed while at their
+# defaults, so a trial of such a sweep, resumed, keeps the seed (and shuffles) it started with.
+_SEED_SKIPS_DEFAULT = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing")
+
+
 def _trial_seed(seed: int, trial_config) -> int:
     """From the sweep's seed and the configuration, so that a rerun trains every trial the same way."""
-    digest = hashlib.sha1(repr((seed, trial_config)).encode()).hexdigest()
+    from dataclasses import fields
+
+    shown = ", ".join(f"{f.name}={getattr(trial_config, f.name)!r}" for f in fields(trial_config)
+                      if not (f.name in _SEED_SKIPS_DEFAULT and getattr(trial_config, f.name) == f.default))
+    # repr((seed, trial_config)) as it read before those were added
+    digest = hashlib.sha1(f"({seed!r}, TrialConfig({shown}))".encode()).hexdigest()
     return int(digest[:8], 16) % 2**31

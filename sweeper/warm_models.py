@@ -28,6 +28,9 @@ from .training import EpochLoop
 # few structures a search settles on, and a bound on its memory however many trials it runs.
 KEEP_MODELS = 6
 KEEP_MB = 400
+# What `reset` and the epoch loop set for each trial: a warm model serves trials that differ only
+# in these. Weight decay and label smoothing are compiled into the training step, so they are not.
+PER_TRIAL = {"learning_rate": 0.0, "batch_size": 0, "schedule": "", "warmup_epochs": 0}
 
 
 @dataclass(eq=False)  # identity: two warm models are never interchangeable
@@ -78,7 +81,7 @@ class ModelPool:
         """The trial's model, reset for it: reused from this worker's last trials when one has its structure."""
         if self.last is not None:
             self.last._gradients |= set(tf_gradient_registry()) - self.registered
-        key = (replace(config, learning_rate=0.0, batch_size=0), task, n_classes, weights, str(weights_dir),
+        key = (replace(config, **PER_TRIAL), task, n_classes, weights, str(weights_dir),
                target_stats, use_feature_cache)
         warm = self.models.pop(key, None)
         if warm is None:

@@ -17,7 +17,6 @@ import time
 
 import pytest
 from conftest import ROOT, write_spec
-from fault_injection import SPEC
 
 from sweeper import results
 from sweeper.cli import main
@@ -41,7 +40,10 @@ def earlier_release(tmp_path):
 
 @pytest.mark.ray
 def test_a_sweep_interrupted_under_the_earlier_release_resumes(tmp_path, digits_dir, earlier_release, capsys):
-    spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, trials=4, epochs=3, seed=0))
+    # The fault-injection spec as the release had it: it knows none of the hyperparameters added since.
+    source = (earlier_release / "benchmarks" / "fault_injection.py").read_text()
+    spec_text = source.split('SPEC = """\\\n', 1)[1].split('"""', 1)[0]
+    spec = write_spec(tmp_path, spec_text.format(digits=digits_dir, trials=4, epochs=3, seed=0))
     out = tmp_path / "results"
     sweep = out / "faults"
     env = {**os.environ, "PYTHONPATH": str(earlier_release)}  # the release's sweeper, in the driver and its workers
@@ -60,3 +62,8 @@ def test_a_sweep_interrupted_under_the_earlier_release_resumes(tmp_path, digits_
     rows = json.loads((sweep / "leaderboard.json").read_text())
     assert results.state_of(sweep) == "finished" and len(rows) == 4
     assert all(r["status"] in ("completed", "stopped") for r in rows), rows
+    # Its trials kept the release's training: a constant learning rate, no decay, no smoothing.
+    trained = [r for row in rows for r in results.read_results(results.trial_folder(sweep, row["trial_id"]))
+               if "lr" in r and not r.get("replayed")]
+    assert trained and all(r["lr"] == r["config"]["learning_rate"] for r in trained)
+    assert all(r["config"].get("weight_decay", 0.0) == 0.0 == r["config"].get("label_smoothing", 0.0) for r in trained)

@@ -74,7 +74,7 @@ def test_off_a_terminal_every_event_is_one_plain_line():
     assert "\x1b" not in console.file.getvalue()  # no cursor movement or colour codes in a log
     expected = [
         "computing features mobilenet_v2_0.35 at 96 px: 100 images",
-        "trial a started: mobilenet_v2_0.35 cut=full unfreeze=0 avg [32] d0.20 adam lr=0.001 bs=32 96px",
+        "trial a started: mobilenet_v2_0.35 cut=full unfreeze=0 avg [32] d0.20 adam lr=0.001 batch=32 px=96",
         "trial b started: ",
         "new best: trial a val_accuracy 0.8000 at epoch 1 ",
         "[1/4] trial b stopped@1: val_accuracy 0.7000 at epoch 1  (mobilenet_v2_0.35 ",

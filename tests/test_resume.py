@@ -34,6 +34,8 @@ def test_three_sigkills_of_the_driver_lose_and_repeat_no_trial(tmp_path):
     # Every trial resumed from the checkpoint its saved state named: none ended in an error.
     assert set(figures["statuses"]) <= {"completed", "stopped"}, figures
     assert figures["most_checkpoints_in_a_trial"] == 1 and figures["checkpoints_not_the_best_epoch"] == 0
+    # A trial continued after a kill picked its learning-rate schedule up at its epoch.
+    assert figures["epochs_off_their_schedule"] == 0
     # The kills left each driver's local Ray running; the resumes ended it all.
     assert figures["processes_left_by_killed_drivers"] > 0 and figures["processes_left_after_the_resumes"] == 0
 

@@ -59,3 +59,55 @@ def test_sweeps_saved_before_space_py_still_unpickle_their_space():
     assert pickle.loads(old) == Fixed(3)
     space = Space(optimizer=Choice(("adam", "sgd")))
     assert pickle.loads(pickle.dumps(space)) == space
+
+
+def test_the_space_and_the_trial_configuration_hold_exactly_the_vocabulary_with_its_defaults():
+    """The two typed records of a configuration cannot drift from `hyperparameters`: a hyperparameter
+    added there and not here (or the reverse) fails this test."""
+    from dataclasses import fields
+
+    from sweeper.hyperparameters import CONFIG_KEYS, DEFAULTS, FULL
+    from sweeper.model import TrialConfig
+    from sweeper.space import Fixed, Space
+
+    assert tuple(f.name for f in fields(TrialConfig)) == CONFIG_KEYS
+    assert tuple(f.name for f in fields(Space)) == CONFIG_KEYS
+    defaults = {f.name: f.default for f in fields(TrialConfig) if f.name != "backbone"}  # backbone is required
+    assert defaults == {k: v for k, v in DEFAULTS.items() if k != "backbone"}
+    space = Space()
+    assert space.cut_for("any") == Fixed(FULL)
+    assert {k: getattr(space, k) for k in CONFIG_KEYS if k != "cut"} == {k: Fixed(v) for k, v in DEFAULTS.items() if k != "cut"}
+
+
+def test_an_older_sweep_s_space_unpickles_with_the_newer_hyperparameters_at_their_defaults():
+    """A Space pickled before schedule, warmup_epochs, weight_decay and label_smoothing existed (its
+    state lacks them) reads them as their defaults, so DefineByRun gives its trials the old behaviour."""
+    import copyreg
+    import pickle
+
+    from sweeper.search_space import DefineByRun
+    from sweeper.space import Choice, Fixed, Space
+
+    space = Space(backbone=Fixed("simple_cnn"), optimizer=Choice(("adam", "sgd")))
+    state = {k: v for k, v in vars(space).items() if k not in ("schedule", "warmup_epochs", "weight_decay", "label_smoothing")}
+    old = copyreg._reconstructor, (Space, object, None), state
+    loaded = pickle.loads(pickle.dumps(_Reduced(old)))
+    assert "weight_decay" not in vars(loaded) and loaded.weight_decay == Fixed(0.0) and loaded.schedule == Fixed("constant")
+
+    class FixedTrial:  # only fixed values and one choice: answer the choice
+        def suggest_categorical(self, name, options):
+            return options[0]
+
+    config = DefineByRun(loaded)(FixedTrial())
+    assert config["schedule"] == "constant" and config["warmup_epochs"] == 0
+    assert config["weight_decay"] == 0.0 and config["label_smoothing"] == 0.0
+
+
+class _Reduced:
+    """Pickles as the given reduce tuple: how an object of an older class version was written."""
+
+    def __init__(self, reduced):
+        self.reduced = reduced
+
+    def __reduce__(self):
+        return self.reduced
