@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 
 from sweeper.leftovers import session_processes
+from sweeper.status import ENDED
 
 SWEEPER = [sys.executable, "-m", "sweeper"]
-ENDED = ("completed", "stopped", "error", "diverged")
 
 SPEC = """\
 name: faults

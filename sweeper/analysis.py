@@ -17,12 +17,11 @@ from . import results
 from .objective import Objective
 from .schedule import rung_epochs
 from .spec import Budget, Space
+from .status import FINISHED, ORDER
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-FINISHED = ("completed", "stopped")  # trials whose value is final: the ones importance is computed over
-STATUS_ORDER = ("completed", "stopped", "running", "diverged", "error")
 
 History = list[tuple[int, float]]  # (epoch, objective) pairs, by epoch
 
@@ -50,9 +49,9 @@ def number(row: dict, key: str) -> float | None:
 
 
 def status_counts(rows: list[dict]) -> dict[str, int]:
-    """How many trials have each status, the usual ones first (in STATUS_ORDER), then any others; none at 0."""
+    """How many trials have each status, the usual ones first (in status.ORDER), then any others; none at 0."""
     counts = Counter(r.get("status", "") for r in rows)
-    order = [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]
+    order = [*ORDER, *sorted(set(counts) - set(ORDER))]
     return {status: counts[status] for status in order if counts[status]}
 
 

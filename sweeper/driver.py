@@ -25,10 +25,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, checkpoint, evaluate, leaderboard, leftovers, results
+from . import __version__, checkpoint, environment, evaluate, leaderboard, leftovers, results
 from .data import DatasetIndex
 from .errors import SweeperError
-from .files import LOCK_FILE, DriverLock
+from .files import DriverLock
 from .live import LiveView, SweepInfo, ray_output_to
 from .preparation import check_cache_dir, check_weight_files, fetch_missing_weights, prepare_data, weight_files_of
 from .progress import ProgressBoard
@@ -37,10 +37,11 @@ from .saved_state import check_experiment_state
 from .search_space import quiet_optuna
 from .space import space_size, trial_count
 from .spec import Spec
+from .status import ENDED, FAILED, SweepState, TrialStatus
 
 # Re-exported: Tune pickled these (in its saved state) as sweeper.driver.*; older sweeps still resume.
-from .sweep_callbacks import ENDED, EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
-from .trial import COLD_WORKER, TrialContext
+from .sweep_callbacks import EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
+from .trial import TrialContext
 from .tuner import check_address, check_resources, init_ray, make_tuner
 from .tuner import trial_dirname as _trial_dirname  # noqa: F401  (the same: sweeper.driver._trial_dirname)
 from .weights import search_dirs
@@ -65,7 +66,7 @@ class RunOptions:
         storage = self.storage
         if storage and "://" not in storage:
             storage = str(Path(storage).expanduser().resolve())
-        return replace(self, cache_dir=(self.cache_dir or self.out / ".cache").resolve(),
+        return replace(self, cache_dir=(self.cache_dir or results.default_cache(self.out)).resolve(),
                        weights_dir=Path(weights_dir).expanduser().resolve() if weights_dir else None,
                        weights_dirs=tuple(str(d.resolve()) for d in search_dirs(weights_dir)), storage=storage)
 
@@ -80,7 +81,7 @@ class RunOptions:
         saved = meta.get("options", {})
         weights_dir = Path(saved["weights_dir"]) if saved.get("weights_dir") else None
         return cls(out=out, address=meta.get("address"), weights_dir=weights_dir,
-                   cache_dir=Path(saved.get("cache_dir") or out / ".cache"),
+                   cache_dir=Path(saved.get("cache_dir") or results.default_cache(out)),
                    feature_cache=saved.get("feature_cache", True), reuse_workers=saved.get("reuse_workers", True),
                    storage=saved.get("storage"),
                    # Sweeps recorded before weights_dirs searched the environment of the day.
@@ -120,16 +121,17 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
 
 def _remove_if_only_lock(sweep_dir: Path) -> None:
     try:
-        if [p.name for p in sweep_dir.iterdir()] == [LOCK_FILE]:
-            (sweep_dir / LOCK_FILE).unlink()
+        lock = results.SweepFolder(sweep_dir).lock
+        if list(sweep_dir.iterdir()) == [lock]:
+            lock.unlink()
             sweep_dir.rmdir()
     except OSError:
         pass
 
 
 def _refuse_existing(sweep_dir: Path) -> None:
-    if sweep_dir.exists() and any(p.name != LOCK_FILE for p in sweep_dir.iterdir()):
-        hint = ("see it with `sweeper leaderboard`" if results.state_of(sweep_dir) == "finished"
+    if sweep_dir.exists() and any(p != results.SweepFolder(sweep_dir).lock for p in sweep_dir.iterdir()):
+        hint = ("see it with `sweeper leaderboard`" if results.state_of(sweep_dir) == SweepState.FINISHED
                 else f"continue it with `sweeper resume {sweep_dir}`")
         raise SweeperError(f"{sweep_dir} already exists; choose another --name, or {hint}")
 
@@ -148,7 +150,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
     with DriverLock(sweep_dir):
         spec = results.saved_spec(sweep_dir)
         meta = results.read_meta(sweep_dir)
-        if results.state_of(sweep_dir) == "finished":
+        if results.state_of(sweep_dir) == SweepState.FINISHED:
             raise SweeperError(f"{sweep_dir}: this sweep has finished; nothing to resume "
                                f"(see `sweeper leaderboard {sweep_dir}`, or run the spec again with another --name)")
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
@@ -159,7 +161,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
             check_address(options.address)
         check_weight_files(sweep_dir, meta.get("weight_files") or {})
         # No leaderboard: the driver was killed as the sweep started, before it wrote one.
-        saved = leaderboard.read(sweep_dir) if (sweep_dir / leaderboard.FILE).is_file() else []
+        saved = leaderboard.read(sweep_dir) if results.SweepFolder(sweep_dir).leaderboard.is_file() else []
         check_experiment_state(results.experiment_of(sweep_dir), trials_recorded=len(saved))  # before Tune reads it
         index = prepare_data(spec, options.cache_dir, console)
         if index.fingerprint != meta.get("data_fingerprint"):
@@ -175,7 +177,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
           started: float, saved: list[dict] | None = None) -> Path:
     """Run (or, given the `saved` leaderboard rows, resume) the Tune experiment, then evaluate and summarise."""
     board = ProgressBoard.options(  # on the driver's node: on a cluster, a worker node may be lost
-        runtime_env={"env_vars": {COLD_WORKER: "1"}},
+        runtime_env={"env_vars": {environment.COLD_WORKER: "1"}},
         scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
     ).remote()
     # On resume, the recorded location: the one `check_experiment_state` looked at.
@@ -217,35 +219,35 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     pruner = CheckpointPruner()
     callbacks = [files, LiveView(info, files.rows, console, board, ended), guard, pruner,  # files first: the view shows their rows
                  KeepEndedResults(set(ended))]
-    results.mark(sweep_dir, "running")
+    results.mark(sweep_dir, SweepState.RUNNING)
     try:
-        with quiet_optuna(), ray_output_to(sweep_dir / "ray.log"):
+        with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):
             tuner = make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
                                reuse_workers=options.reuse_workers, resume=saved is not None)
             tuner.fit()
         pruner.prune_all()
     except KeyboardInterrupt:  # a second Ctrl+C: Tune stops at once
-        results.mark(sweep_dir, "interrupted")
+        results.mark(sweep_dir, SweepState.INTERRUPTED)
         raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
     except BaseException:
-        results.mark(sweep_dir, "interrupted")
+        results.mark(sweep_dir, SweepState.INTERRUPTED)
         raise
     finally:
         ray.kill(board)
 
     rows = leaderboard.read(sweep_dir)
     # Tune returns normally after Ctrl+C too, with the trials it cut off still `running` (or not started).
-    if any(r["status"] == "running" for r in rows) or (len(rows) < trials and not early_end()):
-        results.mark(sweep_dir, "interrupted")
+    if any(r["status"] == TrialStatus.RUNNING for r in rows) or (len(rows) < trials and not early_end()):
+        results.mark(sweep_dir, SweepState.INTERRUPTED)
         leaderboard.render(rows, spec.objective, console, title=f"{spec.name} so far — best {spec.objective} first")
         raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}")
     if np.any(index.splits == "test"):
         try:
             rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
         except KeyboardInterrupt:  # every trial has ended; a resume runs just the evaluation
-            results.mark(sweep_dir, "interrupted")
+            results.mark(sweep_dir, SweepState.INTERRUPTED)
             raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
-    results.mark(sweep_dir, "finished")  # after the evaluation: its results are part of it
+    results.mark(sweep_dir, SweepState.FINISHED)  # after the evaluation: its results are part of it
     pruner.prune_all(finished=True)
     if guard.stop_all():
         first = next((r["error"] for r in rows if r.get("error")), "no message")
@@ -259,7 +261,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
 
 def _ended(row: dict, experiment: str, objective: str) -> dict:
     """What a resumed trial that had ended tells Tune again: its error, or its last result."""
-    if row["status"] in ("error", "diverged"):
+    if row["status"] in FAILED:
         return {"error": row.get("error") or row["status"]}
     history = [r for r in results.trial_results(experiment, row["trial_id"]) if r.get(objective) is not None]
     if not history:  # ended before it reported: Tune's searcher can only count it as failed
@@ -300,8 +302,9 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
                     weight_files: dict[str, str | None], ray_session: dict | None) -> None:
     """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
     header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
-    (sweep_dir / results.SAVED_SPEC).write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
-    (sweep_dir / "data_summary.json").write_text(json.dumps(index.summary(), indent=2))
+    folder = results.SweepFolder(sweep_dir)
+    folder.spec.write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
+    folder.data_summary.write_text(json.dumps(index.summary(), indent=2))
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     meta = {
         "name": spec.name,

@@ -47,8 +47,7 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
     console = console or Console()
     sweep_dir = Path(sweep_dir).resolve()
     meta = results.require_sweep(sweep_dir)
-    recorded = meta.get("options", {}).get("cache_dir")  # gone when the sweep was moved: decode again beside it
-    cache_dir = Path(options.cache_dir or (recorded if recorded and Path(recorded).is_dir() else sweep_dir.parent / ".cache"))
+    cache_dir = Path(options.cache_dir or results.SweepFolder(sweep_dir).cache)
     out = _checked_out(Path(out), force=options.force, protected={
         "the working directory": Path.cwd(), "your home folder": Path.home(), "the root folder": Path("/"),
         "the sweep": sweep_dir, "the cache": cache_dir,
@@ -415,7 +414,7 @@ def _model_card(sweep_dir: Path, manifest: dict) -> str:
         lines += [f"| validation | {name} | {k} | {v:.6g} |" for k, v in row.items()]
     lines += [f"| test | model.keras | {k} | {v:.6g} |" for k, v in checks.get("test", {}).items()]
     lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in manifest["versions"].items()]
-    spec = (sweep_dir / results.SAVED_SPEC).read_text()
+    spec = results.SweepFolder(sweep_dir).spec.read_text()
     spec = "\n".join(line for line in spec.splitlines() if not line.startswith("# The spec as run"))  # a local path
     lines += ["", "## The sweep's spec", "", "```yaml", spec.rstrip(), "```", ""]
     return "\n".join(lines)

@@ -26,8 +26,8 @@ from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS, DEFAULTS, HEAD, HYPERPARAMETERS
 from .objective import Objective
 from .spec import OBJECTIVES
+from .status import SweepState, TrialStatus
 
-FILE = "leaderboard.json"  # the sweep's rows; leaderboard.csv is written beside it for people
 MODES = {name: mode for objectives in OBJECTIVES.values() for name, mode in objectives.items()}
 COST_KEYS = ("params", "trainable_params", "size_mb", "latency_ms")
 
@@ -37,7 +37,7 @@ def columns(objective: str) -> list[str]:
 
 
 def make_row(
-    *, trial_id: str, status: str, config: dict, result: dict, objective: str, error: str = ""
+    *, trial_id: str, status: TrialStatus, config: dict, result: dict, objective: str, error: str = ""
 ) -> dict[str, Any]:
     """A leaderboard row from a trial's config and its last reported result."""
     row: dict[str, Any] = {
@@ -76,7 +76,7 @@ def scored(rows: Iterable[dict], objective: str) -> list[dict]:
         value = row.get(objective)
         return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
-    return [row for row in rows if has_value(row) and row.get("status") != "error"]
+    return [row for row in rows if has_value(row) and row.get("status") != TrialStatus.ERROR]
 
 
 def all_columns(rows: list[dict], objective: str) -> list[str]:
@@ -87,14 +87,15 @@ def all_columns(rows: list[dict], objective: str) -> list[str]:
 
 def write(sweep_dir: Path, rows: list[dict], objective: str) -> None:
     cols = all_columns(rows, objective)
-    write_atomic(Path(sweep_dir) / FILE, json.dumps(rows, indent=1, default=str))
-    write_atomic(Path(sweep_dir) / "leaderboard.csv", to_csv(rows, cols))
+    folder = results.SweepFolder(Path(sweep_dir))
+    write_atomic(folder.leaderboard, json.dumps(rows, indent=1, default=str))
+    write_atomic(folder.leaderboard_csv, to_csv(rows, cols))
 
 
 def read(sweep_dir: Path) -> list[dict]:
-    path = Path(sweep_dir) / FILE
+    path = results.SweepFolder(Path(sweep_dir)).leaderboard
     if not path.is_file():
-        raise SweeperError(f"{sweep_dir}: no {FILE} here; is this a sweep folder (results/<sweep>)?")
+        raise SweeperError(f"{sweep_dir}: no {path.name} here; is this a sweep folder (results/<sweep>)?")
     try:
         rows = json.loads(path.read_bytes())
     except ValueError as exc:  # UnicodeDecodeError is one
@@ -130,10 +131,10 @@ def load(path: Path) -> tuple[list[dict], str, list[str]]:
     """
     if not path.is_dir():
         raise SweeperError(f"{path}: no such folder")
-    if (path / FILE).is_file():
+    if results.SweepFolder(path).leaderboard.is_file():
         sweeps = [path]
     else:
-        sweeps = sorted(p.parent for p in path.glob(f"*/{FILE}"))
+        sweeps = sorted(p for p in path.iterdir() if results.SweepFolder(p).leaderboard.is_file())
         if not sweeps:
             raise SweeperError(f"{path}: no leaderboard.json here or in its subfolders; "
                                "give a sweep folder (results/<sweep>) or a folder of them (results/)")
@@ -145,9 +146,9 @@ def load(path: Path) -> tuple[list[dict], str, list[str]]:
         objectives.add(objective)
         modes.add(meta.get("mode") or MODES.get(objective, "max"))
         state = results.state_of(sweep)
-        if state in ("running", "interrupted"):
-            ended = sum(r["status"] != "running" for r in rows)
-            notes.append(f"{sweep.name}: still running, {ended} of {len(rows)} trials ended so far" if state == "running"
+        if state in (SweepState.RUNNING, SweepState.INTERRUPTED):
+            ended = sum(r["status"] != TrialStatus.RUNNING for r in rows)
+            notes.append(f"{sweep.name}: still running, {ended} of {len(rows)} trials ended so far" if state == SweepState.RUNNING
                          else f"{sweep.name}: interrupted with {ended} of {len(rows)} trials ended; rows still "
                               "`running` were cut off (`sweeper resume` continues the sweep)")
         if len(sweeps) > 1:
@@ -246,7 +247,8 @@ def to_markdown(rows: list[dict], cols: list[str]) -> str:
 
 
 # The terminal table shows what people choose by, compactly; the files hold every column.
-STATUS_STYLE = {"completed": "green", "stopped": "yellow", "error": "red", "diverged": "magenta", "running": "cyan"}
+STATUS_STYLE = {TrialStatus.COMPLETED: "green", TrialStatus.STOPPED: "yellow", TrialStatus.ERROR: "red", TrialStatus.DIVERGED: "magenta",
+                TrialStatus.RUNNING: "cyan"}
 
 
 def render(rows: list[dict], objective: str, console: Console, title: str = "") -> None:
@@ -336,7 +338,7 @@ def _cell(key: str) -> Callable[[dict], str]:
 def status_label(row: dict) -> str:
     """`stopped@3` says ASHA stopped the trial after epoch 3; the others read as they are."""
     status = row.get("status", "")
-    return f"stopped@{row.get('epochs')}" if status == "stopped" else status
+    return f"stopped@{row.get('epochs')}" if status == TrialStatus.STOPPED else str(status)
 
 
 def head_label(row: dict) -> str:

@@ -28,6 +28,7 @@ from rich.text import Text
 from .leaderboard import STATUS_STYLE, config_columns, config_summary, format_value, status_label
 from .objective import Objective
 from .private_apis import ray_node
+from .status import ENDED, TrialStatus
 
 RECENT = 5  # ended trials kept in the table below the running ones
 
@@ -129,7 +130,7 @@ class LiveView(tune.Callback):
     def _note_best(self, trial_id: str) -> None:
         row = self.rows.get(trial_id)
         value = row.get(self.info.objective) if row else None
-        if value is None or row.get("status") == "error":
+        if value is None or row.get("status") == TrialStatus.ERROR:
             return
         if Objective(self.info.objective, self.info.mode).better(value, than=self.best_value):
             self.best_id, self.best_value = trial_id, value
@@ -182,7 +183,7 @@ class LiveView(tune.Callback):
         """
         done = len(self.ended) + sum(
             min(row.get("epochs") or 0, self.info.max_epochs) / self.info.max_epochs
-            for trial_id, row in self.rows.items() if row.get("status") == "running"
+            for trial_id, row in self.rows.items() if row.get("status") == TrialStatus.RUNNING
         )
         if done <= 0:
             return None
@@ -223,7 +224,7 @@ class LiveView(tune.Callback):
     def _trial_table(self) -> Table:
         objective = self.info.objective
         table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-        running = [r for r in self.rows.values() if r.get("status") == "running"]
+        running = [r for r in self.rows.values() if r.get("status") == TrialStatus.RUNNING]
         recent = [self.rows[t] for t in reversed(self.ended[-RECENT:]) if t in self.rows]
         shown = running + recent
         hyperparameters = config_columns(shown)
@@ -244,7 +245,7 @@ class LiveView(tune.Callback):
 
     def summary(self) -> str:
         statuses = [self.rows[t].get("status") for t in self.ended if t in self.rows]
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("completed", "stopped", "diverged", "error") if s in statuses)
+        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ENDED if s in statuses)
         return (f"{self.info.name}: {len(self.ended)} of {self.info.trials} trials ended"
                 + (f" ({counts})" if counts else "") + f" in {_clock(time.time() - self.started)}")
 

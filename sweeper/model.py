@@ -54,18 +54,20 @@ def build_trial_model(
     """Resolve the weights ("imagenet" or "none") the way the design says, then build the model.
 
     Returns the model and the weights it was built from (a file, "imagenet", or None for random).
-    A Keras download is the last resort; when it fails too, the error says where sweeper looked.
+    Weights no searched folder holds are downloaded by Keras into its cache first (usually done
+    before the sweep started; this is a node that lacks them); a failed download is one line that
+    says where sweeper looked. Errors of the build itself pass through as they are.
     """
     entry = get_backbone(config.backbone)
     resolved = weight_files.resolve(entry, config.image_size, weights, weights_dir)
-    try:
-        model = build_model(config, task=task, n_classes=n_classes, weights=resolved, target_stats=target_stats)
-        return model, resolved
-    except Exception as exc:
-        if resolved != "imagenet":
-            raise
-        message = weight_files.missing_message(entry, config.image_size, weights_dir)
-        raise SweeperError(f"{message}; the download failed too: {exc}") from exc
+    if resolved == "imagenet":
+        failed = weight_files.fetch(entry, config.image_size)
+        if failed:
+            message = weight_files.missing_message(entry, config.image_size, weights_dir)
+            raise SweeperError(f"{message}; the download failed too: {failed}")
+        resolved = weight_files.resolve(entry, config.image_size, weights, weights_dir)  # now in Keras' cache
+    model = build_model(config, task=task, n_classes=n_classes, weights=resolved, target_stats=target_stats)
+    return model, resolved
 
 
 def output_units(task: str, n_classes: int) -> int:

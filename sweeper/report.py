@@ -27,13 +27,14 @@ from .hyperparameters import CONFIG_KEYS
 from .objective import Objective
 from .plotting import pyplot
 from .spec import Budget, read_search_setup
+from .status import TrialStatus
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 DPI = 110
-STATUS_WORDS = {"stopped": "stopped by ASHA"}
+STATUS_WORDS = {TrialStatus.STOPPED: "stopped by ASHA"}
 
 
 
@@ -47,11 +48,11 @@ def write_report(sweep_dir: Path | str) -> Path:
     if "objective" not in sweep:
         raise SweeperError(f"{sweep_dir}: no sweep.json here; is this a sweep folder (results/<sweep>)?")
     objective, mode = sweep["objective"], sweep["mode"]
-    space, budget = read_search_setup(sweep_dir / results.SAVED_SPEC)
+    space, budget = read_search_setup(results.SweepFolder(sweep_dir).spec)
     histories = load_histories(sweep_dir, rows, objective)
     label = _objective_label(objective, sweep.get("task", "classification"))
 
-    folder = sweep_dir / "report"
+    folder = results.SweepFolder(sweep_dir).report
     folder.mkdir(exist_ok=True)
     # Each chart is saved (and its figure closed) before the next one is drawn.
     pngs = {
@@ -96,7 +97,7 @@ def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objec
     fig, ax = plt.subplots(figsize=(10, 5.5))
     best = next(iter(leaderboard.scored(rows, objective)), None)
     shown = [r for r in rows if r["trial_id"] in histories and r is not best]  # the best is drawn last, on top
-    completed = [r for r in shown if r.get("status") == "completed"]
+    completed = [r for r in shown if r.get("status") == TrialStatus.COMPLETED]
     colours = plt.get_cmap("tab10" if len(completed) <= 10 else "tab20")
     name_each = len(completed) <= 10  # beyond that a legend of trial ids is noise
     handles = []
@@ -108,18 +109,18 @@ def _plot_learning_curves(rows: list[dict], histories: dict[str, History], objec
             handles.append(line)
     if completed and not name_each:
         handles.append(Line2D([], [], color=colours(0), linewidth=1.6, label=f"completed ({len(completed)})"))
-    others = {"stopped": dict(color="#8c8c8c", linestyle="--", linewidth=0.9, marker="x"),
-              "running": dict(color="tab:cyan", linestyle=":", linewidth=1.2, marker=">"),
-              "diverged": dict(color="tab:purple", linestyle=":", linewidth=1.0, marker="X"),
-              "error": dict(color="tab:red", linestyle=":", linewidth=1.0, marker="X")}
+    others = {TrialStatus.STOPPED: dict(color="#8c8c8c", linestyle="--", linewidth=0.9, marker="x"),
+              TrialStatus.RUNNING: dict(color="tab:cyan", linestyle=":", linewidth=1.2, marker=">"),
+              TrialStatus.DIVERGED: dict(color="tab:purple", linestyle=":", linewidth=1.0, marker="X"),
+              TrialStatus.ERROR: dict(color="tab:red", linestyle=":", linewidth=1.0, marker="X")}
     for status, style in others.items():
         ended = [r for r in shown if r.get("status") == status]
         for row in ended:
             epochs, values = zip(*histories[row["trial_id"]])
             ax.plot(epochs, values, markevery=[len(epochs) - 1], markersize=6, alpha=0.85, **style)
         if ended:
-            word = {"stopped": "stopped by ASHA", "running": "still running", "diverged": "diverged",
-                    "error": "failed"}[status]
+            word = {TrialStatus.STOPPED: "stopped by ASHA", TrialStatus.RUNNING: "still running",
+                    TrialStatus.DIVERGED: "diverged", TrialStatus.ERROR: "failed"}[status]
             handles.append(Line2D([], [], markersize=6, label=f"{word} ({len(ended)})", **style))
     if best is not None and best["trial_id"] in histories:
         epochs, values = zip(*histories[best["trial_id"]])
@@ -179,8 +180,8 @@ def _plot_asha_rungs(rows: list[dict], histories: dict[str, History], label: str
             if value is None:
                 continue
             status = row.get("status")
-            kind = ("went on" if (row.get("epochs") or 0) > epoch else "stopped here by ASHA" if status == "stopped"
-                    else "completed" if status == "completed" else "ended here (running or failed)")
+            kind = ("went on" if (row.get("epochs") or 0) > epoch else "stopped here by ASHA" if status == TrialStatus.STOPPED
+                    else "completed" if status == TrialStatus.COMPLETED else "ended here (running or failed)")
             seen.add(kind)
             strip.scatter(x + jitter.uniform(-0.15, 0.15), value, s=36, alpha=0.85, **styles[kind])
     strip.set_xticks(range(len(epochs)), labels=names)

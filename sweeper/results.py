@@ -1,5 +1,6 @@
-"""The results folder's own record of a sweep, `results/<sweep>/sweep.json`, whether it still
-runs, and where its Ray Tune experiment (trial folders, checkpoints, Tune's saved state) lives.
+"""The sweep folder, `results/<sweep>/`: its paths (`SweepFolder`), its own record `sweep.json`,
+whether it still runs, and where its Ray Tune experiment (trial folders, checkpoints, Tune's
+saved state) lives.
 
 The driver writes `sweep.json` when a sweep starts and marks it `finished` or `interrupted` when
 it ends; a driver killed outright cannot, so a `running` sweep whose driver process is gone on
@@ -15,31 +16,94 @@ from __future__ import annotations
 import json
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 
-from .files import write_atomic
+from .files import LOCK_FILE, write_atomic
+from .status import SweepState
 
 SWEEP_META = "sweep.json"
 SAVED_SPEC = "spec.yaml"  # the spec as run
 EXPERIMENT = "experiment"  # the Tune experiment's folder in the sweep folder, without --storage
 RESULTS_FILE = "result.json"  # Tune's log of every result a trial reported, one JSON object a line
+CACHE = ".cache"  # the default cache folder, beside the sweeps: they share decoded images and features
+
+
+@dataclass(frozen=True)
+class SweepFolder:
+    """Every path of `results/<sweep>/`, named once. The experiment and the cache can live
+    elsewhere (--storage, --cache-dir): those are read from what the sweep recorded."""
+
+    path: Path
+
+    @property
+    def record(self) -> Path:
+        return self.path / SWEEP_META
+
+    @property
+    def spec(self) -> Path:
+        return self.path / SAVED_SPEC
+
+    @property
+    def leaderboard(self) -> Path:
+        return self.path / "leaderboard.json"  # the rows; leaderboard.csv beside it is for people
+
+    @property
+    def leaderboard_csv(self) -> Path:
+        return self.path / "leaderboard.csv"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report"
+
+    @property
+    def data_summary(self) -> Path:
+        return self.path / "data_summary.json"  # the classes and splits, as indexed when the sweep started
+
+    @property
+    def ray_log(self) -> Path:
+        return self.path / "ray.log"  # what Ray and Tune print, kept out of the terminal
+
+    @property
+    def lock(self) -> Path:
+        return self.path / LOCK_FILE
+
+    @property
+    def remote_copies(self) -> Path:
+        return self.path / ".remote"  # trial folders copied from a --storage URI
+
+    @property
+    def experiment(self) -> str:
+        return experiment_of(self.path)
+
+    @property
+    def cache(self) -> Path:
+        """The cache the sweep recorded, while it exists; else the default one beside the sweep
+        (a moved sweep decodes its images again there)."""
+        recorded = read_meta(self.path).get("options", {}).get("cache_dir")
+        return Path(recorded) if recorded and Path(recorded).is_dir() else default_cache(self.path.parent)
+
+
+def default_cache(out: Path) -> Path:
+    """The cache of sweeps written to `out` when no --cache-dir is given."""
+    return Path(out) / CACHE
 
 
 def write_meta(sweep_dir: Path, meta: dict) -> None:
-    write_atomic(Path(sweep_dir) / SWEEP_META, json.dumps(meta, indent=2))
+    write_atomic(SweepFolder(Path(sweep_dir)).record, json.dumps(meta, indent=2))
 
 
 def read_meta(sweep_dir: Path) -> dict:
     """The sweep's record; empty when the folder has none (or a damaged one)."""
     try:
-        return json.loads((Path(sweep_dir) / SWEEP_META).read_text())
+        return json.loads(SweepFolder(Path(sweep_dir)).record.read_text())
     except (OSError, ValueError):
         return {}
 
 
-def mark(sweep_dir: Path, state: str) -> None:
+def mark(sweep_dir: Path, state: SweepState) -> None:
     """Record the sweep's state: `running` (with this driver's host and pid), `finished` or `interrupted`."""
-    driver = {"driver_host": socket.gethostname(), "driver_pid": os.getpid()} if state == "running" else {}
+    driver = {"driver_host": socket.gethostname(), "driver_pid": os.getpid()} if state == SweepState.RUNNING else {}
     update(sweep_dir, state=state, **driver)
 
 
@@ -48,12 +112,15 @@ def update(sweep_dir: Path, **keys) -> None:
     write_meta(sweep_dir, {**read_meta(sweep_dir), **keys})
 
 
-def state_of(sweep_dir: Path) -> str:
+def state_of(sweep_dir: Path) -> SweepState:
     """`running`, `finished` or `interrupted`; `unknown` for a sweep without a record of its state."""
     meta = read_meta(sweep_dir)
-    state = meta.get("state", "unknown")
-    if state == "running" and meta.get("driver_host") == socket.gethostname() and not alive(meta.get("driver_pid")):
-        return "interrupted"
+    try:
+        state = SweepState(meta.get("state", SweepState.UNKNOWN))
+    except ValueError:  # a record someone edited
+        return SweepState.UNKNOWN
+    if state == SweepState.RUNNING and meta.get("driver_host") == socket.gethostname() and not alive(meta.get("driver_pid")):
+        return SweepState.INTERRUPTED
     return state
 
 
@@ -78,7 +145,7 @@ def require_sweep(sweep_dir: Path) -> dict:
     from .errors import SweeperError
 
     meta = read_meta(sweep_dir)
-    if not (Path(sweep_dir) / SAVED_SPEC).is_file() or "spec_path" not in meta:
+    if not SweepFolder(Path(sweep_dir)).spec.is_file() or "spec_path" not in meta:
         raise SweeperError(f"{sweep_dir}: no spec.yaml or sweep.json here; is this a sweep folder (results/<sweep>)?")
     return meta
 
@@ -90,7 +157,7 @@ def saved_spec(sweep_dir: Path):
     from .spec import parse_spec
 
     meta = require_sweep(sweep_dir)
-    saved = Path(sweep_dir) / SAVED_SPEC
+    saved = SweepFolder(Path(sweep_dir)).spec
     # Relative paths in the saved spec are relative to the spec file the sweep was run from.
     return parse_spec(yaml.safe_load(saved.read_text()), Path(meta["spec_path"]))
 
@@ -113,8 +180,6 @@ def experiment_of(sweep_dir: Path) -> str:
         return str(Path(sweep_dir) / recorded)
     if recorded and ("://" in recorded or Path(recorded).exists() or not (Path(sweep_dir) / EXPERIMENT).is_dir()):
         return recorded
-    if (Path(sweep_dir) / "tuner.pkl").is_file():  # earlier sweeper versions kept it in the sweep folder itself
-        return str(sweep_dir)
     return experiment_location(sweep_dir)
 
 
@@ -149,8 +214,8 @@ def trial_folder(sweep_dir: Path, trial_id: str) -> Path:
     import pyarrow.fs
 
     fs, path = filesystem(location)
-    local = Path(sweep_dir) / ".remote" / f"trial_{trial_id}"
-    if not local.is_dir() or state_of(sweep_dir) != "finished":  # a running sweep's trials change
+    local = SweepFolder(Path(sweep_dir)).remote_copies / f"trial_{trial_id}"
+    if not local.is_dir() or state_of(sweep_dir) != SweepState.FINISHED:  # a running sweep's trials change
         local.mkdir(parents=True, exist_ok=True)
         pyarrow.fs.copy_files(f"{path}/trial_{trial_id}", str(local), source_filesystem=fs,
                               destination_filesystem=pyarrow.fs.LocalFileSystem())

@@ -16,8 +16,7 @@ from . import leaderboard
 from .objective import Objective
 from .resumable import move_trial_folder_aside
 from .spec import Spec
-
-ENDED = ("completed", "stopped", "error", "diverged")  # leaderboard statuses of trials that will not run again
+from .status import ENDED, FAILED, TrialStatus
 
 
 class StopAt(tune.Stopper):
@@ -55,7 +54,7 @@ class FailureGuard(tune.Callback, tune.Stopper):
     def __init__(self, limit: int, saved: list[dict] = ()):
         # A resumed sweep counts the trials of its earlier sessions too.
         self.limit = limit
-        self.failed = sum(r["status"] in ("error", "diverged") for r in saved)
+        self.failed = sum(r["status"] in FAILED for r in saved)
         self.reported = any(r.get("epochs") for r in saved)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -100,17 +99,17 @@ class LeaderboardCallback(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if trial.trial_id not in self.ended_before:
-            self._update(trial, "running", trial.last_result or {})
+            self._update(trial, TrialStatus.RUNNING, trial.last_result or {})
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if trial.trial_id not in self.ended_before:
-            self._update(trial, "running", result)
+            self._update(trial, TrialStatus.RUNNING, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.trial_id in self.ended_before:
             return
         result = trial.last_result or {}
-        status = "completed" if result.get("epoch", 0) >= self.spec.budget.max_epochs else "stopped"
+        status = TrialStatus.COMPLETED if result.get("epoch", 0) >= self.spec.budget.max_epochs else TrialStatus.STOPPED
         self._update(trial, status, result)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -118,7 +117,7 @@ class LeaderboardCallback(tune.Callback):
             return
         message = _error_message(trial)
         diverged = "TrialDiverged: " in message
-        self._update(trial, "diverged" if diverged else "error", trial.last_result or {},
+        self._update(trial, TrialStatus.DIVERGED if diverged else TrialStatus.ERROR, trial.last_result or {},
                      message.split("TrialDiverged: ", 1)[-1] if diverged else message)
 
     def on_experiment_end(self, trials, **info):
@@ -127,8 +126,8 @@ class LeaderboardCallback(tune.Callback):
         if not self.early_end():
             return
         for trial in trials:
-            if self.rows.get(trial.trial_id, {}).get("status") == "running" and trial.status == "TERMINATED":
-                self._update(trial, "stopped", trial.last_result or {})
+            if self.rows.get(trial.trial_id, {}).get("status") == TrialStatus.RUNNING and trial.status == "TERMINATED":
+                self._update(trial, TrialStatus.STOPPED, trial.last_result or {})
 
     def _update(self, trial, status, result, error=""):
         self.rows[trial.trial_id] = leaderboard.make_row(

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import latency
+from . import environment, latency
 from .data import DatasetIndex
 from .objective import Objective
 
@@ -244,9 +244,6 @@ def _progress(board, label: str):
     return lambda done, total: board.update.remote(label, done, total)
 
 
-COLD_WORKER = "SWEEPER_COLD_WORKER"  # set on workers that never train (the progress board)
-
-
 def warm_up_worker() -> None:
     """Ray's `worker_process_setup_hook` for a sweep: import TensorFlow and Keras as each worker starts.
 
@@ -254,15 +251,15 @@ def warm_up_worker() -> None:
     delaying the first trials. Thread pools are sized later, by `init_tensorflow`: importing does
     not fix them.
     """
-    if os.environ.get(COLD_WORKER):
+    if os.environ.get(environment.COLD_WORKER):  # the progress board
         return
-    _tensorflow_environment()
+    environment.set_defaults(environment.WORKER)  # before TensorFlow is imported
     from . import warm_models  # noqa: F401  (imports tensorflow, keras and sweeper's model code)
 
 
 def init_tensorflow(cpus: int):
     """Import TF with thread pools sized to the trial's CPUs, so concurrent trials do not fight."""
-    _tensorflow_environment()
+    environment.set_defaults(environment.WORKER)  # before TensorFlow is imported
     import tensorflow as tf
 
     try:
@@ -276,15 +273,6 @@ def init_tensorflow(cpus: int):
         except RuntimeError:
             pass
     return tf
-
-
-def _tensorflow_environment() -> None:
-    """Set before TensorFlow is imported; the user's own settings win."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # TensorFlow leaves oneDNN's kernels off on CPUs without AVX-512. On the 2-core AVX2 machine
-    # sweeper is developed on, they cut MobileNetV2-0.35's forward pass over 256 images at 160 px
-    # on one thread from 2.8-4.2 s to 1.6 s.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 # Hyperparameters added after sweeps were first saved: left out of the seed while at their

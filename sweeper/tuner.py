@@ -4,7 +4,6 @@ checkpoints), and Ray itself: starting or attaching to it, and checking what a t
 
 from __future__ import annotations
 
-import os
 import socket
 
 import ray
@@ -12,7 +11,7 @@ from ray import tune
 from rich.console import Console
 from rich.markup import escape
 
-from . import leftovers, private_apis
+from . import environment, leftovers, private_apis
 from .errors import SweeperError
 from .resumable import ResumableASHA
 from .search_space import DefineByRun, sampler_for
@@ -110,12 +109,7 @@ def init_ray(address: str | None) -> dict | None:
     """Start (or attach to) Ray; returns the local Ray session this call started, or None."""
     if ray.is_initialized():
         return None
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # Save the experiment's state at least every second (Tune's default is every 10 s or more), so a
-    # killed driver loses at most the trials started in the last second; the warning that saves come
-    # often is moot here: trials' checkpoints force a save too.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    environment.set_defaults(environment.DRIVER)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})

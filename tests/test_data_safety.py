@@ -153,7 +153,7 @@ def test_resume_refuses_a_tampered_state_and_runs_nothing_in_it(tmp_path, digits
     from fault_injection import SPEC
 
     sweep = _sweep(tmp_path / "results")
-    (sweep / "spec.yaml").write_text(SPEC.format(digits=digits_dir, trials=2, epochs=1, seed=0))
+    (sweep / "spec.yaml").write_text(SPEC.format(digits=digits_dir, trials=2, epochs=2, seed=0))
     results.mark(sweep, "interrupted")
     marker = tmp_path / "pwned"
     state = {"trial_data": [[json.dumps({"trial_id": "a", "placement_group_factory": pickle.dumps(_RunsCode(marker)).hex()}),

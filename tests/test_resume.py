@@ -111,7 +111,7 @@ def test_a_second_driver_on_a_sweep_exits_2_at_once_naming_the_first(tmp_path, c
 
 
 def test_two_runs_of_one_spec_at_once_the_second_exits_2(tmp_path, digits_dir, capsys):
-    spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, trials=2, epochs=1, seed=0))
+    spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, trials=2, epochs=2, seed=0))
     sweep = tmp_path / "results" / "faults"
     sweep.mkdir(parents=True)
     with DriverLock(sweep):  # the first run, still preparing its data

@@ -111,3 +111,28 @@ class _Reduced:
 
     def __reduce__(self):
         return self.reduced
+
+
+def test_importing_sweeper_changes_no_environment_variable_pil_setting_or_log_level():
+    """Global state is set where a sweep runs (environment.set_defaults, quiet_optuna), never at import."""
+    code = (
+        "import os, logging, pkgutil, importlib, json\n"
+        "from PIL import Image\n"
+        "import ray, tensorflow, keras, optuna, matplotlib, pyarrow  # they set variables of their own\n"
+        "before = (dict(os.environ), Image.MAX_IMAGE_PIXELS)\n"
+        "import sweeper\n"
+        "for m in pkgutil.iter_modules(sweeper.__path__):\n"
+        "    if m.name != '__main__':\n"
+        "        importlib.import_module('sweeper.' + m.name)\n"
+        "after = (dict(os.environ), Image.MAX_IMAGE_PIXELS)\n"
+        "changed = sorted(k for k in set(before[0]) | set(after[0]) if before[0].get(k) != after[0].get(k))\n"
+        "print(json.dumps([changed, before[1] == after[1], optuna.logging.get_verbosity()]))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("TF_", "RAY_", "TUNE_"))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    import json
+
+    import optuna
+
+    changed, pil_same, verbosity = json.loads(out.strip().splitlines()[-1])
+    assert changed == [] and pil_same and verbosity == optuna.logging.INFO
