@@ -32,12 +32,12 @@ from .files import DriverLock
 from .live import LiveView, SweepInfo, ray_output_to
 from .preparation import check_cache_dir, check_weight_files, fetch_missing_weights, prepare_data, weight_files_of
 from .progress import ProgressBoard
-from .resumable import CheckpointPruner, KeepEndedResults
+from .resumable import CheckpointPruner, KeepEndedResults, ended_trials
 from .saved_state import check_experiment_state
 from .search_space import quiet_optuna
 from .space import space_size, trial_count
 from .spec import Spec
-from .status import ENDED, FAILED, SweepState, TrialStatus
+from .status import SweepState, TrialStatus
 
 # Re-exported: Tune pickled these (in its saved state) as sweeper.driver.*; older sweeps still resume.
 from .sweep_callbacks import EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
@@ -183,7 +183,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     # On resume, the recorded location: the one `check_experiment_state` looked at.
     experiment = results.experiment_of(sweep_dir)
     trials = trial_count(spec)
-    ended = {r["trial_id"]: _ended(r, experiment, spec.objective) for r in saved or [] if r["status"] in ENDED}
+    ended = ended_trials(saved or [], experiment, spec.objective)
     context = TrialContext(
         index=index,
         task=spec.task,
@@ -217,8 +217,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=trials,
                      max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
     pruner = CheckpointPruner()
-    callbacks = [files, LiveView(info, files.rows, console, board, ended), guard, pruner,  # files first: the view shows their rows
-                 KeepEndedResults(set(ended))]
+    files.view = LiveView(info, files.rows, console, board, ended)  # told each event once the rows are current
+    callbacks = [files, guard, pruner, KeepEndedResults(set(ended))]
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):
@@ -257,17 +257,6 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     minutes = (time.time() - started) / 60
     console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}", markup=False)
     return sweep_dir
-
-
-def _ended(row: dict, experiment: str, objective: str) -> dict:
-    """What a resumed trial that had ended tells Tune again: its error, or its last result."""
-    if row["status"] in FAILED:
-        return {"error": row.get("error") or row["status"]}
-    history = [r for r in results.trial_results(experiment, row["trial_id"]) if r.get(objective) is not None]
-    if not history:  # ended before it reported: Tune's searcher can only count it as failed
-        return {"error": f"the trial {row['status']} before it reported a value"}
-    last = history[-1]
-    return {"result": {k: last[k] for k in (objective, "epoch", f"best_{objective}", "best_epoch") if k in last}}
 
 
 def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialContext, console: Console) -> list[dict]:

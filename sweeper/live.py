@@ -46,11 +46,8 @@ class SweepInfo:
 
 
 class LiveView(tune.Callback):
-    """Shows the sweep as its trials report. `rows` is the leaderboard callback's own {trial_id: row}.
-
-    Tune must call the leaderboard callback first (it comes first in the callbacks list), so the
-    rows are current when the view draws them.
-    """
+    """Shows the sweep as its trials report. `rows` is the leaderboard callback's own {trial_id: row};
+    that callback tells the view each of Tune's events once it has updated them."""
 
     REDRAW_SECONDS = 0.5
 

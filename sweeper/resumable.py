@@ -5,7 +5,8 @@ folder, but not the scheduler: a resumed ASHA would start with empty rungs and j
 remaining trials against nothing. `ResumableASHA` reads its rungs back from the trials'
 results. `CheckpointPruner` deletes superseded
 checkpoints only once no saved state can still name them, and `KeepEndedResults` keeps the
-result log of a trial that had ended when Tune's state lags behind it.
+result log of a trial that had ended when Tune's state lags behind it, and `ended_trials`
+tells such a trial how it ended, so it is not trained again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,25 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from .private_apis import trial_checkpoint_name, trial_staging_folder, trial_storage
-from .results import RESULTS_FILE, filesystem, listing, read_results
+from .results import RESULTS_FILE, filesystem, listing, read_results, trial_results
+from .status import ENDED, FAILED
+
+
+def ended_trials(saved: list[dict], experiment: str, objective: str) -> dict[str, dict]:
+    """What each trial that had ended tells Tune again on resume, by trial id: its error, or its
+    last result (`trial.TrialContext.ended`). Tune's saved state can lag behind the leaderboard."""
+    return {row["trial_id"]: _how_it_ended(row, experiment, objective) for row in saved if row["status"] in ENDED}
+
+
+def _how_it_ended(row: dict, experiment: str, objective: str) -> dict:
+    """What a resumed trial that had ended tells Tune again: its error, or its last result."""
+    if row["status"] in FAILED:
+        return {"error": row.get("error") or row["status"]}
+    history = [r for r in trial_results(experiment, row["trial_id"]) if r.get(objective) is not None]
+    if not history:  # ended before it reported: Tune's searcher can only count it as failed
+        return {"error": f"the trial {row['status']} before it reported a value"}
+    last = history[-1]
+    return {"result": {k: last[k] for k in (objective, "epoch", f"best_{objective}", "best_epoch") if k in last}}
 
 
 class ResumableASHA(ASHAScheduler):

@@ -74,7 +74,8 @@ class LeaderboardCallback(tune.Callback):
     """Rewrites the leaderboard files whenever a trial starts, reports or ends. `rows` is {trial_id: row}.
 
     A resumed sweep starts from its `saved` rows: ended trials keep theirs, whatever Tune's saved
-    state (which can lag a moment behind) says of them.
+    state (which can lag a moment behind) says of them. The `view` (the live view) is told each
+    event once the rows are current, so it always draws what the files hold.
     """
 
     def __init__(self, sweep_dir: Path, spec: Spec, saved: list[dict] | None, experiment: str, early_end: EarlyEnd):
@@ -82,6 +83,7 @@ class LeaderboardCallback(tune.Callback):
         self.rows: dict[str, dict] = {r["trial_id"]: r for r in saved or []}
         self.ended_before = {trial_id for trial_id, r in self.rows.items() if r["status"] in ENDED}
         self.reconciled = saved is None
+        self.view: tune.Callback | None = None
 
     def on_step_begin(self, iteration, trials, **info):
         if not self.reconciled:  # the first step of a resumed sweep: Tune has restored its trials
@@ -100,34 +102,43 @@ class LeaderboardCallback(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         if trial.trial_id not in self.ended_before:
             self._update(trial, TrialStatus.RUNNING, trial.last_result or {})
+        self._tell("on_trial_start", iteration, trials, trial, **info)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if trial.trial_id not in self.ended_before:
             self._update(trial, TrialStatus.RUNNING, result)
+        self._tell("on_trial_result", iteration, trials, trial, result, **info)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.ended_before:
-            return
-        result = trial.last_result or {}
-        status = TrialStatus.COMPLETED if result.get("epoch", 0) >= self.spec.budget.max_epochs else TrialStatus.STOPPED
-        self._update(trial, status, result)
+        if trial.trial_id not in self.ended_before:
+            result = trial.last_result or {}
+            ran_all = result.get("epoch", 0) >= self.spec.budget.max_epochs
+            self._update(trial, TrialStatus.COMPLETED if ran_all else TrialStatus.STOPPED, result)
+        self._tell("on_trial_complete", iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        if trial.trial_id in self.ended_before:
-            return
-        message = _error_message(trial)
-        diverged = "TrialDiverged: " in message
-        self._update(trial, TrialStatus.DIVERGED if diverged else TrialStatus.ERROR, trial.last_result or {},
-                     message.split("TrialDiverged: ", 1)[-1] if diverged else message)
+        if trial.trial_id not in self.ended_before:
+            message = _error_message(trial)
+            diverged = "TrialDiverged: " in message
+            self._update(trial, TrialStatus.DIVERGED if diverged else TrialStatus.ERROR, trial.last_result or {},
+                         message.split("TrialDiverged: ", 1)[-1] if diverged else message)
+        self._tell("on_trial_error", iteration, trials, trial, **info)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._tell("on_step_end", iteration, trials, **info)
 
     def on_experiment_end(self, trials, **info):
         # A sweep that ends early (stop_at, the failure guard, the time limit) terminates its running
         # trials without telling on_trial_complete. Otherwise (Ctrl+C) they stay `running`, to resume.
-        if not self.early_end():
-            return
-        for trial in trials:
-            if self.rows.get(trial.trial_id, {}).get("status") == TrialStatus.RUNNING and trial.status == "TERMINATED":
-                self._update(trial, TrialStatus.STOPPED, trial.last_result or {})
+        if self.early_end():
+            for trial in trials:
+                if self.rows.get(trial.trial_id, {}).get("status") == TrialStatus.RUNNING and trial.status == "TERMINATED":
+                    self._update(trial, TrialStatus.STOPPED, trial.last_result or {})
+        self._tell("on_experiment_end", trials, **info)
+
+    def _tell(self, event: str, *args, **kwargs) -> None:
+        if self.view is not None:
+            getattr(self.view, event)(*args, **kwargs)
 
     def _update(self, trial, status, result, error=""):
         self.rows[trial.trial_id] = leaderboard.make_row(
