@@ -2,7 +2,7 @@
 
 Per-trial learning curves, ASHA's rungs and how many trials reached each, the fANOVA importance of
 each hyperparameter and the accuracy/latency Pareto front. `report` draws them; kept apart so that
-each is tested on plain rows and read without matplotlib. The rungs come from `schedule.rung_epochs`,
+each is tested on plain rows and read without matplotlib. The rungs come from `plan.rung_epochs`,
 the formula checked against Ray's ASHAScheduler, so the report and `--dry-run` cannot disagree.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import results
 from .objective import Objective
-from .schedule import rung_epochs
+from .plan import rung_epochs
 from .spec import Budget, Space
 from .status import FINISHED, ORDER
 

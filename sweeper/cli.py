@@ -179,8 +179,8 @@ def _dispatch(args, console: Console) -> int:
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
         if args.dry_run:
+            from .plan import print_plan
             from .preparation import preview
-            from .schedule import print_plan
 
             print_plan(spec, console)
             preview(spec, RunOptions(weights_dir=args.weights_dir).resolved(spec).weights_dirs, console)
@@ -204,7 +204,7 @@ def print_backbones(console: Console) -> None:
     from rich.table import Table
 
     from .backbones import REGISTRY, cut_choices
-    from .weights import find_local, search_dirs
+    from .weight_files import find_local, search_dirs
 
     table = Table(title="backbones; `space.cut` takes any name in the cut column", title_justify="left")
     table.add_column("backbone", no_wrap=True)

@@ -19,7 +19,7 @@ from .driver import RunOptions, run_sweep
 from .export import ExportOptions, export_bundle
 from .predict import run_predict
 from .spec import load_spec, values_of
-from .weights import find_local
+from .weight_files import find_local
 
 QUICKSTART = "quickstart.yaml"
 HELD_OUT = 8  # digits the sweep never sees, labelled by the exported bundle at the end

@@ -44,7 +44,7 @@ from .sweep_callbacks import EarlyEnd, FailureGuard, LeaderboardCallback, StopAt
 from .trial import TrialContext
 from .tuner import check_address, check_resources, init_ray, make_tuner
 from .tuner import trial_dirname as _trial_dirname  # noqa: F401  (the same: sweeper.driver._trial_dirname)
-from .weights import search_dirs
+from .weight_files import search_dirs
 
 
 @dataclass(frozen=True)

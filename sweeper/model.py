@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from . import weights as weight_files
+from . import weight_files
 from .backbones import build_backbone, get_backbone
 from .errors import SweeperError
 from .hyperparameters import CONFIG_KEYS, DEFAULTS, FULL
@@ -75,7 +75,7 @@ def output_units(task: str, n_classes: int) -> int:
 
 
 def build_model(config: TrialConfig, *, task: str, n_classes: int, weights, target_stats=None):
-    """The whole trainable model. `weights` is what `weights.resolve` returned (path, "imagenet" or None).
+    """The whole trainable model. `weights` is what `weight_files.resolve` returned (path, "imagenet" or None).
 
     For regression, `target_stats` = (mean, std) of the training targets: the output layer predicts
     standardised targets and a fixed rescaling maps them back, so every learning rate starts from

@@ -14,12 +14,11 @@ from rich.table import Table
 from rich.text import Text
 
 from . import images
-from . import weights as weight_lookup
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .spec import Range, Spec, values_of
-from .weights import find_local
+from .weight_files import find_local
 
 
 def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
@@ -84,7 +83,7 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
     worker. Trials used to try this each on their own: offline, TPE kept proposing the backbone and
     most of the budget ended in errors. A failed download stops the sweep here, in one line."""
     found = dict(weight_files)
-    fetch = ray.remote(num_cpus=0)(weight_lookup.fetch)
+    fetch = ray.remote(num_cpus=0)(weight_files.fetch)
     for key in [key for key, path in found.items() if path is None]:
         name, size = key.split("@")
         backbone = REGISTRY[name]
@@ -95,7 +94,7 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
             error = f"no answer in {FETCH_TIMEOUT_S} s"
         local = find_local(backbone, int(size), weights_dirs)
         if local is None and error:
-            raise SweeperError(f"{weight_lookup.missing_message(backbone, int(size), weights_dirs)}; "
+            raise SweeperError(f"{weight_files.missing_message(backbone, int(size), weights_dirs)}; "
                                f"the download failed too ({error})")
         found[key] = str(local) if local else None  # None: downloaded on another node, where trials find it
     return found

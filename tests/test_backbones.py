@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import WEIGHTS, needs_assets
 
-from sweeper import weights
+from sweeper import weight_files
 from sweeper.backbones import PREPROCESS_MODES, REGISTRY, build_backbone, cut_choices, get_backbone
 from sweeper.errors import SpecError
 from sweeper.hyperparameters import FULL
@@ -55,21 +55,21 @@ def test_weight_file_names_prefer_the_input_size_then_224():
 
 def test_resolve_prefers_local_files_then_lets_keras_download(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.delenv(weights.ENV_VAR, raising=False)
+    monkeypatch.delenv(weight_files.ENV_VAR, raising=False)
     entry = get_backbone("mobilenet_v2_0.35")
-    assert weights.resolve(entry, 160, "imagenet") == "imagenet"  # nothing local: Keras may download
-    assert weights.resolve(entry, 160, "none") is None
-    assert weights.resolve(get_backbone("simple_cnn"), 64, "imagenet") is None
+    assert weight_files.resolve(entry, 160, "imagenet") == "imagenet"  # nothing local: Keras may download
+    assert weight_files.resolve(entry, 160, "none") is None
+    assert weight_files.resolve(get_backbone("simple_cnn"), 64, "imagenet") is None
 
     env_dir, flag_dir = tmp_path / "env", tmp_path / "flag"
     env_dir.mkdir(), flag_dir.mkdir()
     (env_dir / entry.weight_file_names(160)[1]).write_bytes(b"224 file")
-    monkeypatch.setenv(weights.ENV_VAR, str(env_dir))
-    assert weights.resolve(entry, 160, "imagenet") == str(env_dir / entry.weight_file_names(160)[1])
+    monkeypatch.setenv(weight_files.ENV_VAR, str(env_dir))
+    assert weight_files.resolve(entry, 160, "imagenet") == str(env_dir / entry.weight_file_names(160)[1])
     (flag_dir / entry.weight_file_names(160)[0]).write_bytes(b"160 file")
     # --weights-dir comes first, and the file for the exact size wins there.
-    assert weights.resolve(entry, 160, "imagenet", flag_dir) == str(flag_dir / entry.weight_file_names(160)[0])
-    message = weights.missing_message(get_backbone("resnet50"), 224, flag_dir)
+    assert weight_files.resolve(entry, 160, "imagenet", flag_dir) == str(flag_dir / entry.weight_file_names(160)[0])
+    message = weight_files.missing_message(get_backbone("resnet50"), 224, flag_dir)
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in message and str(flag_dir) in message
 
 
@@ -77,5 +77,5 @@ def test_resolve_prefers_local_files_then_lets_keras_download(tmp_path, monkeypa
 def test_shared_weight_files_are_found_for_any_input_size():
     for name in ("mobilenet_v2_0.35", "mobilenet_v2_0.5", "mobilenet_0.25"):
         for size in (96, 128, 160, 224):
-            found = weights.find_local(REGISTRY[name], size, WEIGHTS)
+            found = weight_files.find_local(REGISTRY[name], size, WEIGHTS)
             assert found is not None and found.parent == WEIGHTS, (name, size)

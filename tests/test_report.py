@@ -16,8 +16,8 @@ from PIL import Image
 from sweeper import leaderboard
 from sweeper.analysis import importances, load_histories, number, pareto_front, reaching, rungs, status_counts
 from sweeper.errors import SweeperError
+from sweeper.plan import rung_epochs
 from sweeper.report import write_report
-from sweeper.schedule import rung_epochs
 from sweeper.spec import Budget, read_search_setup
 
 CHARTS = ("learning_curves.png", "asha_rungs.png", "param_importance.png", "objective_vs_latency.png")
@@ -148,7 +148,7 @@ def test_the_synthetic_sweeps_front_is_its_fastest_trials_that_nothing_beats(swe
 
 
 def _rungs_as_the_report_drew_them(grace: int, max_epochs: int, factor: int) -> list[int]:
-    """report.py's own formula before it used schedule.rung_epochs: grace * factor**k below max_epochs."""
+    """report.py's own formula before it used plan.rung_epochs: grace * factor**k below max_epochs."""
     found, epoch = [], grace
     while epoch < max_epochs:
         found.append(epoch)

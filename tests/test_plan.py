@@ -8,7 +8,7 @@ import pytest
 from conftest import write_spec
 
 from sweeper.cli import main
-from sweeper.schedule import expected_to_go_on, plan, rung_epochs
+from sweeper.plan import expected_to_go_on, plan, rung_epochs
 from sweeper.spec import load_spec
 
 SPEC = """
