@@ -100,14 +100,21 @@ class _Verifier(PurePythonUnpickler):  # its REDUCE can be checked
         raise UnsafeState("a persistent reference")
 
 
-def verify_pickle(data: bytes) -> None:
-    """Load `data` with the restricted unpickler; raises UnsafeState for anything not allowed."""
+def verify_pickle(data: bytes, *, maybe_not_a_pickle: bool = False) -> None:
+    """Load `data` with the restricted unpickler; raises UnsafeState for anything not allowed.
+
+    A hex string in Tune's JSON that starts like a pickle may be none (a trial id such as
+    806c9004, a node id): with `maybe_not_a_pickle`, what fails to load is let pass. That is
+    safe: unpickling runs opcode by opcode, so every one before the failure passed the checks,
+    and a real load would stop at the same place.
+    """
     try:
         _Verifier(data).load()
     except UnsafeState:
         raise
     except Exception as exc:  # a truncated or malformed pickle
-        raise UnsafeState(f"a damaged pickle ({type(exc).__name__})") from None
+        if not maybe_not_a_pickle:
+            raise UnsafeState(f"a damaged pickle ({type(exc).__name__})") from None
 
 
 _HEX_PICKLE = re.compile(r"80(?:[0-9a-f]{2})+")  # a hex string that starts with pickle's PROTO opcode
@@ -156,7 +163,7 @@ def check_experiment_state(experiment: str, *, trials_recorded: int) -> None:
                 verify_pickle(data)
             else:
                 for embedded in pickles_in_json(json.loads(data)):
-                    verify_pickle(embedded)
+                    verify_pickle(embedded, maybe_not_a_pickle=True)
         except UnsafeState as exc:
             raise SweeperError(f"{info.path}: refused: it names {str(exc)[:100]}, which no sweeper sweep saves; "
                                "loading it could run code, so the sweep is not resumed (resume only "

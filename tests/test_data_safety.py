@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,17 @@ def test_the_verifier_refuses_every_way_a_pickle_runs_code_and_passes_real_state
                     pickle.dumps(CallsAFunction()), b"\x80\x04\x95"):
         with pytest.raises(UnsafeState):
             verify_pickle(payload)
+    # A hex string of Tune's JSON that only starts like a pickle (trial id 806c9004: PROTO, then
+    # protocol 0x6c) is let pass; one that is a pickle is still checked, even cut short.
+    verify_pickle(bytes.fromhex("806c9004"), maybe_not_a_pickle=True)
+    from sweeper.saved_state import check_experiment_state
+
+    with tempfile.TemporaryDirectory() as folder:  # how it was met: a real sweep's trial id
+        state = {"trial_data": [[json.dumps({"trial_id": "806c9004"}), "{}"]], "runner_data": {}}
+        (Path(folder) / "experiment_state-2026-12-02_15-17-31.json").write_text(json.dumps(state))
+        check_experiment_state(folder, trials_recorded=1)
+    with pytest.raises(UnsafeState):
+        verify_pickle(pickle.dumps(_RunsCode(Path("x")))[:-1], maybe_not_a_pickle=True)
     # What Tune and Optuna save for a sweeper sweep passes (the SIGKILL test resumes real ones).
     import numpy as np
     import optuna
