@@ -18,7 +18,7 @@ from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .spec import Range, Spec, values_of
-from .weight_files import find_local
+from .weight_files import fetch, find_local, missing_message
 
 
 def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
@@ -83,18 +83,18 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
     worker. Trials used to try this each on their own: offline, TPE kept proposing the backbone and
     most of the budget ended in errors. A failed download stops the sweep here, in one line."""
     found = dict(weight_files)
-    fetch = ray.remote(num_cpus=0)(weight_files.fetch)
+    fetch_remote = ray.remote(num_cpus=0)(fetch)
     for key in [key for key, path in found.items() if path is None]:
         name, size = key.split("@")
         backbone = REGISTRY[name]
         console.print(f"{name}: no local ImageNet weights; downloading them with Keras", markup=False)
         try:
-            error = ray.get(fetch.remote(backbone, int(size)), timeout=FETCH_TIMEOUT_S)
+            error = ray.get(fetch_remote.remote(backbone, int(size)), timeout=FETCH_TIMEOUT_S)
         except ray.exceptions.GetTimeoutError:
             error = f"no answer in {FETCH_TIMEOUT_S} s"
         local = find_local(backbone, int(size), weights_dirs)
         if local is None and error:
-            raise SweeperError(f"{weight_files.missing_message(backbone, int(size), weights_dirs)}; "
+            raise SweeperError(f"{missing_message(backbone, int(size), weights_dirs)}; "
                                f"the download failed too ({error})")
         found[key] = str(local) if local else None  # None: downloaded on another node, where trials find it
     return found
