@@ -70,11 +70,8 @@ SEARCHES = ("tpe", "random", "grid")
 
 @dataclass(frozen=True)
 class Budget:
-    # trials, grace_epochs and reduction_factor come from benchmarks/bench_search.py and
-    # replay_search.py (see benchmarks/README.md): on 48 configurations, 20 trials judged first
-    # after epoch 3 found the grid's best to within 1 point of accuracy (cats_vs_dogs) and 3 %
-    # of the RMSE (BCCD) for under 30 % of its epochs. Judging after epoch 1 was cheaper but
-    # missed: early epochs rank fine-tuned configurations poorly.
+    # trials, grace_epochs and reduction_factor: measured in benchmarks/README.md (bench_search.py,
+    # replay_search.py): within 1 point of the grid's best for under 30 % of its epochs.
     trials: int = 20  # never more than a finite space's configurations (search_space.trial_count)
     max_epochs: int = 10
     grace_epochs: int = 3  # or max_epochs, if that is smaller and grace_epochs is not given
