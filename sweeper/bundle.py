@@ -17,8 +17,10 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ import numpy as np
 from .errors import SweeperError
 
 MANIFEST = "bundle.json"
+PREDICT_BATCH = 256  # images decoded and predicted at a time: a bound on memory, whatever the number of files
 FORMAT = 1
 REQUIRED = ("format", "task", "classes", "image_size", "members", "files")
 MIN_SIZE, MAX_SIZE = 8, 1024  # the input sizes a spec allows (spec.py), so the only sizes a bundle can have
@@ -99,29 +102,37 @@ class Bundle:
         Items are image files or RGB arrays of any size. A file that cannot be read gets `error`
         instead, as the sweep would have skipped it.
         """
+        return [row for batch in self.predict_batches(items) for row in batch]
+
+    def predict_batches(self, items: Iterable[str | Path | np.ndarray], batch_size: int = PREDICT_BATCH):
+        """`predict`, a batch at a time (a generator of lists of dicts): only one batch of decoded
+        images is held, so any number of files takes the same memory, and rows come as they are ready."""
         if isinstance(items, (str, os.PathLike)) or (isinstance(items, np.ndarray) and items.ndim == 3):
             items = [items]  # one image, not its characters or its rows
+        numbered = enumerate(items)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # PIL releases the GIL
+            while batch := list(islice(numbered, batch_size)):
+                read = list(pool.map(self._read, batch))
+                good = [i for i, (_, pixels) in enumerate(read) if pixels is not None]
+                results = [row for row, _ in read]
+                if good:
+                    outputs = self.outputs(np.stack([read[i][1] for i in good]))
+                    for i, output in zip(good, outputs):
+                        results[i].update(describe(output, self.task, self.classes))
+                yield results
+
+    def _read(self, numbered: tuple[int, object]) -> tuple[dict, np.ndarray | None]:
+        """({"path": name}, pixels), or ({"path": name, "error": why}, None) for a file that cannot be read."""
         from .images import ImageTooLarge
 
-        items = list(items)
-        pixels, results, rows = [], [], []
-        for i, item in enumerate(items):
-            name = f"array[{i}]" if isinstance(item, np.ndarray) else str(item)
-            try:
-                pixels.append(read_image(item, self.image_size))
-                rows.append(len(results))
-            except ImageTooLarge as exc:
-                results.append({"path": name, "error": str(exc)})
-                continue
-            except Exception as exc:  # PIL raises many types for broken files
-                results.append({"path": name, "error": f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]})
-                continue
-            results.append({"path": name})
-        if pixels:
-            outputs = self.outputs(np.stack(pixels))
-            for at, output in zip(rows, outputs):
-                results[at].update(describe(output, self.task, self.classes))
-        return results
+        i, item = numbered
+        name = f"array[{i}]" if isinstance(item, np.ndarray) else str(item)
+        try:
+            return {"path": name}, read_image(item, self.image_size)
+        except ImageTooLarge as exc:
+            return {"path": name, "error": str(exc)}, None
+        except Exception as exc:  # PIL raises many types for broken files
+            return {"path": name, "error": f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]}, None
 
 
 def load_bundle(path: str | Path) -> Bundle:

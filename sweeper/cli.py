@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     predict.add_argument("bundle", type=Path, help="a folder written by `sweeper export`")
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
-    predict.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    predict.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table",
+                         help="csv, json and jsonl (a JSON object a line) are written as they are predicted")
 
     commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, weights")
 

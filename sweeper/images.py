@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,24 +59,71 @@ def decode(path: str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         return np.asarray(img, dtype=np.uint8)
 
 
-def decode_all(paths, size: int, progress=None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict[int, str]]:
-    """Decode in parallel (PIL releases the GIL). Returns the array and {position: reason} of bad files."""
-    out = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+WINDOW = 64  # decoded images in flight: enough to keep every thread busy, a bound on memory
+
+
+def decode_all(paths, size: int, path: Path, progress=None, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[int, str]:
+    """Decode in parallel (PIL releases the GIL) straight into the .npy file `path`, in order, leaving
+    unreadable images out as it goes. Returns {position: reason} of the bad files.
+
+    The data set is never held in memory (the file is memory-mapped; its pages are the system's to
+    write out) and dropping an image costs no copy: the rows after it simply move up, and the
+    file is cut to the rows kept. At most WINDOW decoded images wait to be written.
+    """
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
     bad: dict[int, str] = {}
 
-    def work(i: int) -> None:
+    def work(i: int) -> np.ndarray | str:
         try:
-            out[i] = decode(paths[i], size, max_pixels)
+            return decode(paths[i], size, max_pixels)
         except ImageTooLarge as exc:
-            bad[i] = str(exc)
+            return str(exc)
         except Exception as exc:  # PIL raises many types for broken files
-            bad[i] = f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]
+            return f"unreadable image: {type(exc).__name__}: {exc}".splitlines()[0]
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        for _ in pool.map(work, range(len(paths))):
-            if progress:
-                progress()
-    return out, bad
+    def in_order():  # (position, image or reason), decoded in parallel
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            pending: deque = deque()
+            for i in range(len(paths)):
+                pending.append((i, pool.submit(work, i)))
+                if len(pending) > WINDOW:
+                    position, future = pending.popleft()
+                    yield position, future.result()
+            for position, future in pending:
+                yield position, future.result()
+
+    kept = 0
+    for position, decoded in in_order():
+        if isinstance(decoded, str):
+            bad[position] = decoded
+        else:
+            out[kept] = decoded
+            kept += 1
+        if progress:
+            progress()
+    out.flush()
+    del out
+    if bad:
+        _keep_first_rows(path, kept)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    return bad
+
+
+def _keep_first_rows(path: Path, rows: int) -> None:
+    """Cut an .npy file (version 1.0, C order) to its first `rows` rows, in place: its header is
+    rewritten for the new shape, padded to its old length so the data does not move."""
+    with open(path, "rb+") as f:
+        if np.lib.format.read_magic(f) != (1, 0):
+            raise ValueError(f"{path}: expected an .npy file of format version 1.0")
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+        offset = f.tell()
+        header = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran_order,
+                       "shape": (rows, *shape[1:])}).encode("latin1")
+        length = offset - 10  # magic (6), version (2) and the header's length (2) come first
+        f.seek(8)
+        f.write(struct.pack("<H", length) + header.ljust(length - 1) + b"\n")
+        f.truncate(offset + rows * int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
 
 
 def cache_path(cache_dir: Path, index: DatasetIndex, size: int) -> Path:
@@ -100,18 +149,17 @@ def load_images(
             path = cache_path(cache_dir, index, size)
         array = _open_cached(path, (len(index.paths), size, size, 3))
         if array is None:
-            array, bad = decode_all(index.paths, size, progress, index.max_image_pixels)
-            if bad:
-                _check_policy(index, bad, on_bad_image)
-                keep = np.array([i not in bad for i in range(len(index.paths))])
-                write_atomic(skipped_file, json.dumps(bad))
-                index, array = index.without(bad), array[keep]
-                path = cache_path(cache_dir, index, size)
             tmp = path.with_suffix(".tmp.npy")  # one writer at a time: the lock is held
-            with open(tmp, "wb") as f:
-                np.save(f, array)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                bad = decode_all(index.paths, size, tmp, progress, index.max_image_pixels)
+                _check_policy(index, bad, on_bad_image)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            if bad:
+                write_atomic(skipped_file, json.dumps(bad))
+                index = index.without(bad)
+                path = cache_path(cache_dir, index, size)
             os.replace(tmp, path)
             array = np.load(path, mmap_mode="r")
     return index, array

@@ -1,9 +1,8 @@
-"""`sweeper predict`: label images (or predict values) with a bundle, as a table, CSV or JSON."""
+"""`sweeper predict`: label images (or predict values) with a bundle, as a table, CSV, JSON or JSON lines."""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
@@ -33,24 +32,40 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 
 def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Console) -> list[dict]:
+    """Predict every file and print the rows: csv, json and jsonl as each batch is ready (any number
+    of files in the memory of one batch), the table at the end. Returns the rows (no pixels)."""
     read_manifest(bundle_dir)  # a wrong bundle folder is said first, before TensorFlow loads
     files = image_files(paths)
     with quiet_native_stderr():
         bundle = load_bundle(bundle_dir)
-        results = bundle.predict(files)
-    good = [r for r in results if "error" not in r]
-    for bad in (r for r in results if "error" in r):  # skipped, as the sweep skips them; said on stderr
-        Console(stderr=True).print(f"[yellow]skipped[/] {escape(bad['path'])}: {escape(bad['error'])}", highlight=False)
     keys = ["path", "value"] if bundle.task == "regression" else ["path", "label", "confidence"]
-    if fmt == "json":
-        console.file.write(json.dumps(good, indent=1) + "\n")
-    elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+    out = console.file
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    if fmt == "csv":
         writer.writeheader()
-        writer.writerows(good)
-        console.file.write(buffer.getvalue())
-    else:
+    results, good = [], []
+    batches = bundle.predict_batches(files)
+    while True:
+        with quiet_native_stderr():  # TensorFlow's chatter, not the lines below
+            batch = next(batches, None)
+        if batch is None:
+            break
+        for row in batch:
+            results.append(row)
+            if "error" in row:  # skipped, as the sweep skips them; said on stderr
+                Console(stderr=True).print(f"[yellow]skipped[/] {escape(row['path'])}: {escape(row['error'])}",
+                                           highlight=False, soft_wrap=True)  # one line a file, whatever the width
+                continue
+            if fmt == "csv":
+                writer.writerow(row)
+            elif fmt in ("json", "jsonl"):  # json: one array, written a row at a time
+                prefix = "" if fmt == "jsonl" else ("[\n " if not good else ",\n ")
+                out.write(prefix + json.dumps(row) + ("\n" if fmt == "jsonl" else ""))
+            good.append(row)
+        out.flush()
+    if fmt == "json":
+        out.write(("\n]" if good else "[]") + "\n")
+    elif fmt == "table":
         table = Table(title=Text(f"{bundle_dir}: {len(good)} images"), title_justify="left")
         for key in keys:
             table.add_column(key, justify="left" if key in ("path", "label") else "right", overflow="fold")

@@ -422,6 +422,44 @@ def with_bad_images(tmp_path):
     return root, {str(empty), str(truncated)}
 
 
+def test_decoding_writes_straight_to_disk_and_drops_bad_images_without_a_copy(tmp_path):
+    """600 images at 64 px (7.4 MB decoded), two unreadable among them: the rows kept are the good
+    images in order, and Python's allocations at their peak stay far below the data set (decoding
+    in memory, they were 1.03x of it, and 2.06x with a bad file). Measured: about 1 MB, the same
+    for 400, 800 and 1,600 images."""
+    import tracemalloc
+
+    paths = [str(write_image(tmp_path / f"{i:03d}.png", seed=i, size=(40, 40))) for i in range(600)]
+    for i in (0, 217):
+        Path(paths[i]).write_bytes(b"not an image")
+    size, target = 64, tmp_path / "decoded.npy"
+    images_module.decode_all(paths[:3], size, tmp_path / "warm-up.npy")  # first-use imports are not the data
+    tracemalloc.start()
+    bad = images_module.decode_all(paths, size, target)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    data_set = len(paths) * size * size * 3
+    assert sorted(bad) == [0, 217] and all(reason.startswith("unreadable image") for reason in bad.values())
+    assert peak < data_set / 4, (peak, data_set)
+    array = np.load(target, mmap_mode="r")
+    good = [p for i, p in enumerate(paths) if i not in bad]
+    assert array.shape == (598, size, size, 3)
+    assert target.stat().st_size == 128 + 598 * size * size * 3  # cut to the rows kept, header included
+    for row in (0, 215, 216, 597):  # either side of the second bad file
+        assert np.array_equal(array[row], decode(good[row], size))
+
+
+def test_an_npy_file_is_cut_to_its_first_rows_in_place(tmp_path):
+    path = tmp_path / "a.npy"
+    data = np.random.default_rng(1).integers(0, 256, (12345, 2, 3), dtype=np.uint8)
+    written = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=data.shape)
+    written[:] = data
+    written.flush()
+    del written
+    images_module._keep_first_rows(path, 7)
+    assert np.array_equal(np.load(path), data[:7])  # a 4-digit count where 5 were: the header is padded
+
+
 def npy_files(cache_dir: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in (cache_dir / "images").glob("*.npy")}
 
