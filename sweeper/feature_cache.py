@@ -43,8 +43,11 @@ class Split:
     boundary: tuple[str, ...]  # the frontier tensors by name: part of the cache key
 
     def inputs(self, features: list[np.ndarray], rows: np.ndarray):
-        """What `trained` takes for these rows of the cached features (read into memory)."""
-        selected = [f[rows] for f in features]
+        """What `trained` takes for these rows of the cached features: read from the cache's files
+        as the training loop needs them (`training.Rows`), not copied into memory here."""
+        from .training import Rows
+
+        selected = [Rows(f, rows) for f in features]
         return selected[0] if len(selected) == 1 else selected
 
 

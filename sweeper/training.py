@@ -6,8 +6,9 @@ loop runs Keras' own `train_step` and `test_step` inside functions it compiles o
 model and reuses for every epoch and, when the worker reuses the model, every trial.
 
 Inputs small enough to hold as tensors (cached features) are trained a whole epoch per call;
-larger ones (images) are fed a batch per call. Both draw the same batches from the same
-seeded permutation, so they train the same weights.
+larger ones (images) are fed a batch per call, read from the cache's file (`Rows`), so a trial's
+memory does not grow with the data set. Both draw the same batches from the same seeded
+permutation, so they train the same weights.
 """
 
 from __future__ import annotations
@@ -95,6 +96,28 @@ def learning_rate_at(epoch: int, *, learning_rate: float, schedule: str, warmup_
     raise ValueError(f"unknown schedule {schedule!r}")
 
 
+class Rows:
+    """Rows `index` of an array (usually the cache's memory-mapped file), read only when asked: a
+    trial's split of the data without a copy of it in memory. Indexing it reads just those rows
+    (a batch); `np.asarray` reads them all (when `hold` makes the inputs resident)."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray):
+        self.array, self.index = array, np.asarray(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.index) * int(np.prod(self.array.shape[1:], dtype=np.int64)) * self.array.dtype.itemsize
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return self.array[self.index[rows]]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.array[self.index] if dtype is None else self.array[self.index].astype(dtype)
+
+
 def hold(x, y):
     """(x, y, resident): as TensorFlow tensors when x fits in RESIDENT_BYTES, else as they are.
 
@@ -129,7 +152,7 @@ def _take(x, rows):
 def _as_tensors(x):
     import tensorflow as tf
 
-    return [tf.constant(part) for part in x] if isinstance(x, (list, tuple)) else tf.constant(x)
+    return [tf.constant(np.asarray(part)) for part in x] if isinstance(x, (list, tuple)) else tf.constant(np.asarray(x))
 
 
 def _gather(x, rows):

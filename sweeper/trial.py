@@ -58,7 +58,7 @@ def run_trial(config: dict, context: TrialContext) -> None:
 
     from . import feature_cache, images, warm_models
     from .model import TrialConfig
-    from .training import hold, learning_rate_at
+    from .training import Rows, hold, learning_rate_at
 
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
@@ -85,8 +85,8 @@ def run_trial(config: dict, context: TrialContext) -> None:
     # Frozen layers: train what follows them on their cached output. `split.trained` shares the
     # model's layers, so `warm.model` holds the trained weights and is what the checkpoint saves.
     split = warm.split
-    if split is None:
-        x_train, x_val = pixels[train_idx], pixels[val_idx]
+    if split is None:  # read from the cache's file as needed (`hold` reads them in when they fit)
+        x_train, x_val = Rows(pixels, train_idx), Rows(pixels, val_idx)
     else:
         key = feature_cache.cache_key(
             backbone=trial_config.backbone, weights=str(warm.weights_used), cut=trial_config.cut,

@@ -43,6 +43,37 @@ def test_resident_and_batch_feeding_train_the_same_weights(monkeypatch):
     assert logs_resident[0]["loss"] != pytest.approx(logs_resident[-1]["loss"])  # it learned something
 
 
+def test_rows_of_a_cache_file_train_like_arrays_in_memory_reading_a_batch_at_a_time(tmp_path, monkeypatch):
+    """Over the budget, a trial's split is read from the cache's file a batch at a time: the same
+    weights as arrays held in memory, and never more rows read at once than a batch."""
+    resident = _head()
+    _train(resident)
+    cache = tmp_path / "features.npy"
+    order = np.random.default_rng(7).permutation(len(X) + 20)  # the split's rows, scattered in a larger file
+    stored = np.zeros((len(X) + 20, *X.shape[1:]), X.dtype)
+    stored[order[:len(X)]] = X
+    np.save(cache, stored)
+
+    read = []
+
+    class Counted(np.ndarray):  # a memory-mapped file that records how many rows each read takes
+        def __getitem__(self, rows):
+            read.append(np.size(rows) if not isinstance(rows, slice) else len(range(*rows.indices(len(self)))))
+            return np.asarray(super().__getitem__(rows))
+
+    rows = training.Rows(np.load(cache, mmap_mode="r").view(Counted), order[:len(X)])
+    assert len(rows) == len(X) and rows.nbytes == X.nbytes and np.array_equal(np.asarray(rows), X)
+    read.clear()
+    monkeypatch.setattr(training, "RESIDENT_BYTES", X.nbytes - 1)  # just over the budget: fed a batch per call
+    streamed = _head()
+    loop, rng = training.EpochLoop(streamed), np.random.default_rng(1)
+    for _ in range(3):
+        loop.train_epoch(rows, Y, batch_size=16, rng=rng)
+    for a, b in zip(resident.get_weights(), streamed.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert read and max(read) == 16 and sum(read) == 3 * len(X)
+
+
 @pytest.mark.parametrize("resident", [True, False])
 def test_evaluate_matches_keras_evaluate(monkeypatch, resident):
     if not resident:
