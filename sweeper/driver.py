@@ -130,7 +130,8 @@ def _remove_if_only_lock(sweep_dir: Path) -> None:
 
 
 def _refuse_existing(sweep_dir: Path) -> None:
-    if sweep_dir.exists() and any(p != results.SweepFolder(sweep_dir).lock for p in sweep_dir.iterdir()):
+    lock = results.SweepFolder(sweep_dir).lock
+    if sweep_dir.exists() and any(p != lock for p in sweep_dir.iterdir()):
         hint = ("see it with `sweeper leaderboard`" if results.state_of(sweep_dir) == SweepState.FINISHED
                 else f"continue it with `sweeper resume {sweep_dir}`")
         raise SweeperError(f"{sweep_dir} already exists; choose another --name, or {hint}")

@@ -54,8 +54,7 @@ HYPERPARAMETERS = (  # in leaderboard order; new ones go last, so the CSV's colu
                    task="classification", shown=False),
 )
 
-BY_NAME = {h.name: h for h in HYPERPARAMETERS}
-CONFIG_KEYS = tuple(BY_NAME)
+CONFIG_KEYS = tuple(h.name for h in HYPERPARAMETERS)
 DEFAULTS = {h.name: h.default for h in HYPERPARAMETERS}
 SPEC_KEYS = {h.name: f"space.{h.spec_key}" for h in HYPERPARAMETERS}
 HEAD = ("head_pooling", "head_units", "head_dropout")  # shown together, in one `head` column

@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from . import environment, latency
@@ -282,8 +282,6 @@ _SEED_SKIPS_DEFAULT = ("schedule", "warmup_epochs", "weight_decay", "label_smoot
 
 def _trial_seed(seed: int, trial_config) -> int:
     """From the sweep's seed and the configuration, so that a rerun trains every trial the same way."""
-    from dataclasses import fields
-
     shown = ", ".join(f"{f.name}={getattr(trial_config, f.name)!r}" for f in fields(trial_config)
                       if not (f.name in _SEED_SKIPS_DEFAULT and getattr(trial_config, f.name) == f.default))
     # repr((seed, trial_config)) as it read before those were added
