@@ -41,6 +41,7 @@ from .status import SweepState, TrialStatus
 
 # Re-exported: Tune pickled these (in its saved state) as sweeper.driver.*; older sweeps still resume.
 from .sweep_callbacks import EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
+from .training import memory_budget_override
 from .trial import TrialContext
 from .tuner import check_address, check_resources, init_ray, make_tuner
 from .tuner import trial_dirname as _trial_dirname  # noqa: F401  (the same: sweeper.driver._trial_dirname)
@@ -59,6 +60,9 @@ class RunOptions:
     # Resolved when the sweep starts, from the flags, the spec and $SWEEPER_WEIGHTS, and recorded:
     # a resumed sweep searches the same folders whatever its shell's environment.
     weights_dirs: tuple[str, ...] = ()
+    # From $SWEEPER_MEMORY_BUDGET when the sweep starts or resumes (not recorded): None lets each
+    # trial size its held inputs from its machine's memory.
+    memory_budget: int | None = None
 
     def resolved(self, spec: Spec) -> RunOptions:
         """Every path absolute and every default filled in, as the sweep will record them."""
@@ -68,7 +72,8 @@ class RunOptions:
             storage = str(Path(storage).expanduser().resolve())
         return replace(self, cache_dir=(self.cache_dir or results.default_cache(self.out)).resolve(),
                        weights_dir=Path(weights_dir).expanduser().resolve() if weights_dir else None,
-                       weights_dirs=tuple(str(d.resolve()) for d in search_dirs(weights_dir)), storage=storage)
+                       weights_dirs=tuple(str(d.resolve()) for d in search_dirs(weights_dir)), storage=storage,
+                       memory_budget=memory_budget_override())
 
     def to_meta(self) -> dict:
         """What `sweeper resume` needs to run the sweep on the same way (saved in sweep.json)."""
@@ -83,7 +88,7 @@ class RunOptions:
         return cls(out=out, address=meta.get("address"), weights_dir=weights_dir,
                    cache_dir=Path(saved.get("cache_dir") or results.default_cache(out)),
                    feature_cache=saved.get("feature_cache", True), reuse_workers=saved.get("reuse_workers", True),
-                   storage=saved.get("storage"),
+                   storage=saved.get("storage"), memory_budget=memory_budget_override(),
                    # Sweeps recorded before weights_dirs searched the environment of the day.
                    weights_dirs=tuple(saved.get("weights_dirs") or (str(d) for d in search_dirs(weights_dir))))
 
@@ -196,6 +201,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         cache_dir=str(options.cache_dir),
         cpus=max(1, int(spec.budget.cpus_per_trial)),
         seed=spec.budget.seed,
+        concurrent_trials=spec.budget.concurrent_trials,
+        memory_budget=options.memory_budget,
         feature_cache=options.feature_cache,
         progress=board,
         ended=ended,

@@ -25,6 +25,9 @@ WORKER = {  # read by TensorFlow as it is imported
 }
 
 COLD_WORKER = "SWEEPER_COLD_WORKER"  # set (through Ray's runtime_env) on workers that never train
+# Read by the driver, which hands it to every trial: the bytes of inputs a trial may hold in memory
+# ("0" streams every trial's inputs from the cache's files; unset, `training.memory_budget` decides).
+MEMORY_BUDGET = "SWEEPER_MEMORY_BUDGET"
 
 
 def set_defaults(variables: dict[str, str]) -> None:

@@ -5,19 +5,56 @@ epoch's compute is 20 ms, which is the normal case once frozen features are cach
 loop runs Keras' own `train_step` and `test_step` inside functions it compiles once per
 model and reuses for every epoch and, when the worker reuses the model, every trial.
 
-Inputs small enough to hold as tensors (cached features) are trained a whole epoch per call;
-larger ones (images) are fed a batch per call, read from the cache's file (`Rows`), so a trial's
-memory does not grow with the data set. Both draw the same batches from the same seeded
+Inputs that fit the trial's memory budget (`memory_budget`) are held as tensors and trained a
+whole epoch per call; larger ones are streamed: read from the cache's file (`Rows`) a batch at a
+time by tf.data threads ahead of the step that uses them, so a trial's memory does not grow with
+the data set. On data that fits one read window both draw the same batches from the same seeded
 permutation, so they train the same weights.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
-RESIDENT_BYTES = 256 * 2**20  # inputs up to this size are handed to TensorFlow whole, an epoch per call
+from . import environment
+
+# Held inputs, per machine, at most: the smaller of RESIDENT_CAP and RESIDENT_SHARE of its memory,
+# split among the trials that run at once. The cap keeps a sweep's process tree within 4 GiB
+# (issue 18's target) whatever the machine; 1,000 images at 224 px take 150 MB.
+RESIDENT_CAP = 2**30
+RESIDENT_SHARE = 1 / 8
+# A streamed epoch reads rows in chunks of about CHUNK_BYTES, taken in a random order and mixed
+# within windows of about WINDOW_BYTES (see `epoch_order`).
+CHUNK_BYTES = 2**20
+WINDOW_BYTES = 64 * 2**20
+PREFETCH = 2  # batches read ahead of the training step
+
+
+def memory_budget(concurrent_trials: int, override: int | None = None) -> int:
+    """Bytes of inputs one trial may hold as tensors on this machine; `override` (from
+    SWEEPER_MEMORY_BUDGET, e.g. 0 to stream everything) wins when given."""
+    if override is not None:
+        return override
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: the cap alone
+        total = 8 * RESIDENT_CAP
+    return int(min(RESIDENT_CAP, total * RESIDENT_SHARE) // max(1, concurrent_trials))
+
+
+def memory_budget_override() -> int | None:
+    """SWEEPER_MEMORY_BUDGET as bytes ("0", "512MB", "2GiB"), or None when unset."""
+    from .errors import SweeperError
+    from .units import parse_size
+
+    value = os.environ.get(environment.MEMORY_BUDGET)
+    try:
+        return None if value in (None, "") else parse_size(value, what=environment.MEMORY_BUDGET)
+    except ValueError as exc:
+        raise SweeperError(str(exc)) from None
 
 
 class EpochLoop:
@@ -37,31 +74,28 @@ class EpochLoop:
                     learning_rate: float | None = None) -> dict[str, float]:
         """One pass over (x, y) in a random order drawn from `rng`; returns the epoch's mean metrics.
 
+        Tensors (from `hold`) are trained in one call; arrays and `Rows` are streamed.
         `learning_rate`, when given, is the epoch's: the optimizer's variable is assigned, so the
         compiled steps read it without being traced again.
         """
         if learning_rate is not None:
             self.model.optimizer.learning_rate = learning_rate
         self.model.reset_metrics()
-        order = rng.permutation(_length(x)).astype(np.int32)
-        x, y, resident = hold(x, y)
-        if resident:
-            self._train_resident(x, y, order, batch_size)
+        if _resident(x):
+            self._train_resident(x, y, rng.permutation(_length(x)).astype(np.int32), batch_size)
         else:
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
-                self._train_batch(_take(x, rows), y[rows])
+            order = epoch_order(_length(x), _row_bytes(x), rng)
+            for batch in _stream(x, y, order, batch_size):
+                self._train_batch(*batch)
         return _metrics(self.model)
 
     def evaluate(self, x, y, *, batch_size: int) -> dict[str, float]:
         self.model.reset_metrics()
-        x, y, resident = hold(x, y)
-        if resident:
+        if _resident(x):
             self._test_resident(x, y, batch_size)
         else:
-            for start in range(0, _length(x), batch_size):
-                rows = slice(start, start + batch_size)
-                self._test_batch(_take(x, rows), y[rows])
+            for batch in _stream(x, y, np.arange(_length(x)), batch_size):
+                self._test_batch(*batch)
         return _metrics(self.model)
 
     def _train_resident_fn(self, x, y, order, batch_size):
@@ -111,6 +145,14 @@ class Rows:
     def nbytes(self) -> int:
         return len(self.index) * int(np.prod(self.array.shape[1:], dtype=np.int64)) * self.array.dtype.itemsize
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.array.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
     def __getitem__(self, rows) -> np.ndarray:
         return self.array[self.index[rows]]
 
@@ -119,18 +161,67 @@ class Rows:
 
 
 def hold(x, y):
-    """(x, y, resident): as TensorFlow tensors when x fits in RESIDENT_BYTES, else as they are.
+    """(x, y) as TensorFlow tensors, read in once: a trial's epochs then reuse them instead of
+    reading the arrays again every epoch. Whether they fit is the caller's call (`nbytes`)."""
+    return _as_tensors(x), _as_tensors(y)
 
-    A trial holds its inputs once, so its epochs reuse the tensors instead of copying the arrays
-    again every epoch; inputs already held pass through.
+
+def nbytes(x) -> int:
+    """The bytes of one input or a list of them (arrays, `Rows`)."""
+    return sum(part.nbytes for part in x) if isinstance(x, (list, tuple)) else x.nbytes
+
+
+def epoch_order(n: int, row_bytes: int, rng: np.random.Generator) -> np.ndarray:
+    """A streamed epoch's order: a random permutation of range(n) that reads the file in runs.
+
+    Rows of about CHUNK_BYTES in a row of the file make a chunk; the chunks are shuffled, and the
+    rows are shuffled within each window of consecutive chunks of about WINDOW_BYTES, so a batch
+    reads from a few megabytes of the file, not from all of it. A split that fits in one window is
+    shuffled whole, exactly as `rng.permutation(n)`: the order the held path uses.
     """
+    window = max(1, WINDOW_BYTES // max(1, row_bytes))
+    if n <= window:
+        return rng.permutation(n).astype(np.int32)
+    chunk = max(1, CHUNK_BYTES // max(1, row_bytes))
+    starts = rng.permutation(np.arange(0, n, chunk))
+    rows = np.concatenate([np.arange(start, min(start + chunk, n)) for start in starts])
+    for start in range(0, n, window):
+        rng.shuffle(rows[start:start + window])  # a view: shuffled in place
+    return rows.astype(np.int32)
+
+
+def _stream(x, y, order: np.ndarray, batch_size: int):
+    """The batches (x..., y) of `order`, read from arrays or `Rows` by tf.data's threads (in order,
+    PREFETCH batches ahead), so reading the file overlaps the training step."""
     import tensorflow as tf
 
-    if isinstance(x[0] if isinstance(x, (list, tuple)) else x, tf.Tensor):
-        return x, y, True
-    if _nbytes(x) <= RESIDENT_BYTES:
-        return _as_tensors(x), _as_tensors(y), True
-    return x, y, False
+    parts = [*x, y] if isinstance(x, (list, tuple)) else [x, y]
+
+    def read(i):
+        rows = order[i * batch_size:(i + 1) * batch_size]
+        return tuple(np.asarray(part[rows]) for part in parts)
+
+    def shaped(*tensors):
+        for tensor, part in zip(tensors, parts):
+            tensor.set_shape((None, *part.shape[1:]))
+        batch = list(tensors[:-1])
+        return (batch if len(batch) > 1 else batch[0]), tensors[-1]
+
+    batches = tf.data.Dataset.range(math.ceil(len(order) / batch_size)).map(
+        lambda i: shaped(*tf.numpy_function(read, [i], [tf.as_dtype(part.dtype) for part in parts])),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    return batches.prefetch(PREFETCH)
+
+
+def _resident(x) -> bool:
+    import tensorflow as tf
+
+    return isinstance(x[0] if isinstance(x, (list, tuple)) else x, tf.Tensor)
+
+
+def _row_bytes(x) -> int:
+    return nbytes(x) // max(1, _length(x))
 
 
 def _metrics(model) -> dict[str, float]:
@@ -139,14 +230,6 @@ def _metrics(model) -> dict[str, float]:
 
 def _length(x) -> int:
     return len(x[0]) if isinstance(x, (list, tuple)) else len(x)
-
-
-def _nbytes(x) -> int:
-    return sum(part.nbytes for part in x) if isinstance(x, (list, tuple)) else x.nbytes
-
-
-def _take(x, rows):
-    return [part[rows] for part in x] if isinstance(x, (list, tuple)) else x[rows]
 
 
 def _as_tensors(x):

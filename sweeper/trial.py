@@ -37,6 +37,8 @@ class TrialContext:
     cache_dir: str
     cpus: int
     seed: int
+    concurrent_trials: int = 1  # with the machine's memory, sets how much of its inputs a trial holds
+    memory_budget: int | None = None  # bytes a trial may hold (SWEEPER_MEMORY_BUDGET); None: from the machine
     feature_cache: bool = True  # False trains every trial on images, for comparison
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
     # On `sweeper resume`: trials the leaderboard saw end, {trial_id: {"error": message}} or
@@ -58,7 +60,7 @@ def run_trial(config: dict, context: TrialContext) -> None:
 
     from . import feature_cache, images, warm_models
     from .model import TrialConfig
-    from .training import Rows, hold, learning_rate_at
+    from .training import Rows, hold, learning_rate_at, memory_budget, nbytes
 
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
@@ -85,7 +87,7 @@ def run_trial(config: dict, context: TrialContext) -> None:
     # Frozen layers: train what follows them on their cached output. `split.trained` shares the
     # model's layers, so `warm.model` holds the trained weights and is what the checkpoint saves.
     split = warm.split
-    if split is None:  # read from the cache's file as needed (`hold` reads them in when they fit)
+    if split is None:  # read from the cache's file as needed
         x_train, x_val = Rows(pixels, train_idx), Rows(pixels, val_idx)
     else:
         key = feature_cache.cache_key(
@@ -100,10 +102,13 @@ def run_trial(config: dict, context: TrialContext) -> None:
         )
         x_train, x_val = split.inputs(features, train_idx), split.inputs(features, val_idx)
 
-    x_train, y_train, _ = hold(x_train, y_train)  # once per trial, not once per epoch
-    x_val, y_val, _ = hold(x_val, y_val)
-    reporter = EpochReporter(warm.model, trial_config, context, target_stats, warm.sizes, started=started,
-                             worker_trials=_trials_in_worker)
+    # Held as tensors when both splits fit the trial's share of memory (once per trial, not once
+    # per epoch); otherwise streamed from the cache's file every epoch.
+    held = nbytes(x_train) + nbytes(x_val) <= memory_budget(context.concurrent_trials, context.memory_budget)
+    if held:
+        (x_train, y_train), (x_val, y_val) = hold(x_train, y_train), hold(x_val, y_val)
+    reporter = EpochReporter(warm.model, trial_config, context, target_stats, {**warm.sizes, "inputs_held": held},
+                             started=started, worker_trials=_trials_in_worker)
     first = 1 + _resume_from_checkpoint(warm.model, reporter)
     for epoch in range(first, context.max_epochs + 1):
         order = np.random.default_rng((seed, epoch))  # per epoch: a resumed trial shuffles as it would have

@@ -43,6 +43,8 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
     sweep = out / "small"
     printed = capsys.readouterr().out
     assert "best val_accuracy first" in printed and "[6/6]" in printed
+    for result in (sweep / "experiment").glob("trial_*/result.json"):  # 1,797 digits at 16 px fit in memory
+        assert json.loads(result.read_text().splitlines()[0])["inputs_held"] is True
 
     rows = leaderboard.read(sweep)
     assert len(rows) == 6 and [r["rank"] for r in rows] == list(range(1, 7))
@@ -115,15 +117,20 @@ def test_time_limit_ends_the_sweep(tmp_path, digits_dir, ray_session):
     assert results.state_of(sweep) == "finished"
 
 
-def test_a_grid_search_runs_every_configuration_once(tmp_path, digits_dir, ray_session):
+def test_a_grid_search_runs_every_configuration_once(tmp_path, digits_dir, ray_session, monkeypatch):
     # 2 poolings x 2 heads x 2 learning rates = 8; 20 trials asked, 8 run.
     path = _spec(tmp_path, digits_dir, trials=20, extra=", search: grid")
     path.write_text(path.read_text().replace("optimizer: [adam, adagrad]", "optimizer: adam"))
+    # No memory for held inputs: every trial streams its images from the cache's file, and learns.
+    monkeypatch.setenv("SWEEPER_MEMORY_BUDGET", "0")
     sweep = run_sweep(load_spec(path), RunOptions(out=tmp_path / "results"))
     rows = leaderboard.read(sweep)
     configs = {(r["head_pooling"], r["head_units"], r["learning_rate"]) for r in rows}
     assert len(rows) == len(configs) == 8
     assert results.state_of(sweep) == "finished"
+    assert rows[0]["val_accuracy"] >= 0.85
+    last = [json.loads(f.read_text().splitlines()[-1]) for f in (sweep / "experiment").glob("trial_*/result.json")]
+    assert len(last) == 8 and not any(result["inputs_held"] for result in last)
 
 
 def test_a_name_collision_is_refused_before_anything_runs(tmp_path, digits_dir):

@@ -10,6 +10,7 @@ keras = pytest.importorskip("keras")
 from conftest import WEIGHTS, needs_assets
 
 from sweeper import private_apis, training, warm_models
+from sweeper.errors import SweeperError
 from sweeper.feature_cache import backbone_layer, frozen_features
 from sweeper.model import TrialConfig, build_model
 
@@ -26,24 +27,25 @@ def _head(seed=0):
     return model
 
 
-def _train(model, epochs=3, batch_size=16):
+def _train(model, epochs=3, batch_size=16, *, held=True):
+    """Train on (X, Y) held as tensors (a whole epoch per call) or streamed from the arrays."""
     loop, order = training.EpochLoop(model), np.random.default_rng(1)
-    return [loop.train_epoch(X, Y, batch_size=batch_size, rng=order) for _ in range(epochs)]
+    x, y = training.hold(X, Y) if held else (X, Y)
+    return [loop.train_epoch(x, y, batch_size=batch_size, rng=order) for _ in range(epochs)]
 
 
-def test_resident_and_batch_feeding_train_the_same_weights(monkeypatch):
+def test_held_and_streamed_inputs_train_the_same_weights():
     resident = _head()
     logs_resident = _train(resident)
-    monkeypatch.setattr(training, "RESIDENT_BYTES", 0)  # every input is now fed a batch per call
     batched = _head()
-    logs_batched = _train(batched)
+    logs_batched = _train(batched, held=False)
     for a, b in zip(resident.get_weights(), batched.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert logs_resident[-1]["loss"] == pytest.approx(logs_batched[-1]["loss"], abs=1e-5)
     assert logs_resident[0]["loss"] != pytest.approx(logs_resident[-1]["loss"])  # it learned something
 
 
-def test_rows_of_a_cache_file_train_like_arrays_in_memory_reading_a_batch_at_a_time(tmp_path, monkeypatch):
+def test_rows_of_a_cache_file_train_like_arrays_in_memory_reading_a_batch_at_a_time(tmp_path):
     """Over the budget, a trial's split is read from the cache's file a batch at a time: the same
     weights as arrays held in memory, and never more rows read at once than a batch."""
     resident = _head()
@@ -64,7 +66,6 @@ def test_rows_of_a_cache_file_train_like_arrays_in_memory_reading_a_batch_at_a_t
     rows = training.Rows(np.load(cache, mmap_mode="r").view(Counted), order[:len(X)])
     assert len(rows) == len(X) and rows.nbytes == X.nbytes and np.array_equal(np.asarray(rows), X)
     read.clear()
-    monkeypatch.setattr(training, "RESIDENT_BYTES", X.nbytes - 1)  # just over the budget: fed a batch per call
     streamed = _head()
     loop, rng = training.EpochLoop(streamed), np.random.default_rng(1)
     for _ in range(3):
@@ -74,13 +75,12 @@ def test_rows_of_a_cache_file_train_like_arrays_in_memory_reading_a_batch_at_a_t
     assert read and max(read) == 16 and sum(read) == 3 * len(X)
 
 
-@pytest.mark.parametrize("resident", [True, False])
-def test_evaluate_matches_keras_evaluate(monkeypatch, resident):
-    if not resident:
-        monkeypatch.setattr(training, "RESIDENT_BYTES", 0)
+@pytest.mark.parametrize("held", [True, False])
+def test_evaluate_matches_keras_evaluate(held):
     model = _head()
     _train(model, epochs=1)
-    ours = training.EpochLoop(model).evaluate(X, Y, batch_size=64)
+    x, y = training.hold(X, Y) if held else (X, Y)
+    ours = training.EpochLoop(model).evaluate(x, y, batch_size=64)
     theirs = model.evaluate(X, Y, batch_size=64, verbose=0, return_dict=True)
     assert ours.keys() == theirs.keys() == {"loss", "acc"}
     for name in ours:
@@ -88,13 +88,47 @@ def test_evaluate_matches_keras_evaluate(monkeypatch, resident):
 
 
 def test_an_epoch_sees_every_row_once_in_a_seeded_order(monkeypatch):
-    monkeypatch.setattr(training, "RESIDENT_BYTES", 0)
     monkeypatch.setattr(training, "_metrics", lambda model: {})  # no real step ran
     loop, seen = training.EpochLoop(_head()), []
     loop._train_batch = lambda x, y: seen.append(y)
     loop.train_epoch(X, np.arange(70), batch_size=16, rng=np.random.default_rng(5))
     assert [len(batch) for batch in seen] == [16, 16, 16, 16, 6]
     np.testing.assert_array_equal(np.concatenate(seen), np.random.default_rng(5).permutation(70))
+
+
+def test_a_streamed_epoch_reads_the_file_in_runs_yet_visits_every_row_once_in_a_seeded_order(monkeypatch):
+    monkeypatch.setattr(training, "CHUNK_BYTES", 10 * 100)  # rows of 100 bytes: chunks of 10 rows
+    monkeypatch.setattr(training, "WINDOW_BYTES", 40 * 100)  # windows of 4 chunks
+    order = training.epoch_order(1000, 100, np.random.default_rng(3))
+    assert sorted(order) == list(range(1000))
+    np.testing.assert_array_equal(order, training.epoch_order(1000, 100, np.random.default_rng(3)))
+    assert not np.array_equal(order, training.epoch_order(1000, 100, np.random.default_rng(4)))
+    for start in range(0, 1000, 40):  # each window holds 4 whole chunks, read nowhere else...
+        chunks = set(order[start:start + 40] // 10)
+        assert len(chunks) == 4 and sorted(order[start:start + 40]) == sorted(
+            row for chunk in chunks for row in range(10 * chunk, 10 * chunk + 10))
+    assert len(set(order[:40] // 10)) == 4 and not np.array_equal(np.sort(order[:40]), order[:40])  # ...shuffled
+    # Chunks are taken in a random order, not the file's: the first window is not the file's start.
+    assert [sorted(set(order[s:s + 40] // 10)) for s in range(0, 1000, 40)] != [
+        list(range(c, c + 4)) for c in range(0, 100, 4)]
+    # A split within one window is shuffled whole, as the held path does.
+    np.testing.assert_array_equal(training.epoch_order(40, 100, np.random.default_rng(3)),
+                                  np.random.default_rng(3).permutation(40))
+
+
+def test_the_memory_budget_is_the_machines_share_split_among_concurrent_trials(monkeypatch):
+    assert training.memory_budget(1, override=0) == 0
+    one, two = training.memory_budget(1), training.memory_budget(2)
+    assert 0 < one <= training.RESIDENT_CAP and two == one // 2
+    monkeypatch.setattr(training.os, "sysconf", lambda name: {"SC_PHYS_PAGES": 2**20, "SC_PAGE_SIZE": 4096}[name])
+    assert training.memory_budget(1) == 2**32 // 8  # a 4 GiB machine: an eighth of it
+    monkeypatch.setenv("SWEEPER_MEMORY_BUDGET", "512MB")
+    assert training.memory_budget_override() == 512 * 10**6
+    monkeypatch.setenv("SWEEPER_MEMORY_BUDGET", "lots")
+    with pytest.raises(SweeperError, match="SWEEPER_MEMORY_BUDGET: 'lots' is not a size"):
+        training.memory_budget_override()
+    monkeypatch.delenv("SWEEPER_MEMORY_BUDGET")
+    assert training.memory_budget_override() is None
 
 
 MOBILENET_CONFIG = dict(backbone="mobilenet_v2_0.35", image_size=32, head_units=(8,), head_dropout=0.3)
@@ -112,8 +146,9 @@ def _trial(config, seed, *, use_feature_cache, tmp_path):
         x = warm.split.inputs(frozen_features(warm.split.prefix, PIXELS, tmp_path, f"k{config.unfreeze}"),
                               np.arange(40))
     order = np.random.default_rng(seed)
+    x, y = training.hold(x, LABELS)  # as a trial holds inputs that fit its budget
     for _ in range(2):
-        warm.loop.train_epoch(x, LABELS, batch_size=16, rng=order)
+        warm.loop.train_epoch(x, y, batch_size=16, rng=order)
     return warm, [w.copy() for w in warm.model.get_weights()]
 
 
