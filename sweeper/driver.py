@@ -30,7 +30,14 @@ from .data import DatasetIndex
 from .errors import SweeperError
 from .files import DriverLock
 from .live import LiveView, SweepInfo, ray_output_to
-from .preparation import check_cache_dir, check_weight_files, fetch_missing_weights, prepare_data, weight_files_of
+from .preparation import (
+    check_cache_dir,
+    check_feature_disk,
+    check_weight_files,
+    fetch_missing_weights,
+    prepare_data,
+    weight_files_of,
+)
 from .progress import ProgressBoard
 from .resumable import CheckpointPruner, KeepEndedResults, ended_trials
 from .saved_state import check_experiment_state
@@ -116,7 +123,9 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
             weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs), options.weights_dirs,
                                                  console)
-            _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session)
+            cache_sizes = check_feature_disk(spec, index, options.cache_dir, use_feature_cache=options.feature_cache,
+                                             console=console)
+            _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session, cache_sizes)
             return _tune(spec, sweep_dir, index, options, console, started=started)
     except BaseException:
         if created:  # stopped before it wrote anything: the folder it made would block a rerun
@@ -296,12 +305,12 @@ def _end_leftovers(recorded: dict | None, console: Console) -> None:
 
 
 def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
-                    weight_files: dict[str, str | None], ray_session: dict | None) -> None:
+                    weight_files: dict[str, str | None], ray_session: dict | None, cache_sizes: dict[str, int]) -> None:
     """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
     header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
     folder = results.SweepFolder(sweep_dir)
     folder.spec.write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
-    folder.data_summary.write_text(json.dumps(index.summary(), indent=2))
+    folder.data_summary.write_text(json.dumps({**index.summary(), "cache": cache_sizes}, indent=2))
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     meta = {
         "name": spec.name,

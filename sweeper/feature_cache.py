@@ -84,6 +84,34 @@ def split_model(model: keras.Model) -> Split | None:
     return Split(prefix=prefix, trained=trained, boundary=boundary)
 
 
+def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings) -> list[tuple[int, int]]:
+    """(an unfreeze value, bytes per image) of each distinct entry these configurations cache:
+    the backbone is built without weights and split as `split_model` splits it (float32 values)."""
+    from .backbones import build_backbone, get_backbone
+    from .hyperparameters import FULL
+    from .model import set_trainable
+
+    entry = get_backbone(backbone)
+    base = build_backbone(entry, image_size, None)
+    if cut not in (FULL, entry.output_layer):
+        base = keras.Model(base.inputs, base.get_layer(cut).output)
+    found: dict[tuple, tuple[int, int]] = {}
+    for unfreeze in unfreezes:
+        set_trainable(base, unfreeze)
+        frontier = _frontier(base)
+        if any(_is_input(t) for t in frontier):
+            continue  # trains on the images themselves: nothing cached
+        if len(frontier) == 1 and frontier[0] is base.outputs[0]:  # all frozen: the pooled output
+            h, w, c = base.outputs[0].shape[1:]
+            for pooling in poolings:
+                found.setdefault((pooling,), (unfreeze, 4 * (c if pooling == "avg" else h * w * c)))
+        else:
+            size = sum(4 * math.prod(t.shape[1:]) for t in frontier)
+            found.setdefault(tuple(_tensor_name(t) for t in frontier), (unfreeze, size))
+    keras.backend.clear_session()
+    return list(found.values())
+
+
 def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...], image_size: int,
               preprocess: str, fingerprint: str) -> str:
     """Changes whenever any input of the frozen computation changes.

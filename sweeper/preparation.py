@@ -13,19 +13,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import images
+from . import disk, images
 from .backbones import REGISTRY
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
+from .space import trial_count
 from .spec import Range, Spec, values_of
+from .units import format_size
 from .weight_files import fetch, find_local, missing_message
 
 
-def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
-    """Index the data, decode every image once at each size in the space, and summarise it."""
-    index = build_index(spec.data, spec.task)
+def decode_sizes(spec: Spec) -> list[int]:
+    """The image sizes decoded before the first trial (a range: its smallest)."""
     image_size = spec.space.image_size
-    sizes = [int(image_size.low)] if isinstance(image_size, Range) else sorted(values_of(image_size))
+    return [int(image_size.low)] if isinstance(image_size, Range) else sorted(values_of(image_size))
+
+
+def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
+    """Index the data, decode every image once at each size in the space, and summarise it.
+
+    Refuses first when the cache's disk cannot hold the decoded images not yet in it.
+    """
+    index = build_index(spec.data, spec.task)
+    sizes = decode_sizes(spec)
+    missing = [size for size in sizes if not images.cache_path(cache_dir, index, size).is_file()]
+    disk.check_free(cache_dir, {"decoded images": disk.decoded_bytes(len(index.paths), missing)})
     for size in sizes:
         with _progress(console) as progress:
             task = progress.add_task(f"decoding images at {size} px", total=len(index.paths))
@@ -55,12 +67,10 @@ def weight_files_of(spec: Spec, weights_dirs: tuple[str, ...]) -> dict[str, str 
     was decoded at, {"backbone@size": path or None}; recorded, so that a resume can check them."""
     if spec.weights != "imagenet":
         return {}
-    size = spec.space.image_size
-    sizes = [int(size.low)] if isinstance(size, Range) else sorted(values_of(size))
     found = {}
     for name in values_of(spec.space.backbone):
         backbone = REGISTRY[name]
-        for px in sizes if backbone.pretrained else ():
+        for px in decode_sizes(spec) if backbone.pretrained else ():
             local = find_local(backbone, px, weights_dirs)
             found[f"{name}@{px}"] = str(local) if local else None
     return found
@@ -98,6 +108,22 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
                                f"the download failed too ({error})")
         found[key] = str(local) if local else None  # None: downloaded on another node, where trials find it
     return found
+
+
+def check_feature_disk(spec: Spec, index: DatasetIndex, cache_dir: Path, *, use_feature_cache: bool,
+                       console: Console) -> dict[str, int]:
+    """Refuse when the cache's disk cannot hold the frozen features this sweep may write (an upper
+    bound: its largest entries, one per trial); prints and returns the cache's sizes."""
+    features, _ = disk.feature_estimate(spec.space, sizes=decode_sizes(spec), images=len(index.paths),
+                                        trials=trial_count(spec), weights=spec.weights,
+                                        use_feature_cache=use_feature_cache)
+    decoded = sum(images.cache_path(cache_dir, index, size).stat().st_size for size in decode_sizes(spec))
+    disk.check_free(cache_dir, {"frozen features": features})
+    sizes = {"decoded_bytes": decoded, "features_bytes_at_most": features, "free_bytes": disk.free_bytes(cache_dir)}
+    features_text = f"frozen features up to {format_size(features)} for this sweep" if features else "no frozen features"
+    console.print(f"cache: decoded images {format_size(decoded)}, {features_text}; "
+                  f"{format_size(sizes['free_bytes'])} free on its disk", highlight=False)
+    return sizes
 
 
 def check_weight_files(sweep_dir: Path, weight_files: dict[str, str | None]) -> None:

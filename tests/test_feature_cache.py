@@ -65,6 +65,22 @@ def test_a_boundary_inside_a_residual_block_caches_several_tensors(tmp_path):
 
 
 @needs_assets
+def test_the_disk_estimate_of_an_entry_is_the_size_of_the_entry_written(tmp_path):
+    """`frozen_entries` (a backbone built without weights) gives each distinct entry's bytes per
+    image exactly as the cache writes them; unfreeze values that cut at the same place share one."""
+    estimated = feature_cache.frozen_entries("mobilenet_v2_0.35", "full", 32, [0, 1, 12, 14, 40, 200], ["avg", "flatten"])
+    written = {}
+    for unfreeze in (0, 12, 14, 40):
+        for pooling in (("avg", "flatten") if unfreeze == 0 else ("avg",)):
+            split = split_model(_model(unfreeze=unfreeze, head_pooling=pooling)[0])
+            features = frozen_features(split.prefix, PIXELS, tmp_path, f"{unfreeze}-{pooling}")
+            written.setdefault(split.boundary, sum(f[0].nbytes for f in features))
+    # unfreeze 1 trains out_relu, which has no weights: the same entry as 0; 200 trains the images.
+    assert sorted(n for _, n in estimated) == sorted(written.values())
+    assert [u for u, _ in estimated] == [0, 0, 12, 14, 40]
+
+
+@needs_assets
 @pytest.mark.parametrize("unfreeze", [0, 12])
 def test_training_on_cached_features_gives_the_weights_of_end_to_end_training(tmp_path, unfreeze):
     cached, config = _model(unfreeze=unfreeze, head_dropout=0.0, optimizer="sgd", learning_rate=0.01)
