@@ -27,6 +27,8 @@ examples:
   sweeper export results/cats-vs-dogs --top 3 --out bundles/cats-vs-dogs-top3
   sweeper predict bundles/cats-vs-dogs photos/ cat.jpg --format csv
   sweeper backbones
+  sweeper cache list                             # decoded images and frozen features in results/.cache
+  sweeper cache prune --max-size 20GB --older-than 30d
 """
 
 
@@ -63,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train every trial on images, recomputing frozen layers each epoch (slower; for comparisons)")
     run.add_argument("--fresh-workers", dest="reuse_workers", action="store_false",
                      help="start a new worker process for every trial instead of reusing warm ones (slower; for comparisons)")
+    run.add_argument("--cache-max-size", type=_size("--cache-max-size"), metavar="SIZE",
+                     help="keep the cache within SIZE (e.g. 50GB) when the sweep starts and ends, removing the "
+                          "least recently used entries no running sweep uses")
     _add_common(run)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped", epilog=EXAMPLES,
@@ -104,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, weights")
 
+    cache = commands.add_parser("cache", help="list or prune the cache of decoded images and frozen features",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION", parser_class=_Parser)
+    listing = cache_commands.add_parser("list", help="every entry: data set, what it holds, size, last used, in use")
+    prune = cache_commands.add_parser("prune", help="remove entries no running sweep uses: the oldest, or "
+                                                    "the least recently used beyond a size")
+    prune.add_argument("--max-size", type=_size("--max-size"), metavar="SIZE",
+                       help="remove the least recently used entries until the cache is within SIZE, e.g. 20GB")
+    prune.add_argument("--older-than", type=_age("--older-than"), metavar="AGE",
+                       help="remove entries last used longer ago than AGE, e.g. 30d, 12h")
+    for action in (listing, prune):
+        action.add_argument("--cache-dir", type=Path, default=Path("results") / ".cache",
+                            help="the cache folder (default: results/.cache, that of `sweeper run`'s default --out)")
+
     demo = commands.add_parser("demo", help="run the embedded quickstart sweep on real digits, offline")
     demo.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     _add_common(demo)
@@ -118,6 +137,28 @@ def _at_least_1(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
     return value
+
+
+def _size(option: str):
+    def parse(text: str) -> int:
+        from .units import parse_size
+
+        try:
+            return parse_size(text, what=option)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{option}: ")) from None
+    return parse
+
+
+def _age(option: str):
+    def parse(text: str) -> float:
+        from .units import parse_age
+
+        try:
+            return parse_age(text, what=option)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{option}: ")) from None
+    return parse
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +194,18 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, console: Console) -> int:
     if args.command == "backbones":
         print_backbones(console)
+    elif args.command == "cache":
+        from . import cache
+
+        if not args.cache_dir.is_dir():
+            raise SweeperError(f"--cache-dir {args.cache_dir}: no such folder")
+        if args.cache_command == "list":
+            cache.show(args.cache_dir, console)
+        elif args.max_size is None and args.older_than is None:
+            raise SweeperError("cache prune: give --max-size, --older-than or both (see `sweeper cache prune --help`)")
+        else:
+            cache.prune_and_say(args.cache_dir, console, max_size=args.max_size, older_than=args.older_than)
+            cache.show(args.cache_dir, console)
     elif args.command == "leaderboard":
         from .leaderboard import show
 
@@ -188,7 +241,7 @@ def _dispatch(args, console: Console) -> int:
             return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,
-                                   reuse_workers=args.reuse_workers), console)
+                                   reuse_workers=args.reuse_workers, cache_max_size=args.cache_max_size), console)
     elif args.command == "resume":
         from .driver import resume_sweep
 

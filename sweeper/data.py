@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -41,6 +42,11 @@ class DatasetIndex:
             stat = Path(path).stat()
             digest.update(json.dumps([path, stat.st_size, stat.st_mtime_ns, target, split]).encode())
         return digest.hexdigest()[:16]
+
+    @cached_property
+    def folder(self) -> str:
+        """The folder every image is under: how the cache names the data set."""
+        return os.path.commonpath(self.paths) if self.paths else ""
 
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.splits == split)

@@ -35,11 +35,6 @@ def free_bytes(folder: Path) -> int:
     return shutil.disk_usage(folder).free
 
 
-def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under `folder` (0 when it does not exist)."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) if Path(folder).exists() else 0
-
-
 def decoded_bytes(images: int, sizes: list[int]) -> int:
     return sum(images * size * size * 3 for size in sizes)
 

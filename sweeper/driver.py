@@ -25,7 +25,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, checkpoint, environment, evaluate, leaderboard, leftovers, results
+from . import __version__, cache, checkpoint, environment, evaluate, leaderboard, leftovers, results
 from .data import DatasetIndex
 from .errors import SweeperError
 from .files import DriverLock
@@ -67,6 +67,7 @@ class RunOptions:
     # Resolved when the sweep starts, from the flags, the spec and $SWEEPER_WEIGHTS, and recorded:
     # a resumed sweep searches the same folders whatever its shell's environment.
     weights_dirs: tuple[str, ...] = ()
+    cache_max_size: int | None = None  # bytes: the cache is pruned to it as the sweep starts and ends
     # From $SWEEPER_MEMORY_BUDGET when the sweep starts or resumes (not recorded): None lets each
     # trial size its held inputs from its machine's memory.
     memory_budget: int | None = None
@@ -86,7 +87,8 @@ class RunOptions:
         """What `sweeper resume` needs to run the sweep on the same way (saved in sweep.json)."""
         return {"weights_dir": str(self.weights_dir) if self.weights_dir else None,
                 "weights_dirs": list(self.weights_dirs), "cache_dir": str(self.cache_dir),
-                "feature_cache": self.feature_cache, "reuse_workers": self.reuse_workers, "storage": self.storage}
+                "feature_cache": self.feature_cache, "reuse_workers": self.reuse_workers, "storage": self.storage,
+                "cache_max_size": self.cache_max_size}
 
     @classmethod
     def from_meta(cls, meta: dict, out: Path) -> RunOptions:
@@ -96,6 +98,7 @@ class RunOptions:
                    cache_dir=Path(saved.get("cache_dir") or results.default_cache(out)),
                    feature_cache=saved.get("feature_cache", True), reuse_workers=saved.get("reuse_workers", True),
                    storage=saved.get("storage"), memory_budget=memory_budget_override(),
+                   cache_max_size=saved.get("cache_max_size"),
                    # Sweeps recorded before weights_dirs searched the environment of the day.
                    weights_dirs=tuple(saved.get("weights_dirs") or (str(d) for d in search_dirs(weights_dir))))
 
@@ -118,6 +121,7 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             _refuse_existing(sweep_dir)  # a driver that started a moment before this one, and has ended
             options = options.resolved(spec)
             check_cache_dir(options.cache_dir)
+            _cap_cache(options, console)
             index = prepare_data(spec, options.cache_dir, console)
             ray_session = init_ray(options.address)
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
@@ -131,6 +135,12 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
         if created:  # stopped before it wrote anything: the folder it made would block a rerun
             _remove_if_only_lock(sweep_dir)
         raise
+
+
+def _cap_cache(options: RunOptions, console: Console) -> None:
+    """--cache-max-size: the least recently used entries go; those in use (this sweep's) stay."""
+    if options.cache_max_size is not None:
+        cache.prune_and_say(options.cache_dir, console, max_size=options.cache_max_size)
 
 
 def _remove_if_only_lock(sweep_dir: Path) -> None:
@@ -171,6 +181,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
         options = replace(options, address=address or options.address)
         check_cache_dir(options.cache_dir)
+        _cap_cache(options, console)
         _end_leftovers(meta.get("ray_session"), console)
         if options.address:
             check_address(options.address)
@@ -266,6 +277,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
             raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
     results.mark(sweep_dir, SweepState.FINISHED)  # after the evaluation: its results are part of it
     pruner.prune_all(finished=True)
+    _cap_cache(options, console)
     if guard.stop_all():
         first = next((r["error"] for r in rows if r.get("error")), "no message")
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from filelock import FileLock
 
+from . import cache
 from .private_apis import inbound_node, keras_history
 from .results import alive
 
@@ -128,8 +129,10 @@ def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...
 
 
 def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, key: str,
-                    progress: Callable[[int, int], None] | None = None, again: bool = True) -> list[np.ndarray]:
-    """The prefix's outputs for every image, memory-mapped from the cache.
+                    progress: Callable[[int, int], None] | None = None, again: bool = True,
+                    about: dict | None = None) -> list[np.ndarray]:
+    """The prefix's outputs for every image, memory-mapped from the cache; `about` (backbone, cut,
+    ...) goes into the entry's manifest, for `sweeper cache list`.
 
     Computed once, and shared: trials that need the same entry at the same time split its chunks
     between them (each claims a chunk with a file only one can create), so every core works on
@@ -145,6 +148,7 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
         if not pending:
             with FileLock(str(folder) + ".lock"):
                 if not folder.is_dir():
+                    cache.write_manifest(folder, {"kind": "features", "images": len(pixels), **(about or {})})
                     _assemble(parts, len(chunks), folder)
             break
         computed = False
@@ -160,12 +164,14 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
         if not computed:
             time.sleep(0.05)  # the pending chunks are being computed by other trials
     shutil.rmtree(parts, ignore_errors=True)  # normally gone already; a late caller may have recreated it
-    features = _open_entry(folder, len(pixels))
-    if features is None and again:  # a damaged entry (truncated, another size): computed anew, once
-        with FileLock(str(folder) + ".lock"):
-            if _open_entry(folder, len(pixels)) is None:
-                shutil.rmtree(folder, ignore_errors=True)
-        return frozen_features(prefix, pixels, cache_dir, key, progress, again=False)
+    with FileLock(str(folder) + ".lock"):  # `sweeper cache prune` removes entries under it
+        features = _open_entry(folder, len(pixels))
+        if features is not None:
+            cache.hold(folder)
+        elif again:  # a damaged entry (truncated, another size), or pruned a moment ago: computed anew, once
+            shutil.rmtree(folder, ignore_errors=True)
+    if features is None and again:
+        return frozen_features(prefix, pixels, cache_dir, key, progress, again=False, about=about)
     prefix.predict_function = None  # its traced graph is not needed again: do not keep it in memory
     if features is None:
         raise RuntimeError(f"{folder}: the feature cache entry is damaged again after being computed anew")

@@ -1,7 +1,10 @@
 """Decoding images into arrays, once per data set and size.
 
 The decoded, resized images are kept as one .npy file per (data fingerprint, size) in the
-cache folder, so that no epoch and no trial decodes a JPEG again; trials memory-map it.
+cache folder, so that no epoch and no trial decodes a JPEG again; trials memory-map it. Its
+manifest lists the file (path, size, modification time) behind each row: when the data set
+changes (images added, one touched), the rows of files that did not change are copied from the
+last entry of the same folder and only the others are decoded.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image, ImageOps
 
+from . import cache
 from .data import DatasetIndex
 from .errors import DataError
 from .files import write_atomic
@@ -62,9 +66,11 @@ def decode(path: str, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
 WINDOW = 64  # decoded images in flight: enough to keep every thread busy, a bound on memory
 
 
-def decode_all(paths, size: int, path: Path, progress=None, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[int, str]:
+def decode_all(paths, size: int, path: Path, progress=None, max_pixels: int = DEFAULT_MAX_PIXELS,
+               reuse: dict[int, tuple[np.ndarray, int]] | None = None) -> dict[int, str]:
     """Decode in parallel (PIL releases the GIL) straight into the .npy file `path`, in order, leaving
-    unreadable images out as it goes. Returns {position: reason} of the bad files.
+    unreadable images out as it goes. Returns {position: reason} of the bad files. `reuse`:
+    {position: (array, row)} of images decoded before, copied instead of decoded.
 
     The data set is never held in memory (the file is memory-mapped; its pages are the system's to
     write out) and dropping an image costs no copy: the rows after it simply move up, and the
@@ -74,6 +80,9 @@ def decode_all(paths, size: int, path: Path, progress=None, max_pixels: int = DE
     bad: dict[int, str] = {}
 
     def work(i: int) -> np.ndarray | str:
+        if reuse and i in reuse:
+            array, row = reuse[i]
+            return np.array(array[row])
         try:
             return decode(paths[i], size, max_pixels)
         except ImageTooLarge as exc:
@@ -150,8 +159,10 @@ def load_images(
         array = _open_cached(path, (len(index.paths), size, size, 3))
         if array is None:
             tmp = path.with_suffix(".tmp.npy")  # one writer at a time: the lock is held
+            files = _identities(index.paths)
             try:
-                bad = decode_all(index.paths, size, tmp, progress, index.max_image_pixels)
+                reuse = _decoded_before(cache_dir, index.folder, files, size, index.max_image_pixels)
+                bad = decode_all(index.paths, size, tmp, progress, index.max_image_pixels, reuse)
                 _check_policy(index, bad, on_bad_image)
             except BaseException:
                 tmp.unlink(missing_ok=True)
@@ -160,9 +171,44 @@ def load_images(
                 write_atomic(skipped_file, json.dumps(bad))
                 index = index.without(bad)
                 path = cache_path(cache_dir, index, size)
+            cache.write_manifest(path, {
+                "kind": "decoded", "data": index.folder, "image_size": size, "images": len(index.paths),
+                "max_image_pixels": index.max_image_pixels, "reused": len(reuse),
+                "files": [f for i, f in enumerate(files) if i not in bad], "skipped_file": skipped_file.name if bad else None,
+            })
             os.replace(tmp, path)
             array = np.load(path, mmap_mode="r")
+        cache.hold(path)
     return index, array
+
+
+def _identities(paths) -> list[list]:
+    """[path, bytes, modification time in ns] of each file: what a decoded row was made from."""
+    found = []
+    for path in paths:
+        stat = os.stat(path)
+        found.append([path, stat.st_size, stat.st_mtime_ns])
+    return found
+
+
+def _decoded_before(cache_dir: Path, folder: str, files: list[list], size: int,
+                    max_pixels: int) -> dict[int, tuple[np.ndarray, int]]:
+    """{position: (array, row)} of these files already decoded, unchanged, at this size: from the
+    most recently used entry of the same folder (or none)."""
+    for entry in reversed(cache.entries(cache_dir)):
+        about = entry.about
+        if (entry.kind, about.get("data"), about.get("image_size"), about.get("max_image_pixels")) != (
+                "decoded", folder, size, max_pixels):
+            continue
+        try:
+            array = np.load(entry.path, mmap_mode="r")
+        except (OSError, ValueError):
+            continue
+        rows = {tuple(f): row for row, f in enumerate(about.get("files", []))}
+        if array.shape != (len(rows), size, size, 3):
+            continue
+        return {i: (array, rows[tuple(f)]) for i, f in enumerate(files) if tuple(f) in rows}
+    return {}
 
 
 def _read_skipped(path: Path) -> dict[int, str] | None:

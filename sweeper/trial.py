@@ -97,8 +97,10 @@ def run_trial(config: dict, context: TrialContext) -> None:
         )
         label = (f"frozen features: {trial_config.backbone} {trial_config.cut} unfreeze {trial_config.unfreeze} "
                  f"at {trial_config.image_size} px")
+        about = {"data": context.index.folder, "backbone": trial_config.backbone, "cut": trial_config.cut,
+                 "unfreeze": trial_config.unfreeze, "image_size": trial_config.image_size}
         features = feature_cache.frozen_features(
-            split.prefix, pixels, Path(context.cache_dir), key, progress=_progress(context.progress, label)
+            split.prefix, pixels, Path(context.cache_dir), key, progress=_progress(context.progress, label), about=about
         )
         x_train, x_val = split.inputs(features, train_idx), split.inputs(features, val_idx)
 

@@ -137,7 +137,8 @@ def test_concurrent_callers_share_the_chunks_and_compute_each_once(tmp_path, mon
     assert len(results) == 3
     for result in results:
         np.testing.assert_allclose(result[0], PIXELS.mean(axis=(1, 2)), rtol=1e-6)
-    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["shared", "shared.lock"]
+    # The entry, its manifest (for `sweeper cache list`) and its lock; no parts left behind.
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["shared", "shared.json", "shared.lock"]
 
 
 def test_a_chunk_claimed_by_a_dead_process_is_taken_over(tmp_path, monkeypatch):
