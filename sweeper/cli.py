@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train every trial on images, recomputing frozen layers each epoch (slower; for comparisons)")
     run.add_argument("--fresh-workers", dest="reuse_workers", action="store_false",
                      help="start a new worker process for every trial instead of reusing warm ones (slower; for comparisons)")
+    run.add_argument("--spatial-features", choices=("float16", "float32"), default="float16",
+                     help="how cached activations inside a backbone (unfreeze > 0) are stored: float16 (default) "
+                          "takes half the disk and memory, float32 is exact")
     run.add_argument("--cache-max-size", type=_size("--cache-max-size"), metavar="SIZE",
                      help="keep the cache within SIZE (e.g. 50GB) when the sweep starts and ends, removing the "
                           "least recently used entries no running sweep uses")
@@ -241,7 +244,8 @@ def _dispatch(args, console: Console) -> int:
             return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,
-                                   reuse_workers=args.reuse_workers, cache_max_size=args.cache_max_size), console)
+                                   reuse_workers=args.reuse_workers, cache_max_size=args.cache_max_size,
+                                   spatial_features=args.spatial_features), console)
     elif args.command == "resume":
         from .driver import resume_sweep
 

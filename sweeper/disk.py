@@ -53,7 +53,7 @@ def check_free(cache_dir: Path, needed: dict[str, int]) -> None:
 
 
 def feature_estimate(space: Space, *, sizes: list[int], images: int, trials: int, weights: str,
-                     use_feature_cache: bool) -> tuple[int, list[FeatureEntry]]:
+                     use_feature_cache: bool, spatial_dtype: str) -> tuple[int, list[FeatureEntry]]:
     """(upper bound in bytes, the distinct entries the space can create), computed in a Ray worker.
 
     Nothing is frozen, so nothing is cached, when the weights are random, the cache is off, or
@@ -65,7 +65,7 @@ def feature_estimate(space: Space, *, sizes: list[int], images: int, trials: int
     candidates = _candidates(space, sizes)
     if weights == "none" or not use_feature_cache or always_augments or not candidates:
         return 0, []
-    entries = ray.get(ray.remote(num_cpus=0)(_entries_remote).remote(candidates))
+    entries = ray.get(ray.remote(num_cpus=0)(_entries_remote).remote(candidates, spatial_dtype))
     largest = sorted((e.bytes_per_image for e in entries), reverse=True)[:trials]
     return sum(largest) * images, entries
 
@@ -88,9 +88,9 @@ def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tup
     return found
 
 
-def _entries_remote(candidates) -> list[FeatureEntry]:
+def _entries_remote(candidates, spatial_dtype: str) -> list[FeatureEntry]:
     from .feature_cache import frozen_entries
 
     return [FeatureEntry(backbone, cut, size, unfreeze, per_image)
             for backbone, cut, size, unfreezes, poolings in candidates
-            for unfreeze, per_image in frozen_entries(backbone, cut, size, unfreezes, poolings)]
+            for unfreeze, per_image in frozen_entries(backbone, cut, size, unfreezes, poolings, spatial_dtype)]

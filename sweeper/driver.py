@@ -68,6 +68,9 @@ class RunOptions:
     # a resumed sweep searches the same folders whatever its shell's environment.
     weights_dirs: tuple[str, ...] = ()
     cache_max_size: int | None = None  # bytes: the cache is pruned to it as the sweep starts and ends
+    # Cached activations inside a backbone (unfreeze > 0) as float16: half the disk and memory, and
+    # within the noise of another seed in accuracy (benchmarks/README.md, bench_float16).
+    spatial_features: str = "float16"
     # From $SWEEPER_MEMORY_BUDGET when the sweep starts or resumes (not recorded): None lets each
     # trial size its held inputs from its machine's memory.
     memory_budget: int | None = None
@@ -88,7 +91,7 @@ class RunOptions:
         return {"weights_dir": str(self.weights_dir) if self.weights_dir else None,
                 "weights_dirs": list(self.weights_dirs), "cache_dir": str(self.cache_dir),
                 "feature_cache": self.feature_cache, "reuse_workers": self.reuse_workers, "storage": self.storage,
-                "cache_max_size": self.cache_max_size}
+                "cache_max_size": self.cache_max_size, "spatial_features": self.spatial_features}
 
     @classmethod
     def from_meta(cls, meta: dict, out: Path) -> RunOptions:
@@ -99,6 +102,7 @@ class RunOptions:
                    feature_cache=saved.get("feature_cache", True), reuse_workers=saved.get("reuse_workers", True),
                    storage=saved.get("storage"), memory_budget=memory_budget_override(),
                    cache_max_size=saved.get("cache_max_size"),
+                   spatial_features=saved.get("spatial_features", "float32"),  # sweeps from before float16: as they ran
                    # Sweeps recorded before weights_dirs searched the environment of the day.
                    weights_dirs=tuple(saved.get("weights_dirs") or (str(d) for d in search_dirs(weights_dir))))
 
@@ -127,8 +131,7 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
             weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs), options.weights_dirs,
                                                  console)
-            cache_sizes = check_feature_disk(spec, index, options.cache_dir, use_feature_cache=options.feature_cache,
-                                             console=console)
+            cache_sizes = check_feature_disk(spec, index, options, console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session, cache_sizes)
             return _tune(spec, sweep_dir, index, options, console, started=started)
     except BaseException:
@@ -224,6 +227,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         concurrent_trials=spec.budget.concurrent_trials,
         memory_budget=options.memory_budget,
         feature_cache=options.feature_cache,
+        spatial_features=options.spatial_features,
         progress=board,
         ended=ended,
     )

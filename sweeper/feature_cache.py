@@ -85,9 +85,10 @@ def split_model(model: keras.Model) -> Split | None:
     return Split(prefix=prefix, trained=trained, boundary=boundary)
 
 
-def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings) -> list[tuple[int, int]]:
+def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings,
+                   spatial_dtype: str = "float32") -> list[tuple[int, int]]:
     """(an unfreeze value, bytes per image) of each distinct entry these configurations cache:
-    the backbone is built without weights and split as `split_model` splits it (float32 values)."""
+    the backbone is built without weights and split as `split_model` splits it."""
     from .backbones import build_backbone, get_backbone
     from .hyperparameters import FULL
     from .model import set_trainable
@@ -107,14 +108,15 @@ def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings
             for pooling in poolings:
                 found.setdefault((pooling,), (unfreeze, 4 * (c if pooling == "avg" else h * w * c)))
         else:
-            size = sum(4 * math.prod(t.shape[1:]) for t in frontier)
+            size = sum(np.dtype(spatial_dtype if len(t.shape) > 2 else np.float32).itemsize * math.prod(t.shape[1:])
+                       for t in frontier)
             found.setdefault(tuple(_tensor_name(t) for t in frontier), (unfreeze, size))
     keras.backend.clear_session()
     return list(found.values())
 
 
 def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...], image_size: int,
-              preprocess: str, fingerprint: str) -> str:
+              preprocess: str, fingerprint: str, spatial_dtype: str = "float32") -> str:
     """Changes whenever any input of the frozen computation changes.
 
     One entry holds every image of the data set, so the split is not part of the key: the same
@@ -125,14 +127,17 @@ def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...
         weights = f"{Path(weights).name}:{stat.st_size}:{stat.st_mtime_ns}"
     parts = {"backbone": backbone, "weights": weights, "cut": cut, "boundary": list(boundary),
              "image_size": image_size, "preprocess": preprocess, "data": fingerprint, "keras": keras.__version__}
+    if spatial_dtype != "float32":  # keys of float32 entries are as they were before float16 existed
+        parts["spatial_dtype"] = spatial_dtype
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, key: str,
                     progress: Callable[[int, int], None] | None = None, again: bool = True,
-                    about: dict | None = None) -> list[np.ndarray]:
+                    about: dict | None = None, spatial_dtype: str = "float32") -> list[np.ndarray]:
     """The prefix's outputs for every image, memory-mapped from the cache; `about` (backbone, cut,
-    ...) goes into the entry's manifest, for `sweeper cache list`.
+    ...) goes into the entry's manifest, for `sweeper cache list`. Spatial outputs (activations
+    inside the backbone, not pooled vectors) are stored as `spatial_dtype`: part of the key.
 
     Computed once, and shared: trials that need the same entry at the same time split its chunks
     between them (each claims a chunk with a file only one can create), so every core works on
@@ -156,7 +161,7 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
             if folder.is_dir():
                 break  # published by another trial meanwhile
             if _claim(parts, i):
-                _compute_chunk(prefix, pixels, parts, i)
+                _compute_chunk(prefix, pixels, parts, i, spatial_dtype)
                 computed = True
                 if progress:
                     done = sum((parts / f"{j}.done").exists() for j in chunks)
@@ -171,7 +176,8 @@ def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, ke
         elif again:  # a damaged entry (truncated, another size), or pruned a moment ago: computed anew, once
             shutil.rmtree(folder, ignore_errors=True)
     if features is None and again:
-        return frozen_features(prefix, pixels, cache_dir, key, progress, again=False, about=about)
+        return frozen_features(prefix, pixels, cache_dir, key, progress, again=False, about=about,
+                               spatial_dtype=spatial_dtype)
     prefix.predict_function = None  # its traced graph is not needed again: do not keep it in memory
     if features is None:
         raise RuntimeError(f"{folder}: the feature cache entry is damaged again after being computed anew")
@@ -230,10 +236,12 @@ def _abandoned(claim: Path) -> bool:
     return age > CLAIM_STALE_S
 
 
-def _compute_chunk(prefix: keras.Model, pixels: np.ndarray, parts: Path, chunk: int) -> None:
+def _compute_chunk(prefix: keras.Model, pixels: np.ndarray, parts: Path, chunk: int, spatial_dtype: str) -> None:
     rows = slice(chunk * CHUNK, (chunk + 1) * CHUNK)
     results = prefix.predict(np.asarray(pixels[rows], np.float32), batch_size=BATCH, verbose=0)
     for j, result in enumerate(results if isinstance(results, list) else [results]):
+        if result.ndim > 2:
+            result = result.astype(spatial_dtype)
         # A unique temp name: after a takeover, two callers may compute the same chunk (same values).
         tmp = parts / f"{chunk}.{j}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy"
         np.save(tmp, result)
@@ -249,7 +257,7 @@ def _assemble(parts: Path, n_chunks: int, folder: Path) -> None:
     n_outputs = len(list(parts.glob("0.*.npy")))
     for j in range(n_outputs):
         pieces = [np.load(parts / f"{i}.{j}.npy", mmap_mode="r") for i in range(n_chunks)]
-        out = np.lib.format.open_memmap(tmp / f"{j}.npy", mode="w+", dtype=np.float32,
+        out = np.lib.format.open_memmap(tmp / f"{j}.npy", mode="w+", dtype=pieces[0].dtype,
                                         shape=(sum(len(p) for p in pieces), *pieces[0].shape[1:]))
         start = 0
         for piece in pieces:

@@ -40,6 +40,7 @@ class TrialContext:
     concurrent_trials: int = 1  # with the machine's memory, sets how much of its inputs a trial holds
     memory_budget: int | None = None  # bytes a trial may hold (SWEEPER_MEMORY_BUDGET); None: from the machine
     feature_cache: bool = True  # False trains every trial on images, for comparison
+    spatial_features: str = "float32"  # how cached activations inside a backbone are stored (float16 halves them)
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
     # On `sweeper resume`: trials the leaderboard saw end, {trial_id: {"error": message}} or
     # {trial_id: {"result": last result}}. Tune's saved state can lag behind the leaderboard by a
@@ -94,13 +95,15 @@ def run_trial(config: dict, context: TrialContext) -> None:
             backbone=trial_config.backbone, weights=str(warm.weights_used), cut=trial_config.cut,
             boundary=split.boundary, image_size=trial_config.image_size,
             preprocess=warm.model.get_layer("preprocess").mode, fingerprint=index.fingerprint,
+            spatial_dtype=context.spatial_features,
         )
         label = (f"frozen features: {trial_config.backbone} {trial_config.cut} unfreeze {trial_config.unfreeze} "
                  f"at {trial_config.image_size} px")
         about = {"data": context.index.folder, "backbone": trial_config.backbone, "cut": trial_config.cut,
                  "unfreeze": trial_config.unfreeze, "image_size": trial_config.image_size}
         features = feature_cache.frozen_features(
-            split.prefix, pixels, Path(context.cache_dir), key, progress=_progress(context.progress, label), about=about
+            split.prefix, pixels, Path(context.cache_dir), key, progress=_progress(context.progress, label), about=about,
+            spatial_dtype=context.spatial_features,
         )
         x_train, x_val = split.inputs(features, train_idx), split.inputs(features, val_idx)
 

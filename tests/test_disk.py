@@ -43,7 +43,8 @@ def test_frozen_features_that_do_not_fit_are_refused_before_the_first_trial(tmp_
                                                                               monkeypatch, capsys):
     spec = write_spec(tmp_path, SPEC.format(digits=digits_dir, size=32, weights=WEIGHTS, backbone="mobilenet_v2_0.35"))
     decoded = 1797 * 32 * 32 * 3
-    # Two trials, two entries at most: the pooled vectors (1280 floats) and unfreeze 12's frontier.
+    # Two trials, two entries at most: the pooled vectors (1280 floats) and unfreeze 12's frontier
+    # (float16, `run`'s default for activations inside the backbone).
     index = build_index(load_spec(spec).data, "classification")
     features = 1797 * (1280 * 4 + _frontier_bytes(unfreeze=12))
     monkeypatch.setattr(disk, "free_bytes", lambda folder: decoded + 1000)
@@ -68,7 +69,7 @@ def test_frozen_features_that_do_not_fit_are_refused_before_the_first_trial(tmp_
 def _frontier_bytes(unfreeze: int) -> int:
     from sweeper.feature_cache import frozen_entries
 
-    [(_, per_image)] = frozen_entries("mobilenet_v2_0.35", "full", 32, [unfreeze], ["avg"])
+    [(_, per_image)] = frozen_entries("mobilenet_v2_0.35", "full", 32, [unfreeze], ["avg"], "float16")
     return per_image
 
 

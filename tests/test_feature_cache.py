@@ -81,6 +81,28 @@ def test_the_disk_estimate_of_an_entry_is_the_size_of_the_entry_written(tmp_path
 
 
 @needs_assets
+def test_spatial_features_can_be_stored_as_float16_and_pooled_ones_stay_float32(tmp_path):
+    """float16 halves a spatial entry (its key differs from float32's); the model reads it as float32."""
+    model, _ = _model(unfreeze=14)
+    split = split_model(model)
+    exact = frozen_features(split.prefix, PIXELS, tmp_path, "exact")
+    half = frozen_features(split.prefix, PIXELS, tmp_path, "half", spatial_dtype="float16")
+    assert [f.dtype for f in exact] == [np.float32] * 2 and [f.dtype for f in half] == [np.float16] * 2
+    assert sum(f.nbytes for f in half) * 2 == sum(f.nbytes for f in exact)
+    for a, b in zip(exact, half):
+        np.testing.assert_allclose(np.asarray(b, np.float32), a, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(_predict_split(split, half), _predict_split(split, exact), atol=1e-2)
+    pooled = split_model(_model(unfreeze=0)[0])
+    assert frozen_features(pooled.prefix, PIXELS, tmp_path, "pooled", spatial_dtype="float16")[0].dtype == np.float32
+    key = dict(backbone="b", weights="imagenet", cut="full", boundary=("x",), image_size=32, preprocess="tf",
+               fingerprint="f")
+    assert cache_key(**key) != cache_key(**key, spatial_dtype="float16")
+    assert cache_key(**key) == cache_key(**key, spatial_dtype="float32")
+    estimated = dict(feature_cache.frozen_entries("mobilenet_v2_0.35", "full", 32, [14], ["avg"], "float16"))
+    assert estimated[14] == sum(f[0].nbytes for f in half)
+
+
+@needs_assets
 @pytest.mark.parametrize("unfreeze", [0, 12])
 def test_training_on_cached_features_gives_the_weights_of_end_to_end_training(tmp_path, unfreeze):
     cached, config = _model(unfreeze=unfreeze, head_dropout=0.0, optimizer="sgd", learning_rate=0.01)
@@ -118,9 +140,9 @@ def test_concurrent_callers_share_the_chunks_and_compute_each_once(tmp_path, mon
     computed, results, progress = [], [], []
     compute = feature_cache._compute_chunk
 
-    def counted(prefix, pixels, parts, chunk):
+    def counted(prefix, pixels, parts, chunk, *rest):
         computed.append(chunk)
-        compute(prefix, pixels, parts, chunk)
+        compute(prefix, pixels, parts, chunk, *rest)
 
     monkeypatch.setattr(feature_cache, "_compute_chunk", counted)
 
