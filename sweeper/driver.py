@@ -131,7 +131,8 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
             weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs), options.weights_dirs,
                                                  console)
-            cache_sizes = check_feature_disk(spec, index, options, console)
+            cache_sizes = check_feature_disk(spec, index, options.cache_dir, use_feature_cache=options.feature_cache,
+                                             spatial_dtype=options.spatial_features, console=console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session, cache_sizes)
             return _tune(spec, sweep_dir, index, options, console, started=started)
     except BaseException:

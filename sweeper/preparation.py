@@ -5,7 +5,6 @@ folder checked; the ImageNet weight file of every backbone found, or downloaded 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import ray
 from rich.console import Console
@@ -22,9 +21,6 @@ from .space import trial_count
 from .spec import Range, Spec, values_of
 from .units import format_size
 from .weight_files import fetch, find_local, missing_message
-
-if TYPE_CHECKING:
-    from .driver import RunOptions
 
 
 def decode_sizes(spec: Spec) -> list[int]:
@@ -114,13 +110,13 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
     return found
 
 
-def check_feature_disk(spec: Spec, index: DatasetIndex, options: RunOptions, console: Console) -> dict[str, int]:
+def check_feature_disk(spec: Spec, index: DatasetIndex, cache_dir: Path, *, use_feature_cache: bool,
+                       spatial_dtype: str, console: Console) -> dict[str, int]:
     """Refuse when the cache's disk cannot hold the frozen features this sweep may write (an upper
     bound: its largest entries, one per trial); prints and returns the cache's sizes."""
-    cache_dir = options.cache_dir
     features, _ = disk.feature_estimate(spec.space, sizes=decode_sizes(spec), images=len(index.paths),
                                         trials=trial_count(spec), weights=spec.weights,
-                                        use_feature_cache=options.feature_cache, spatial_dtype=options.spatial_features)
+                                        use_feature_cache=use_feature_cache, spatial_dtype=spatial_dtype)
     decoded = sum(images.cache_path(cache_dir, index, size).stat().st_size for size in decode_sizes(spec))
     disk.check_free(cache_dir, {"frozen features": features})
     sizes = {"decoded_bytes": decoded, "features_bytes_at_most": features, "free_bytes": disk.free_bytes(cache_dir)}
