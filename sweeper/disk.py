@@ -10,11 +10,14 @@ trial, not hours into the sweep.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import SweeperError
+from .files import write_atomic
 from .hyperparameters import FULL
 from .space import Range, Space, values_of
 from .units import format_size
@@ -52,22 +55,53 @@ def check_free(cache_dir: Path, needed: dict[str, int]) -> None:
             "(fewer image sizes, later cuts), or pass --cache-dir on a larger disk")
 
 
-def feature_estimate(space: Space, *, sizes: list[int], images: int, trials: int, weights: str,
-                     use_feature_cache: bool, spatial_dtype: str) -> tuple[int, list[FeatureEntry]]:
-    """(upper bound in bytes, the distinct entries the space can create), computed in a Ray worker.
+class FeatureEstimate:
+    """The frozen-features entries a sweep's space can create, and an upper bound on their bytes.
 
     Nothing is frozen, so nothing is cached, when the weights are random, the cache is off, or
-    every configuration augments.
+    every configuration augments. The shapes are read in a Ray worker (building a backbone needs
+    TensorFlow: seconds), started as soon as Ray is up so that it overlaps the decoding, and kept
+    in the cache folder, so the next sweep of the space reads them.
     """
-    import ray
 
-    always_augments = not isinstance(space.augment, Range) and set(values_of(space.augment)) == {True}
-    candidates = _candidates(space, sizes)
-    if weights == "none" or not use_feature_cache or always_augments or not candidates:
-        return 0, []
-    entries = ray.get(ray.remote(num_cpus=0)(_entries_remote).remote(candidates, spatial_dtype))
-    largest = sorted((e.bytes_per_image for e in entries), reverse=True)[:trials]
-    return sum(largest) * images, entries
+    def __init__(self, space: Space, *, sizes: list[int], trials: int, weights: str, use_feature_cache: bool,
+                 spatial_dtype: str, cache_dir: Path):
+        self.trials, self._pending = trials, None
+        always_augments = not isinstance(space.augment, Range) and set(values_of(space.augment)) == {True}
+        candidates = _candidates(space, sizes)
+        self._entries: list[FeatureEntry] | None = []
+        if weights == "none" or not use_feature_cache or always_augments or not candidates:
+            return
+        self._memo = Path(cache_dir) / "shapes" / f"{_memo_key(candidates, spatial_dtype)}.json"
+        try:
+            self._entries = [FeatureEntry(**e) for e in json.loads(self._memo.read_text())]
+        except (OSError, ValueError, TypeError):
+            import ray
+
+            self._entries = None
+            self._pending = ray.remote(num_cpus=0)(_entries_remote).remote(candidates, spatial_dtype)
+
+    def entries(self) -> list[FeatureEntry]:
+        if self._entries is None:
+            import ray
+
+            self._entries = ray.get(self._pending)
+            self._memo.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self._memo, json.dumps([asdict(e) for e in self._entries]))
+        return self._entries
+
+    def bytes_at_most(self, images: int) -> int:
+        """The largest entries, one per trial, for this many images."""
+        largest = sorted((e.bytes_per_image for e in self.entries()), reverse=True)[:self.trials]
+        return sum(largest) * images
+
+
+def _memo_key(candidates, spatial_dtype: str) -> str:
+    """Shapes depend on the candidates, the dtype and the Keras that builds the backbones."""
+    from importlib.metadata import version
+
+    text = json.dumps([candidates, spatial_dtype, version("keras")])
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tuple[int, ...], tuple[str, ...]]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,10 @@ from .preparation import (
     check_cache_dir,
     check_feature_disk,
     check_weight_files,
+    decode_data,
+    estimate_features,
     fetch_missing_weights,
+    index_data,
     prepare_data,
     weight_files_of,
 )
@@ -107,10 +111,35 @@ class RunOptions:
                    weights_dirs=tuple(saved.get("weights_dirs") or (str(d) for d in search_dirs(weights_dir))))
 
 
+class Stages:
+    """How long each stage of a `run` or `resume` took, from the command's start: printed at the
+    end and kept in sweep.json, to show where a sweep's time goes."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - began, 2)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 2)
+
+    def line(self, total: float) -> str:
+        other = total - sum(self.seconds.values())  # the spec, the lock, the files, the summary
+        parts = [f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items()]
+        return f"{total:.1f} s: " + ", ".join([*parts, f"the rest {max(0.0, other):.1f} s"])
+
+
 def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
     """Run the whole sweep; returns the sweep folder."""
     console = console or Console()
-    started = time.time()
+    stages = Stages()
     if options.address:
         check_address(options.address)  # before any work: Ray itself waits minutes on a wrong address
     sweep_dir = (options.out / spec.name).resolve()
@@ -126,15 +155,22 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             options = options.resolved(spec)
             check_cache_dir(options.cache_dir)
             _cap_cache(options, console)
-            index = prepare_data(spec, options.cache_dir, console)
-            ray_session = init_ray(options.address)
-            check_resources(spec.budget, autoscaling=options.address is not None, console=console)
-            weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs), options.weights_dirs,
-                                                 console)
-            cache_sizes = check_feature_disk(spec, index, options.cache_dir, use_feature_cache=options.feature_cache,
-                                             spatial_dtype=options.spatial_features, console=console)
+            with stages("data index"):
+                index = index_data(spec, options.cache_dir)
+            # Ray first: its processes start, and its workers import TensorFlow, while the driver decodes.
+            with stages("Ray's start"):
+                ray_session = init_ray(options.address)
+                check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+                estimate = estimate_features(spec, options.cache_dir, use_feature_cache=options.feature_cache,
+                                             spatial_dtype=options.spatial_features)
+            with stages("decoding"):
+                index = decode_data(spec, index, options.cache_dir, console)
+            with stages("weights and disk"):
+                weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs),
+                                                     options.weights_dirs, console)
+                cache_sizes = check_feature_disk(spec, index, options.cache_dir, estimate, console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session, cache_sizes)
-            return _tune(spec, sweep_dir, index, options, console, started=started)
+            return _tune(spec, sweep_dir, index, options, console, stages=stages)
     except BaseException:
         if created:  # stopped before it wrote anything: the folder it made would block a rerun
             _remove_if_only_lock(sweep_dir)
@@ -173,7 +209,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
     every option the run resolved (weights folders, cache, storage) is the recorded one.
     """
     console = console or Console()
-    started = time.time()
+    stages = Stages()
     sweep_dir = Path(sweep_dir).resolve()
     results.require_sweep(sweep_dir)  # before the lock: no lock file in a folder that is not a sweep
     with DriverLock(sweep_dir):
@@ -193,18 +229,20 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
         # No leaderboard: the driver was killed as the sweep started, before it wrote one.
         saved = leaderboard.read(sweep_dir) if results.SweepFolder(sweep_dir).leaderboard.is_file() else []
         check_experiment_state(results.experiment_of(sweep_dir), trials_recorded=len(saved))  # before Tune reads it
-        index = prepare_data(spec, options.cache_dir, console)
+        with stages("data"):
+            index = prepare_data(spec, options.cache_dir, console)
         if index.fingerprint != meta.get("data_fingerprint"):
             raise SweeperError(f"{sweep_dir}: the data changed since the sweep started (fingerprint "
                                f"{index.fingerprint}, the sweep saw {meta.get('data_fingerprint')}); "
                                "run the spec as a new sweep instead")
-        results.update(sweep_dir, ray_session=init_ray(options.address))  # at once: a kill may come next
-        check_resources(spec.budget, autoscaling=options.address is not None, console=console)
-        return _tune(spec, sweep_dir, index, options, console, started=started, saved=saved)
+        with stages("Ray's start"):
+            results.update(sweep_dir, ray_session=init_ray(options.address))  # at once: a kill may come next
+            check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+        return _tune(spec, sweep_dir, index, options, console, stages=stages, saved=saved)
 
 
 def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console, *,
-          started: float, saved: list[dict] | None = None) -> Path:
+          stages: Stages, saved: list[dict] | None = None) -> Path:
     """Run (or, given the `saved` leaderboard rows, resume) the Tune experiment, then evaluate and summarise."""
     board = ProgressBoard.options(  # on the driver's node: on a cluster, a worker node may be lost
         runtime_env={"env_vars": {environment.COLD_WORKER: "1"}},
@@ -257,7 +295,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):
             tuner = make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
                                reuse_workers=options.reuse_workers, resume=saved is not None)
-            tuner.fit()
+            with stages("trials"):
+                tuner.fit()
         pruner.prune_all()
     except KeyboardInterrupt:  # a second Ctrl+C: Tune stops at once
         results.mark(sweep_dir, SweepState.INTERRUPTED)
@@ -276,7 +315,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}")
     if np.any(index.splits == "test"):
         try:
-            rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
+            with stages("test evaluation"):
+                rows = _evaluate_best_on_test(spec, index, rows, sweep_dir, context, console)
         except KeyboardInterrupt:  # every trial has ended; a resume runs just the evaluation
             results.mark(sweep_dir, SweepState.INTERRUPTED)
             raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
@@ -288,8 +328,9 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
                            f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
-    minutes = (time.time() - started) / 60
-    console.print(f"Finished in {minutes:.1f} min. Results: {sweep_dir}", markup=False)
+    total = stages.total()
+    results.update(sweep_dir, stages={**stages.seconds, "total": total})
+    console.print(f"Finished in {stages.line(total)}. Results: {sweep_dir}", markup=False)
     return sweep_dir
 
 

@@ -30,15 +30,21 @@ def decode_sizes(spec: Spec) -> list[int]:
 
 
 def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
-    """Index the data, decode every image once at each size in the space, and summarise it.
+    """Index the data, decode every image once at each size in the space, and summarise it."""
+    return decode_data(spec, index_data(spec, cache_dir), cache_dir, console)
 
-    Refuses first when the cache's disk cannot hold the decoded images not yet in it.
-    """
+
+def index_data(spec: Spec, cache_dir: Path) -> DatasetIndex:
+    """The data set's index; refuses when the cache's disk cannot hold the decoded images not yet in it."""
     index = build_index(spec.data, spec.task)
-    sizes = decode_sizes(spec)
-    missing = [size for size in sizes if not images.cache_path(cache_dir, index, size).is_file()]
+    missing = [size for size in decode_sizes(spec) if not images.cache_path(cache_dir, index, size).is_file()]
     disk.check_free(cache_dir, {"decoded images": disk.decoded_bytes(len(index.paths), missing)})
-    for size in sizes:
+    return index
+
+
+def decode_data(spec: Spec, index: DatasetIndex, cache_dir: Path, console: Console) -> DatasetIndex:
+    """Decode every image once at each size in the space (unreadable ones leave the index), and summarise it."""
+    for size in decode_sizes(spec):
         with _progress(console) as progress:
             task = progress.add_task(f"decoding images at {size} px", total=len(index.paths))
             index, _ = images.load_images(
@@ -110,13 +116,17 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
     return found
 
 
-def check_feature_disk(spec: Spec, index: DatasetIndex, cache_dir: Path, *, use_feature_cache: bool,
-                       spatial_dtype: str, console: Console) -> dict[str, int]:
+def estimate_features(spec: Spec, cache_dir: Path, *, use_feature_cache: bool, spatial_dtype: str) -> disk.FeatureEstimate:
+    """Start reading the shapes of the frozen features the space can cache (Ray must be up)."""
+    return disk.FeatureEstimate(spec.space, sizes=decode_sizes(spec), trials=trial_count(spec), weights=spec.weights,
+                                use_feature_cache=use_feature_cache, spatial_dtype=spatial_dtype, cache_dir=cache_dir)
+
+
+def check_feature_disk(spec: Spec, index: DatasetIndex, cache_dir: Path, estimate: disk.FeatureEstimate,
+                       console: Console) -> dict[str, int]:
     """Refuse when the cache's disk cannot hold the frozen features this sweep may write (an upper
     bound: its largest entries, one per trial); prints and returns the cache's sizes."""
-    features, _ = disk.feature_estimate(spec.space, sizes=decode_sizes(spec), images=len(index.paths),
-                                        trials=trial_count(spec), weights=spec.weights,
-                                        use_feature_cache=use_feature_cache, spatial_dtype=spatial_dtype)
+    features = estimate.bytes_at_most(len(index.paths))
     decoded = sum(images.cache_path(cache_dir, index, size).stat().st_size for size in decode_sizes(spec))
     disk.check_free(cache_dir, {"frozen features": features})
     sizes = {"decoded_bytes": decoded, "features_bytes_at_most": features, "free_bytes": disk.free_bytes(cache_dir)}

@@ -176,7 +176,7 @@ def epoch_order(n: int, row_bytes: int, rng: np.random.Generator) -> np.ndarray:
 
     Rows of about CHUNK_BYTES in a row of the file make a chunk; the chunks are shuffled, and the
     rows are shuffled within each window of consecutive chunks of about WINDOW_BYTES, so a batch
-    reads from a few megabytes of the file, not from all of it. A split that fits in one window is
+    reads within one window's chunks, not all over the file. A split that fits in one window is
     shuffled whole, exactly as `rng.permutation(n)`: the order the held path uses.
     """
     window = max(1, WINDOW_BYTES // max(1, row_bytes))

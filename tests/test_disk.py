@@ -56,6 +56,9 @@ def test_frozen_features_that_do_not_fit_are_refused_before_the_first_trial(tmp_
     assert images.cache_path(out / ".cache", index, 32).stat().st_size >= decoded  # decoded, kept for next time
     assert not (out / "disk").exists()
 
+    # The shapes were read once; the next sweep of this space reads them from the cache folder.
+    assert len(list((out / ".cache" / "shapes").glob("*.json"))) == 1
+    monkeypatch.setattr(disk, "_entries_remote", _must_not_run)
     monkeypatch.setattr(disk, "free_bytes", lambda folder: 10**12)
     assert main(["run", str(spec), "--out", str(out)]) == 0
     assert f"frozen features up to {format_size(features)}" in capsys.readouterr().out
@@ -64,6 +67,10 @@ def test_frozen_features_that_do_not_fit_are_refused_before_the_first_trial(tmp_
     assert summary["decoded_bytes"] == images.cache_path(out / ".cache", index, 32).stat().st_size
     written = sum(p.stat().st_size for p in (out / ".cache" / "features").rglob("*.npy"))
     assert 0 < written <= features + 2 * 1024  # each entry's .npy header aside
+
+
+def _must_not_run(*args):
+    raise AssertionError("the shapes were read again")
 
 
 def _frontier_bytes(unfreeze: int) -> int:

@@ -75,6 +75,12 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
 
     for name in ("spec.yaml", "data_summary.json", "sweep.json", "leaderboard.csv"):
         assert (sweep / name).is_file(), name
+    # Where the time went, stage by stage: printed, and kept with the sweep.
+    stages = json.loads((sweep / "sweep.json").read_text())["stages"]
+    assert list(stages) == ["data index", "Ray's start", "decoding", "weights and disk", "trials", "test evaluation",
+                            "total"]
+    assert 0 < stages["trials"] < stages["total"] and sum(stages.values()) - stages["total"] <= stages["total"]
+    assert f"Finished in {stages['total']:.1f} s: data index {stages['data index']:.1f} s" in printed
     summary = json.loads((sweep / "data_summary.json").read_text())
     assert summary["images"] == 1797 and summary["classes"] == [str(i) for i in range(10)]
     assert set(summary["per_split"]) == {"train", "validation", "test"}
