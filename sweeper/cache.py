@@ -98,26 +98,27 @@ def _touch(manifest: Path) -> None:
 
 
 def entries(cache_dir: Path) -> list[Entry]:
-    """Every whole entry in the cache, least recently used first (work in progress is left out)."""
+    """Every whole entry in the cache, least recently used first. Work in progress is left out, and
+    so is a file without a manifest: sweeper's entries have one (an older version's gets one when
+    next used), so such a file is someone else's, never listed, never removed."""
     cache_dir = Path(cache_dir)
     found = []
     for path in sorted((cache_dir / "images").glob("*.npy")):
         if not path.name.endswith(".tmp.npy"):
-            found.append(_entry(path, "decoded", path.stat().st_size))
+            found.append(_entry(path, "decoded", lambda p: p.stat().st_size))
     for path in sorted((cache_dir / "features").glob("*")):
         if path.is_dir() and path.suffix not in (".parts", ".tmp"):
-            found.append(_entry(path, "features", sum(p.stat().st_size for p in path.rglob("*") if p.is_file())))
-    return sorted(found, key=lambda e: e.last_used)
+            found.append(_entry(path, "features", lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())))
+    return sorted((e for e in found if e is not None), key=lambda e: e.last_used)
 
 
-def _entry(path: Path, kind: str, size: int) -> Entry:
+def _entry(path: Path, kind: str, size) -> Entry | None:
     manifest = manifest_of(path)
     try:
         about = json.loads(manifest.read_text())
-        last_used = manifest.stat().st_mtime
+        return Entry(path, kind, about if isinstance(about, dict) else {}, size(path), manifest.stat().st_mtime)
     except (OSError, ValueError):
-        about, last_used = {}, path.stat().st_mtime
-    return Entry(path, kind, about if isinstance(about, dict) else {}, size, last_used)
+        return None
 
 
 def in_use(entry: Entry) -> bool:

@@ -80,8 +80,10 @@ def test_the_list_names_each_entry_its_data_set_size_and_last_use(tmp_path, caps
 def test_prune_removes_old_and_least_recently_used_entries_but_never_one_in_use(tmp_path, capsys):
     data, cache_dir = _folder(tmp_path / "data", 12), tmp_path / "cache"
     mine = cache_dir / "my_notes.txt"  # not sweeper's: never touched
-    cache_dir.mkdir()
+    theirs = cache_dir / "images" / "my_array.npy"  # where sweeper's arrays go, but with no manifest
+    theirs.parent.mkdir(parents=True)
     mine.write_text("keep")
+    np.save(theirs, np.zeros(3))
     for size in (16, 20, 24, 28):
         _load(data, cache_dir, size=size)
     cache.release_all()  # as if this process had ended: only the holder below uses an entry
@@ -108,9 +110,9 @@ def test_prune_removes_old_and_least_recently_used_entries_but_never_one_in_use(
         holder.stdin.close()
         holder.wait(timeout=30)
     assert main(["cache", "prune", "--cache-dir", str(cache_dir), "--max-size", "0"]) == 0
-    assert cache.entries(cache_dir) == [] and mine.read_text() == "keep"
+    assert cache.entries(cache_dir) == [] and mine.read_text() == "keep" and np.load(theirs).shape == (3,)
     # Nothing of the entries is left but their empty lock files (a process may be waiting on one).
-    assert {p.suffix for p in (cache_dir / "images").iterdir()} == {".lock"}
+    assert {p.suffix for p in (cache_dir / "images").iterdir() if p != theirs} == {".lock"}
 
 
 def test_a_pruned_entry_is_decoded_again_when_next_needed(tmp_path):
