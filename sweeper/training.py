@@ -204,8 +204,10 @@ def _stream(x, y, order: np.ndarray, batch_size: int):
     def shaped(*tensors):
         for tensor, part in zip(tensors, parts):
             tensor.set_shape((None, *part.shape[1:]))
-        batch = list(tensors[:-1])
-        return (batch if len(batch) > 1 else batch[0]), tensors[-1]
+        # A tuple, not a list: tf.data reads a list as one tensor to stack, and the features of
+        # a multi-tensor frontier differ in shape.
+        inputs = tuple(tensors[:-1])
+        return (inputs if len(inputs) > 1 else inputs[0]), tensors[-1]
 
     batches = tf.data.Dataset.range(math.ceil(len(order) / batch_size)).map(
         lambda i: shaped(*tf.numpy_function(read, [i], [tf.as_dtype(part.dtype) for part in parts])),

@@ -75,6 +75,33 @@ def test_rows_of_a_cache_file_train_like_arrays_in_memory_reading_a_batch_at_a_t
     assert read and max(read) == 16 and sum(read) == 3 * len(X)
 
 
+def _two_input_head(seed=0):
+    """A head over two inputs of different shapes, as on a frontier of two activations."""
+    keras.utils.set_random_seed(seed)
+    a, b = keras.Input((3, 4)), keras.Input((5,))
+    merged = keras.layers.Concatenate()([keras.layers.Flatten()(a), b])
+    model = keras.Model([a, b], keras.layers.Dense(1, activation="sigmoid")(merged))
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", metrics=[keras.metrics.BinaryAccuracy(name="acc")])
+    return model
+
+
+def test_two_inputs_of_different_shapes_stream_like_they_are_held():
+    x = [X[:, :12].reshape(-1, 3, 4), RNG.normal(size=(len(X), 5)).astype("float16")]
+    weights, losses = [], []
+    for held in (True, False):
+        model, rng = _two_input_head(), np.random.default_rng(1)
+        loop = training.EpochLoop(model)
+        inputs, labels = training.hold(x, Y) if held else (x, Y)
+        logs = [loop.train_epoch(inputs, labels, batch_size=16, rng=rng) for _ in range(3)]
+        logs.append(loop.evaluate(inputs, labels, batch_size=16))
+        weights.append(model.get_weights())
+        losses.append([log["loss"] for log in logs])
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(losses[0], losses[1], atol=1e-5)
+    assert losses[0][0] != pytest.approx(losses[0][2])
+
+
 @pytest.mark.parametrize("held", [True, False])
 def test_evaluate_matches_keras_evaluate(held):
     model = _head()
