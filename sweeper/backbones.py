@@ -1,8 +1,8 @@
 """The backbone registry: every pretrained model sweeper can cut and fine-tune, declared once.
 
 Each entry carries what a trial needs to build it (the Keras constructor and its arguments),
-how its inputs are scaled, its input sizes, the layers it can be cut at, and the names of its
-official ImageNet weight files. Importing this module does not import TensorFlow, so the
+how its inputs are scaled, its input sizes, the layers it can be cut at with their channels, and
+the names of its official ImageNet weight files. Importing this module does not import TensorFlow, so the
 driver and `sweeper backbones` stay fast.
 """
 
@@ -27,6 +27,9 @@ class Backbone:
     default_size: int
     min_size: int
     cut_points: tuple[str, ...]  # named layers, shallow to deep; the last is the model's output
+    # The channels of each cut point's output: a frozen, average-pooled feature holds that many
+    # floats per image, so the disk a sweep needs is known without building the model.
+    channels: tuple[int, ...] = ()
     weight_files: tuple[str, ...] = ()  # official no-top files, preferred first; "{size}" is filled in
     kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained: bool = True  # False: no ImageNet weights exist; always trained from scratch
@@ -34,6 +37,9 @@ class Backbone:
     @property
     def output_layer(self) -> str:
         return self.cut_points[-1]
+
+    def channels_at(self, cut: str) -> int:
+        return self.channels[self.cut_points.index(self.output_layer if cut == FULL else cut)]
 
     def weight_file_names(self, image_size: int) -> list[str]:
         """Candidate file names, best first: the file for this input size, then the 224 one.
@@ -58,6 +64,8 @@ def _mobilenet_v2(alpha: float) -> Backbone:
         default_size=224,
         min_size=32,
         cut_points=("block_6_expand_relu", "block_13_expand_relu", "block_16_project_BN", "out_relu"),
+        channels={0.35: (96, 192, 112, 1280), 0.5: (96, 288, 160, 1280), 0.75: (144, 432, 240, 1280),
+                  1.0: (192, 576, 320, 1280)}[alpha],
         weight_files=(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{{size}}_no_top.h5",),
     )
 
@@ -72,6 +80,7 @@ def _mobilenet(alpha: float) -> Backbone:
         default_size=224,
         min_size=32,
         cut_points=("conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu"),
+        channels=tuple(int(c * alpha) for c in (256, 512, 1024)),
         weight_files=(f"mobilenet_{alpha_text}_{{size}}_tf_no_top.h5",),
     )
 
@@ -86,6 +95,7 @@ _ENTRIES: list[Backbone] = [
         default_size=299,
         min_size=75,
         cut_points=tuple(f"mixed{i}" for i in range(11)),
+        channels=(256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048),
         weight_files=("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",),
     ),
     Backbone(
@@ -95,6 +105,7 @@ _ENTRIES: list[Backbone] = [
         default_size=224,
         min_size=32,
         cut_points=("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
+        channels=(256, 512, 1024, 2048),
         weight_files=("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",),
     ),
     Backbone(
@@ -104,6 +115,7 @@ _ENTRIES: list[Backbone] = [
         default_size=224,
         min_size=32,
         cut_points=("block3_pool", "block4_pool", "block5_pool"),
+        channels=(256, 512, 512),
         weight_files=("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",),
     ),
     Backbone(
@@ -113,6 +125,7 @@ _ENTRIES: list[Backbone] = [
         default_size=224,
         min_size=32,
         cut_points=("block3b_add", "block4c_add", "block5c_add", "block6d_add", "top_activation"),
+        channels=(40, 80, 112, 192, 1280),
         weight_files=("efficientnetb0_notop.h5",),
     ),
     Backbone(
@@ -122,6 +135,7 @@ _ENTRIES: list[Backbone] = [
         default_size=64,
         min_size=8,
         cut_points=("block1_pool", "block2_pool", "block3_pool"),
+        channels=(32, 64, 128),
         pretrained=False,
     ),
 ]

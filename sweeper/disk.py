@@ -2,8 +2,8 @@
 
 Decoded images are exact (N x size x size x 3 bytes per image size). Frozen features depend on
 where each configuration's frozen frontier falls, so their shapes are read off the backbones,
-built without weights, in a Ray worker (the driver never imports TensorFlow); the estimate is the
-sum of the largest entries the sweep's trials could create, an upper bound. 100,000 images of
+built without weights, in a Python process of their own (the driver never imports TensorFlow);
+the estimate is the sum of the largest entries the sweep's trials could create, an upper bound. 100,000 images of
 ResNet50 cut at conv2_block3_out are 1.2 TB of features: the refusal comes before the first
 trial, not hours into the sweep.
 """
@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import environment
+from .backbones import REGISTRY
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import FULL
@@ -59,9 +64,12 @@ class FeatureEstimate:
     """The frozen-features entries a sweep's space can create, and an upper bound on their bytes.
 
     Nothing is frozen, so nothing is cached, when the weights are random, the cache is off, or
-    every configuration augments. The shapes are read in a Ray worker (building a backbone needs
-    TensorFlow: seconds), started as soon as Ray is up so that it overlaps the decoding, and kept
-    in the cache folder, so the next sweep of the space reads them.
+    every configuration augments. When every configuration freezes its whole backbone and
+    average-pools it (the common recipe), an entry holds one vector of the cut's channels per image,
+    known from the registry. Otherwise the shapes are read in a process of their own (building a
+    backbone needs TensorFlow: 10 s of CPU on 2 cores, measured), started before Ray so that it
+    overlaps Ray's start and the decoding, and kept in the cache folder, so the next sweep of the
+    space reads them. Use it as a context manager: leaving it ends that process if still running.
     """
 
     def __init__(self, space: Space, *, sizes: list[int], trials: int, weights: str, use_feature_cache: bool,
@@ -72,20 +80,28 @@ class FeatureEstimate:
         self._entries: list[FeatureEntry] | None = []
         if weights == "none" or not use_feature_cache or always_augments or not candidates:
             return
+        if all(tuple(unfreezes) == (0,) and tuple(poolings) == ("avg",) for *_, unfreezes, poolings in candidates):
+            self._entries = [FeatureEntry(backbone, cut, size, 0, 4 * REGISTRY[backbone].channels_at(cut))
+                             for backbone, cut, size, _, _ in candidates]
+            return
         self._memo = Path(cache_dir) / "shapes" / f"{_memo_key(candidates, spatial_dtype)}.json"
         try:
             self._entries = [FeatureEntry(**e) for e in json.loads(self._memo.read_text())]
         except (OSError, ValueError, TypeError):
-            import ray
-
             self._entries = None
-            self._pending = ray.remote(num_cpus=0)(_entries_remote).remote(candidates, spatial_dtype)
+            self._pending = _start_reading(candidates, spatial_dtype)
+
+    def __enter__(self) -> FeatureEstimate:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pending is not None and self._pending.poll() is None:  # the sweep stopped before it
+            self._pending.kill()
+            self._pending.wait()
 
     def entries(self) -> list[FeatureEntry]:
         if self._entries is None:
-            import ray
-
-            self._entries = ray.get(self._pending)
+            self._entries = _finish_reading(self._pending)
             self._memo.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(self._memo, json.dumps([asdict(e) for e in self._entries]))
         return self._entries
@@ -106,8 +122,6 @@ def _memo_key(candidates, spatial_dtype: str) -> str:
 
 def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tuple[int, ...], tuple[str, ...]]]:
     """(backbone, cut, image size, unfreeze values, head poolings) of every pretrained backbone."""
-    from .backbones import REGISTRY
-
     unfreeze = space.unfreeze
     unfreezes = (tuple(range(int(unfreeze.low), int(unfreeze.high) + 1)) if isinstance(unfreeze, Range)
                  else tuple(int(u) for u in values_of(unfreeze)))
@@ -122,9 +136,28 @@ def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tup
     return found
 
 
-def _entries_remote(candidates, spatial_dtype: str) -> list[FeatureEntry]:
+def _start_reading(candidates, spatial_dtype: str) -> subprocess.Popen:
+    """`python -m sweeper.disk`, with a worker's TensorFlow settings, reading these candidates' shapes."""
+    return subprocess.Popen([sys.executable, "-m", __name__, json.dumps([candidates, spatial_dtype])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**environment.WORKER, **os.environ})
+
+
+def _finish_reading(process: subprocess.Popen) -> list[FeatureEntry]:
+    out, err = process.communicate()
+    if process.returncode != 0:
+        last = (err.strip().splitlines() or [f"exit status {process.returncode}"])[-1]
+        raise SweeperError(f"reading the shapes of the frozen features failed: {last}")
+    return [FeatureEntry(**e) for e in json.loads(out.strip().splitlines()[-1])]
+
+
+def _read_entries(candidates, spatial_dtype: str) -> list[FeatureEntry]:
     from .feature_cache import frozen_entries
 
     return [FeatureEntry(backbone, cut, size, unfreeze, per_image)
             for backbone, cut, size, unfreezes, poolings in candidates
             for unfreeze, per_image in frozen_entries(backbone, cut, size, unfreezes, poolings, spatial_dtype)]
+
+
+if __name__ == "__main__":  # the process `_start_reading` starts; its last line out is the answer
+    print(json.dumps([asdict(e) for e in _read_entries(*json.loads(sys.argv[1]))]))

@@ -157,18 +157,19 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
             _cap_cache(options, console)
             with stages("data index"):
                 index = index_data(spec, options.cache_dir)
-            # Ray first: its processes start, and its workers import TensorFlow, while the driver decodes.
-            with stages("Ray's start"):
-                ray_session = init_ray(options.address)
-                check_resources(spec.budget, autoscaling=options.address is not None, console=console)
-                estimate = estimate_features(spec, options.cache_dir, use_feature_cache=options.feature_cache,
-                                             spatial_dtype=options.spatial_features)
-            with stages("decoding"):
-                index = decode_data(spec, index, options.cache_dir, console)
-            with stages("weights and disk"):
-                weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs),
-                                                     options.weights_dirs, console)
-                cache_sizes = check_feature_disk(spec, index, options.cache_dir, estimate, console)
+            # Where the registry does not tell the frozen features' shapes, a process of their own
+            # reads them, its TensorFlow import overlapping Ray's start and the decoding.
+            with estimate_features(spec, options.cache_dir, use_feature_cache=options.feature_cache,
+                                   spatial_dtype=options.spatial_features) as estimate:
+                with stages("Ray's start"):
+                    ray_session = init_ray(options.address)
+                    check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+                with stages("decoding"):
+                    index = decode_data(spec, index, options.cache_dir, console)
+                with stages("weights and disk"):
+                    weight_files = fetch_missing_weights(weight_files_of(spec, options.weights_dirs),
+                                                         options.weights_dirs, console)
+                    cache_sizes = check_feature_disk(spec, index, options.cache_dir, estimate, console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session, cache_sizes)
             return _tune(spec, sweep_dir, index, options, console, stages=stages)
     except BaseException:

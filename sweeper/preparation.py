@@ -117,7 +117,7 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
 
 
 def estimate_features(spec: Spec, cache_dir: Path, *, use_feature_cache: bool, spatial_dtype: str) -> disk.FeatureEstimate:
-    """Start reading the shapes of the frozen features the space can cache (Ray must be up)."""
+    """Start reading the shapes of the frozen features the space can cache (in a process of its own)."""
     return disk.FeatureEstimate(spec.space, sizes=decode_sizes(spec), trials=trial_count(spec), weights=spec.weights,
                                 use_feature_cache=use_feature_cache, spatial_dtype=spatial_dtype, cache_dir=cache_dir)
 

@@ -257,9 +257,10 @@ def _progress(board, label: str):
 def warm_up_worker() -> None:
     """Ray's `worker_process_setup_hook` for a sweep: import TensorFlow and Keras as each worker starts.
 
-    The import takes about 8 s on 2 cores; done here, it overlaps the driver's start-up instead of
-    delaying the first trials. Thread pools are sized later, by `init_tensorflow`: importing does
-    not fix them.
+    The import takes about 7 s of CPU on 2 cores, once per worker (Tune reuses workers between
+    trials). Ray starts a trial's worker only when Tune asks for it, and a worker that ran a task
+    never hosts an actor, so no earlier process can take this import off the first trials' path.
+    Thread pools are sized later, by `init_tensorflow`: importing does not fix them.
     """
     if os.environ.get(environment.COLD_WORKER):  # the progress board
         return

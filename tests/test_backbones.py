@@ -1,4 +1,5 @@
-"""The registry: every entry builds, every named cut point exists, weight files resolve locally."""
+"""The registry: every entry builds, every named cut point exists with its declared channels,
+weight files resolve locally."""
 
 from __future__ import annotations
 
@@ -34,13 +35,16 @@ def test_unknown_backbone_names_the_allowed_ones():
 
 
 @pytest.mark.parametrize("name", REQUIRED)
-def test_every_named_cut_point_exists_in_the_keras_model(name):
+def test_every_named_cut_point_exists_in_the_keras_model_with_its_channels(name):
     entry = REGISTRY[name]
     model = build_backbone(entry, max(entry.min_size, 75 if name == "inception_v3" else 32), weights=None)
     layer_names = {layer.name for layer in model.layers}
     missing = [cut for cut in entry.cut_points if cut not in layer_names]
     assert not missing, f"{name}: cut points not in the model: {missing}"
     assert model.layers[-1].name == entry.output_layer  # the last cut point is the model's output
+    assert {cut: model.get_layer(cut).output.shape[-1] for cut in entry.cut_points} == dict(
+        zip(entry.cut_points, entry.channels, strict=True)), name
+    assert entry.channels_at(FULL) == model.output.shape[-1]
 
 
 def test_weight_file_names_prefer_the_input_size_then_224():

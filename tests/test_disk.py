@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from conftest import WEIGHTS, needs_assets, write_spec
@@ -10,6 +12,7 @@ from conftest import WEIGHTS, needs_assets, write_spec
 from sweeper import disk, images
 from sweeper.cli import main
 from sweeper.data import build_index
+from sweeper.errors import SweeperError
 from sweeper.spec import load_spec
 from sweeper.units import format_size, parse_age, parse_size
 
@@ -58,7 +61,7 @@ def test_frozen_features_that_do_not_fit_are_refused_before_the_first_trial(tmp_
 
     # The shapes were read once; the next sweep of this space reads them from the cache folder.
     assert len(list((out / ".cache" / "shapes").glob("*.json"))) == 1
-    monkeypatch.setattr(disk, "_entries_remote", _must_not_run)
+    monkeypatch.setattr(disk, "_start_reading", _must_not_run)
     monkeypatch.setattr(disk, "free_bytes", lambda folder: 10**12)
     assert main(["run", str(spec), "--out", str(out)]) == 0
     assert f"frozen features up to {format_size(features)}" in capsys.readouterr().out
@@ -98,3 +101,39 @@ def test_ages_as_people_type_them():
     with pytest.raises(ValueError, match="--older-than: '30' is not an age"):
         parse_age("30", what="--older-than")
     assert [format_size(n) for n in (999, 1000, 1234567, 2.5e12)] == ["999 B", "1.0 kB", "1.2 MB", "2.5 TB"]
+
+
+def test_a_failed_reading_of_the_shapes_is_one_line():
+    process = subprocess.Popen([sys.executable, "-c", "import sys; print('[]'); sys.exit('ValueError: no layer block_99')"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with pytest.raises(SweeperError) as raised:
+        disk._finish_reading(process)
+    assert str(raised.value) == "reading the shapes of the frozen features failed: ValueError: no layer block_99"
+
+
+def test_the_shapes_are_read_in_a_process_that_ends_with_the_estimate(tmp_path, digits_dir, monkeypatch):
+    spec = load_spec(write_spec(tmp_path, SPEC.format(digits=digits_dir, size=32, weights="imagenet",
+                                                      backbone="mobilenet_v2_0.35")))
+    started = []
+    monkeypatch.setattr(disk, "_start_reading", lambda *args: started.append(
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])) or started[-1])
+    with disk.FeatureEstimate(spec.space, sizes=[32], trials=2, weights="imagenet", use_feature_cache=True,
+                              spatial_dtype="float16", cache_dir=tmp_path / "cache"):
+        assert started[0].poll() is None  # reading while the driver goes on
+    assert started[0].wait(timeout=5) != 0  # a sweep that stops before it needs the shapes ends the reader
+
+
+@pytest.mark.parametrize("backbone, cut", [("mobilenet_v2_0.35", "full"), ("resnet50", "conv4_block6_out")])
+def test_a_frozen_pooled_space_is_estimated_from_the_registry_as_a_built_backbone_reads(
+        tmp_path, digits_dir, monkeypatch, backbone, cut):
+    from sweeper.feature_cache import frozen_entries
+
+    text = SPEC.format(digits=digits_dir, size=32, weights="imagenet", backbone=backbone).replace(
+        "unfreeze: [0, 12]", f"unfreeze: 0\n  cut: {cut}")
+    spec = load_spec(write_spec(tmp_path, text))
+    monkeypatch.setattr(disk, "_start_reading", _must_not_run)  # nothing built, no TensorFlow
+    with disk.FeatureEstimate(spec.space, sizes=[32, 64], trials=2, weights="imagenet", use_feature_cache=True,
+                              spatial_dtype="float16", cache_dir=tmp_path / "cache") as estimate:
+        found = [(e.image_size, e.unfreeze, e.bytes_per_image) for e in estimate.entries()]
+    built = [(size, *entry) for size in (32, 64) for entry in frozen_entries(backbone, cut, size, [0], ["avg"])]
+    assert found == built and not (tmp_path / "cache" / "shapes").exists()
