@@ -8,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import ray
 from rich.console import Console
 
 from sweeper import leaderboard
@@ -138,3 +139,40 @@ def test_time_left_follows_the_pace_of_ended_and_running_trials():
     limited = LiveView(SweepInfo(**{**INFO.__dict__, "time_limit": 120.0}), view.rows, view.console)
     limited.ended, limited.started = view.ended, view.started
     assert limited.eta_seconds() == pytest.approx(20, abs=1)  # the time limit comes first
+
+
+@pytest.mark.ray
+def test_the_view_polls_the_progress_board_without_blocking_and_waits_for_it_at_the_end(ray_session):
+    from sweeper.progress import ProgressBoard
+
+    board = ProgressBoard.remote()
+    label = "frozen features: mobilenet_v2_0.35 full unfreeze 0 at 96 px"
+    view = LiveView(INFO, {}, Console(file=io.StringIO()), board)
+    view.poll_board()  # asks; takes what has come, which need not be anything yet
+    ray.get(board.update.remote(label, 40, 100))
+    for _ in range(200):  # each poll takes the answer to the one before, if it has come
+        view.poll_board()
+        if view.features.get(label) == (40, 100):
+            break
+        time.sleep(0.05)
+    assert view.features[label] == (40, 100)
+    ray.get(board.update.remote(label, 100, 100))
+    view.on_experiment_end([])  # the last state, waited for
+    assert view.features[label] == (100, 100) and view.board is not None
+    ray.kill(board)
+
+
+@ray.remote(num_cpus=0)
+class _SilentBoard:
+    def snapshot(self):
+        time.sleep(60)  # answers long after the view has moved on
+
+
+@pytest.mark.ray
+def test_a_board_slow_to_answer_never_holds_back_the_event_loop(ray_session):
+    board = _SilentBoard.remote()
+    view = LiveView(INFO, {}, Console(file=io.StringIO()), board)
+    for _ in range(3):
+        view.poll_board()  # would block in ray.get until the answer came, then give the board up
+    assert view.board is board and view.features == {}
+    ray.kill(board)
