@@ -1,11 +1,12 @@
 """What a sweep's caches take on disk, estimated before it starts and checked against the free space.
 
 Decoded images are exact (N x size x size x 3 bytes per image size). Frozen features depend on
-where each configuration's frozen frontier falls, so their shapes are read off the backbones,
-built without weights, in a Python process of their own (the driver never imports TensorFlow);
-the estimate is the sum of the largest entries the sweep's trials could create, an upper bound. 100,000 images of
-ResNet50 cut at conv2_block3_out are 1.2 TB of features: the refusal comes before the first
-trial, not hours into the sweep.
+where each configuration's frozen frontier falls: a whole frozen backbone, average-pooled, gives
+one vector of its cut's channels per image, which the registry declares; any other frontier's
+shapes are read off the backbones, built without weights, in a Python process of their own (the
+driver never imports TensorFlow). The estimate is the sum of the largest entries the sweep's
+trials could create, an upper bound. 100,000 images of ResNet50 cut at conv2_block3_out are
+1.2 TB of features: the refusal comes before the first trial, not hours into the sweep.
 """
 
 from __future__ import annotations
@@ -65,11 +66,11 @@ class FeatureEstimate:
 
     Nothing is frozen, so nothing is cached, when the weights are random, the cache is off, or
     every configuration augments. When every configuration freezes its whole backbone and
-    average-pools it (the common recipe), an entry holds one vector of the cut's channels per image,
-    known from the registry. Otherwise the shapes are read in a process of their own (building a
-    backbone needs TensorFlow: 10 s of CPU on 2 cores, measured), started before Ray so that it
-    overlaps Ray's start and the decoding, and kept in the cache folder, so the next sweep of the
-    space reads them. Use it as a context manager: leaving it ends that process if still running.
+    average-pools it (the common recipe), the registry gives the sizes. Otherwise the shapes are
+    read in a process of their own (building a backbone needs TensorFlow: 10 s of CPU on 2 cores,
+    measured), started before Ray so that it overlaps Ray's start and the decoding, and kept in
+    the cache folder, so the next sweep of the space reads them. Use it as a context manager:
+    leaving it ends that process if it is still running.
     """
 
     def __init__(self, space: Space, *, sizes: list[int], trials: int, weights: str, use_feature_cache: bool,
