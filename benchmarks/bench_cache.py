@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from _common import CATS, WEIGHTS, CpuSampler, cats_spec, require_assets, run_sweeper
 
 SIZE = 160
@@ -96,7 +95,8 @@ def main() -> None:
             bests.append(max(r["val_accuracy"] for r in rows))
             print(f"sweeper run:  {seconds:7.1f} s  best val_accuracy {bests[-1]:.4f}  "
                   f"({len(rows)} trials x {args.epochs} epochs; {cpu.summary()})", flush=True)
-        sweeper_s, sweeper_best = float(np.median(times)), bests[int(np.argsort(times)[len(times) // 2])]
+        median = sorted(range(len(times)), key=times.__getitem__)[len(times) // 2]  # the median run
+        sweeper_s, sweeper_best = times[median], bests[median]
 
         learning_rates = sorted(float(r["learning_rate"]) for r in rows)
         tutorial_s, tutorial_best = run_tutorial(learning_rates, args.epochs, Path(tmp) / "tutorial")

@@ -1,9 +1,9 @@
 """The backbone registry: every pretrained model sweeper can cut and fine-tune, declared once.
 
 Each entry carries what a trial needs to build it (the Keras constructor and its arguments),
-how its inputs are scaled, its input sizes, the layers it can be cut at with their channels, and
-the names of its official ImageNet weight files. Importing this module does not import TensorFlow, so the
-driver and `sweeper backbones` stay fast.
+how its inputs are scaled, its input sizes, the layers it can be cut at with their channels,
+and the names of its official ImageNet weight files. Importing this module does not import
+TensorFlow, so the driver and `sweeper backbones` stay fast.
 """
 
 from __future__ import annotations

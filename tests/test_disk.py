@@ -115,8 +115,12 @@ def test_the_shapes_are_read_in_a_process_that_ends_with_the_estimate(tmp_path, 
     spec = load_spec(write_spec(tmp_path, SPEC.format(digits=digits_dir, size=32, weights="imagenet",
                                                       backbone="mobilenet_v2_0.35")))
     started = []
-    monkeypatch.setattr(disk, "_start_reading", lambda *args: started.append(
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])) or started[-1])
+
+    def start_a_slow_reader(*args):
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+        return started[-1]
+
+    monkeypatch.setattr(disk, "_start_reading", start_a_slow_reader)
     with disk.FeatureEstimate(spec.space, sizes=[32], trials=2, weights="imagenet", use_feature_cache=True,
                               spatial_dtype="float16", cache_dir=tmp_path / "cache"):
         assert started[0].poll() is None  # reading while the driver goes on
