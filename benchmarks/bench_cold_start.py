@@ -11,7 +11,7 @@ and nothing cached.
 The two alternate (floor, sweeper, floor, sweeper, ...) so that the machine's noise falls on
 both; the medians make the ratio.
 
-    .venv/bin/python benchmarks/bench_cold_start.py [--runs 3] [--trials 16] [--epochs 10]
+    .venv/bin/python benchmarks/bench_cold_start.py [--runs 5] [--trials 16] [--epochs 10]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def run_floor() -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3, help="runs of each, alternating; the medians count")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each, alternating; the medians count")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
