@@ -267,6 +267,8 @@ def print_backbones(console: Console) -> None:
     table = Table(title="backbones; `space.cut` takes any name in the cut column", title_justify="left")
     table.add_column("backbone", no_wrap=True)
     table.add_column("px", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("top-1", justify="right", no_wrap=True)
     table.add_column("scaling", no_wrap=True)
     table.add_column("cut", overflow="fold")
     table.add_column("weights", no_wrap=True)
@@ -275,8 +277,11 @@ def print_backbones(console: Console) -> None:
             weights = "scratch"
         else:
             weights = "[green]found[/]" if find_local(b, b.default_size) else "[yellow]missing[/]"
-        table.add_row(b.name, f"{b.default_size} ≥{b.min_size}", b.preprocess, ", ".join(cut_choices(b)), weights)
+        table.add_row(b.name, f"{b.default_size} ≥{b.min_size}", f"{b.params_m:g}M" if b.params_m else "-",
+                      f"{b.top1:.1f}%" if b.top1 else "-", b.preprocess, ", ".join(cut_choices(b)), weights)
     console.print(table)
-    console.print("px: default input size ≥ minimum.  scaling: tf = [-1, 1]; caffe = BGR minus the ImageNet mean;")
-    console.print("unit = [0, 1]; none = done inside the model.  scratch: no pretrained weights exist.")
+    console.print("px: default input size ≥ minimum.  params, top-1: the whole ImageNet classifier, from Keras's table")
+    console.print("(- where it has no row).  scaling: tf = [-1, 1]; caffe = BGR minus the ImageNet mean; torch = [0, 1]")
+    console.print("standardised by the ImageNet mean and deviation; unit = [0, 1]; none = done inside the model.")
+    console.print("scratch: no pretrained weights exist.")
     console.print(f"weights are looked for in: {', '.join(str(d) for d in search_dirs())}")

@@ -218,6 +218,8 @@ class Preprocess(keras.layers.Layer):
             return x / 255.0
         if self.mode == "caffe":
             return ops.flip(x, axis=-1) - ops.array([103.939, 116.779, 123.68])
+        if self.mode == "torch":
+            return (x / 255.0 - ops.array([0.485, 0.456, 0.406])) / ops.array([0.229, 0.224, 0.225])
         return x
 
     def get_config(self):

@@ -3,6 +3,7 @@ weight files resolve locally."""
 
 from __future__ import annotations
 
+import keras
 import pytest
 from conftest import WEIGHTS, needs_assets
 
@@ -24,9 +25,29 @@ def test_registry_holds_every_required_backbone():
     assert "conv4_block6_out" in get_backbone("resnet50").cut_points
     assert "block_13_expand_relu" in get_backbone("mobilenet_v2_1.0").cut_points
     assert cut_choices(get_backbone("vgg16"))[0] == FULL
+    assert cut_choices(get_backbone("convnext_tiny")) == (  # its output layer has no fixed name: only `full`
+        FULL, "convnext_tiny_downsampling_block_0", "convnext_tiny_downsampling_block_1",
+        "convnext_tiny_downsampling_block_2")
     for entry in REGISTRY.values():
         assert entry.preprocess in PREPROCESS_MODES and entry.min_size <= entry.default_size
         assert entry.pretrained == bool(entry.weight_files), entry.name
+
+
+@pytest.mark.parametrize("module", sorted({getattr(keras.applications, e.constructor).__module__.rsplit(".", 1)[1]
+                                            for e in REGISTRY.values() if e.pretrained}))
+def test_preprocessing_is_keras_own_for_every_family(module):
+    """The scaling each entry declares, as sweeper's layer does it, against keras.applications.<module>.preprocess_input."""
+    import numpy as np
+
+    from sweeper.model import Preprocess
+
+    entries = [e for e in REGISTRY.values()
+               if e.pretrained and getattr(keras.applications, e.constructor).__module__.endswith(f".{module}")]
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
+    for entry in entries:
+        got = keras.ops.convert_to_numpy(Preprocess(entry.preprocess)(pixels))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4, err_msg=entry.name)
 
 
 def test_unknown_backbone_names_the_allowed_ones():
@@ -34,17 +55,50 @@ def test_unknown_backbone_names_the_allowed_ones():
         get_backbone("resnet51")
 
 
-@pytest.mark.parametrize("name", REQUIRED)
-def test_every_named_cut_point_exists_in_the_keras_model_with_its_channels(name):
+KERAS_APPLICATIONS = [  # issue 19: every keras.applications classifier, under these names
+    *(f"convnext_{s}" for s in ("tiny", "small", "base", "large", "xlarge")),
+    "densenet121", "densenet169", "densenet201", *(f"efficientnet_b{i}" for i in range(8)),
+    *(f"efficientnet_v2_{v}" for v in ("b0", "b1", "b2", "b3", "s", "m", "l")),
+    "inception_resnet_v2", "inception_v3", "mobilenet_1.0", "mobilenet_v2_1.0", "mobilenet_v3_small",
+    "mobilenet_v3_large", "nasnet_mobile", "nasnet_large", "resnet50", "resnet101", "resnet152",
+    "resnet50_v2", "resnet101_v2", "resnet152_v2", "vgg16", "vgg19", "xception",
+]
+
+
+def test_every_keras_application_is_an_entry_with_its_constructor():
+    import keras
+
+    classes = {name for name in dir(keras.applications) if name[0].isupper()}
+    assert len(KERAS_APPLICATIONS) == len(classes) == 40
+    assert {REGISTRY[name].constructor for name in KERAS_APPLICATIONS} == classes
+    for entry in REGISTRY.values():
+        assert 3 <= len(entry.cut_points) <= 6 or entry.name == "inception_v3", entry.name
+        assert len(entry.channels) == len(entry.cut_points), entry.name
+        assert FULL not in entry.cut_points[:-1], entry.name
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_named_cut_point_exists_in_the_keras_model_with_its_channels(name, monkeypatch):
+    """At the entry's minimum input size, from random weights; the weight file Keras would download
+    for it is one the entry names, so that a local copy is found offline."""
+    from keras.src.utils import file_utils  # what keras.applications call to download
+
+    requested = []
+    monkeypatch.setattr(file_utils, "get_file", lambda fname=None, *a, **k: requested.append(fname) or "unused.h5")
+    monkeypatch.setattr(keras.Model, "load_weights", lambda *a, **k: None)  # keeps the random weights
     entry = REGISTRY[name]
-    model = build_backbone(entry, max(entry.min_size, 75 if name == "inception_v3" else 32), weights=None)
+    model = build_backbone(entry, entry.min_size, weights="imagenet" if entry.pretrained else None)
+    assert requested == ([entry.weight_file_names(entry.min_size)[-1]] if entry.pretrained else []), name
     layer_names = {layer.name for layer in model.layers}
-    missing = [cut for cut in entry.cut_points if cut not in layer_names]
+    named = [cut for cut in entry.cut_points if cut != FULL]
+    missing = [cut for cut in named if cut not in layer_names]
     assert not missing, f"{name}: cut points not in the model: {missing}"
-    assert model.layers[-1].name == entry.output_layer  # the last cut point is the model's output
-    assert {cut: model.get_layer(cut).output.shape[-1] for cut in entry.cut_points} == dict(
-        zip(entry.cut_points, entry.channels, strict=True)), name
+    if entry.output_layer != FULL:
+        assert model.layers[-1].name == entry.output_layer  # the last cut point is the model's output
+    assert {cut: model.get_layer(cut).output.shape[-1] for cut in named} == dict(
+        zip(named, entry.channels, strict=False)), name
     assert entry.channels_at(FULL) == model.output.shape[-1]
+    keras.backend.clear_session()  # the largest hold gigabytes
 
 
 def test_weight_file_names_prefer_the_input_size_then_224():

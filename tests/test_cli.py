@@ -81,8 +81,13 @@ def test_a_run_never_overwrites_an_existing_sweep(tmp_path, capsys, monkeypatch)
 def test_backbones_lists_the_registry(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out
-    for name in ("mobilenet_v2_0.35", "inception_v3", "mixed7", "resnet50", "conv4_block6_out", "simple_cnn"):
+    for name in ("mobilenet_v2_0.35", "inception_v3", "mixed7", "resnet50", "conv4_block6_out", "simple_cnn",
+                 "convnext_tiny", "efficientnet_v2_s", "mobilenet_v3_large", "xception"):
         assert name in out
+    # parameters and ImageNet top-1 from Keras's table, on each entry's row
+    rows = {line.split()[1]: line for line in out.splitlines() if len(line.split()) > 1}
+    assert "25.6M" in rows["resnet50"] and "74.9%" in rows["resnet50"]
+    assert "21.6M" in rows["efficientnet_v2_s"] and "83.9%" in rows["efficientnet_v2_s"]
 
 
 def test_help_shows_real_examples(capsys):
