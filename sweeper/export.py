@@ -74,7 +74,8 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:
             index, pixels = images.load_images(index, size, cache_dir)
-            _write_models(model, tmp, size, index, pixels, options.int8)
+            calibration = pixels[index.indices("train")[:CALIBRATION_IMAGES]] if options.int8 else None
+            write_models(model, tmp, size=size, task=index.task, classes=index.classes, calibration=calibration)
             checks = _check(model, tmp, index, pixels, members, objective, loaded[0][1], console)
             manifest = _manifest(sweep_dir, meta, index, members, loaded, size, objective, checks, tmp)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -199,13 +200,15 @@ def _ensemble(models: list):
 # --- formats -----------------------------------------------------------------------------------
 
 
-def _write_models(model, folder: Path, size: int, index: DatasetIndex, pixels: np.ndarray, int8: bool) -> None:
+def write_models(model, folder: Path, *, size: int, task: str, classes, calibration: np.ndarray | None = None) -> None:
+    """Every format of the bundle; `calibration`: training images for an int8 TFLite model, or None."""
     import keras
     import tensorflow as tf
 
     model.save(folder / "model.keras")
-    classes = tf.constant(list(index.classes) or [""])
-    regression = index.task == "regression"
+    labels = list(classes)
+    classes = tf.constant(labels or [""])
+    regression = task == "regression"
 
     def head(raw):
         if regression:
@@ -236,15 +239,13 @@ def _write_models(model, folder: Path, size: int, index: DatasetIndex, pixels: n
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved_model"), signature_keys=["tflite"])
     (folder / "model.tflite").write_bytes(converter.convert())
-    if int8:
-        train = index.indices("train")[:CALIBRATION_IMAGES]
+    if calibration is not None:
         converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved_model"), signature_keys=["tflite"])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([pixels[i:i + 1]] for i in train)
+        converter.representative_dataset = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
         (folder / "model_int8.tflite").write_bytes(converter.convert())
 
-    labels = {"task": index.task, "classes": list(index.classes)}
-    (folder / "labels.json").write_text(json.dumps(labels, indent=2))
+    (folder / "labels.json").write_text(json.dumps({"task": task, "classes": labels}, indent=2))
     preprocessing = {
         "input": "RGB, uint8 0-255, channels last",
         "image_size": size,
@@ -281,10 +282,7 @@ def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members
                           f"{members[0]['trial_id']} reported {checks['best_trial']:.6f}; the bundle was not written")
 
     reference = to_probabilities(np.asarray(model.predict(x, batch_size=64, verbose=0), np.float64), task)
-    outputs = {"model.keras": reference, "saved_model": _saved_model_out(folder, x, task),
-               "tflite": _tflite_out(folder / "model.tflite", x, task)}
-    if (folder / "model_int8.tflite").is_file():
-        outputs["tflite_int8"] = _tflite_out(folder / "model_int8.tflite", x, task)
+    outputs = {"model.keras": reference, **format_outputs(folder, x, task)}
     checks["formats"] = {}
     for name, out in outputs.items():
         checks["formats"][name] = {**_split_metrics(out, y, task, "val"),
@@ -299,6 +297,14 @@ def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members
         checks["test"] = _split_metrics(out, index.targets[test], task, "test")
     _print_checks(checks, members, console)
     return checks
+
+
+def format_outputs(folder: Path, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
+    """What each written format (but the Keras file) outputs for the images `x`, as probabilities."""
+    outputs = {"saved_model": _saved_model_out(folder, x, task), "tflite": _tflite_out(folder / "model.tflite", x, task)}
+    if (folder / "model_int8.tflite").is_file():
+        outputs["tflite_int8"] = _tflite_out(folder / "model_int8.tflite", x, task)
+    return outputs
 
 
 def _saved_model_out(folder: Path, x: np.ndarray, task: str) -> np.ndarray:

@@ -282,11 +282,24 @@ def _frontier(base: keras.Model) -> list:
     live: dict[int, bool] = {}
 
     def is_live(tensor) -> bool:
-        if id(tensor) not in live:
-            node = inbound_node(tensor)
-            live[id(tensor)] = not node.is_input and (
-                bool(node.operation.trainable_weights) or any(is_live(t) for t in node.input_tensors)
-            )
+        # Depth first without recursion: a chain of a thousand layers (EfficientNetB4 and up) is
+        # deeper than Python's recursion limit.
+        stack = [tensor]
+        while stack:
+            t = stack[-1]
+            if id(t) in live:
+                stack.pop()
+                continue
+            node = inbound_node(t)
+            # an operation that is not a layer (ConvNeXt's residual add) has no weights
+            if node.is_input or getattr(node.operation, "trainable_weights", None):
+                live[id(t)] = not node.is_input
+            elif unknown := [p for p in node.input_tensors if id(p) not in live]:
+                stack.extend(unknown)
+                continue
+            else:
+                live[id(t)] = any(live[id(p)] for p in node.input_tensors)
+            stack.pop()
         return live[id(tensor)]
 
     frontier: dict[int, object] = {}
