@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -27,6 +28,7 @@ examples:
   sweeper export results/cats-vs-dogs --top 3 --out bundles/cats-vs-dogs-top3
   sweeper predict bundles/cats-vs-dogs photos/ cat.jpg --format csv
   sweeper backbones
+  sweeper backbones --measure --size 160 mobilenet_v2_0.35 efficientnet_v2_b0 resnet50
   sweeper cache list                             # decoded images and frozen features in results/.cache
   sweeper cache prune --max-size 20GB --older-than 30d
 """
@@ -110,7 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table",
                          help="csv, json and jsonl (a JSON object a line) are written as they are predicted")
 
-    commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, weights")
+    backbones = commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, "
+                                                      "weights; --measure: each one's CPU latency here",
+                                    epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    backbones.add_argument("names", nargs="*", metavar="BACKBONE", help="only these entries")
+    backbones.add_argument("--measure", action="store_true",
+                           help="time one image through each entry on this machine (batch 1, median of 20 runs)")
+    backbones.add_argument("--size", type=int, default=224, help="the input size --measure uses (default 224; "
+                                                                  "an entry's minimum where that is larger)")
 
     cache = commands.add_parser("cache", help="list or prune the cache of decoded images and frozen features",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -196,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args, console: Console) -> int:
     if args.command == "backbones":
-        print_backbones(console)
+        names = _backbone_names(args.names)
+        if args.measure:
+            measure_backbones(console, names, args.size)
+        else:
+            print_backbones(console, names)
     elif args.command == "cache":
         from . import cache
 
@@ -258,7 +271,40 @@ def _dispatch(args, console: Console) -> int:
     return 0
 
 
-def print_backbones(console: Console) -> None:
+def _backbone_names(names: list[str]) -> list[str]:
+    from .backbones import REGISTRY, get_backbone
+
+    for name in names:
+        get_backbone(name)  # an unknown name: one line that lists the known ones
+    return names or list(REGISTRY)
+
+
+def measure_backbones(console: Console, names: list[str], size: int) -> None:
+    from rich.table import Table
+
+    from .backbones import REGISTRY
+    from .latency import backbone_latency_ms
+    from .trial import init_tensorflow
+
+    if size < 1:
+        raise SweeperError(f"--size {size}: give an input size in pixels, such as 224")
+    init_tensorflow(os.cpu_count() or 1)
+    table = Table(title=f"CPU latency per image, batch 1, {os.cpu_count()} cores, average-pooled backbone",
+                  title_justify="left")
+    for column in ("backbone", "px", "params", "top-1", "ms"):
+        table.add_column(column, justify="left" if column == "backbone" else "right", no_wrap=True)
+    for i, name in enumerate(names, start=1):
+        entry = REGISTRY[name]
+        px = max(size, entry.min_size)
+        with console.status(f"measuring {name} at {px} px ({i} of {len(names)})"):
+            ms = backbone_latency_ms(entry, px)
+        console.print(f"{name}: {ms:.1f} ms at {px} px", markup=False)
+        table.add_row(name, str(px), f"{entry.params_m:g}M" if entry.params_m else "-",
+                      f"{entry.top1:.1f}%" if entry.top1 else "-", f"{ms:.1f}")
+    console.print(table)
+
+
+def print_backbones(console: Console, names: list[str]) -> None:
     from rich.table import Table
 
     from .backbones import REGISTRY, cut_choices
@@ -272,7 +318,7 @@ def print_backbones(console: Console) -> None:
     table.add_column("scaling", no_wrap=True)
     table.add_column("cut", overflow="fold")
     table.add_column("weights", no_wrap=True)
-    for b in REGISTRY.values():
+    for b in (REGISTRY[name] for name in names):
         if not b.pretrained:
             weights = "scratch"
         else:

@@ -39,3 +39,21 @@ def measured_once(cache_dir: Path, key: str, measure: Callable[[], float]) -> fl
         value = measure()
         write_atomic(path, json.dumps({"latency_ms": value}))
         return value
+
+
+def backbone_latency_ms(entry, image_size: int) -> float:
+    """`sweeper backbones --measure`: the CPU latency of one image through the entry with average
+    pooling (batch 1, on the threads the caller gave TensorFlow), from random weights, which do
+    not change the time. Imports Keras."""
+    import keras
+
+    from .backbones import build_backbone
+    from .model import Preprocess, inference_latency_ms
+
+    image = keras.Input((image_size, image_size, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(build_backbone(entry, image_size, None)(Preprocess(entry.preprocess)(image)))
+    try:
+        return inference_latency_ms(keras.Model(image, pooled))
+    finally:
+        keras.backend.clear_session()  # the next entry starts from nothing held
+

@@ -90,6 +90,20 @@ def test_backbones_lists_the_registry(capsys):
     assert "21.6M" in rows["efficientnet_v2_s"] and "83.9%" in rows["efficientnet_v2_s"]
 
 
+def test_backbones_measure_times_each_entry_here_at_the_size_asked_or_its_minimum(capsys):
+    import re
+
+    assert main(["backbones", "--measure", "--size", "32", "simple_cnn", "inception_v3"]) == 0
+    out = capsys.readouterr().out
+    measured = dict(re.findall(r"^(\S+): ([0-9.]+) ms at (?:\d+) px$", out, re.M))
+    assert set(measured) == {"simple_cnn", "inception_v3"} and all(float(ms) > 0 for ms in measured.values())
+    assert "inception_v3: " in out and " ms at 75 px" in out  # InceptionV3 takes 75 px and up
+
+    assert main(["backbones", "--measure", "resnet51"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown backbone 'resnet51'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_help_shows_real_examples(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
