@@ -8,6 +8,7 @@ TensorFlow, so the driver and `sweeper backbones` stay fast.
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,7 +352,13 @@ def get_backbone(name: str) -> Backbone:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise SpecError(f"unknown backbone {name!r}; allowed: {', '.join(REGISTRY)}") from None
+        raise SpecError(f"unknown backbone {name!r}; {names_hint(name)}") from None
+
+
+def names_hint(name) -> str:
+    """For a name the registry lacks: the closest ones, and where all are listed (too many for one line)."""
+    close = difflib.get_close_matches(str(name), REGISTRY, n=3, cutoff=0.6)
+    return (f"did you mean {', '.join(close)}? " if close else "") + f"`sweeper backbones` lists all {len(REGISTRY)}"
 
 
 def cut_choices(backbone: Backbone) -> tuple[str, ...]:

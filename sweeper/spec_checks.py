@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .backbones import REGISTRY, get_backbone
+from .backbones import REGISTRY, get_backbone, names_hint
 from .errors import SpecError, quote
 
 # YAML 1.1 reads 1e-3 (no dot) as a string; this is what a number in scientific notation looks like.
@@ -87,5 +87,5 @@ class SpecChecks:
 
     def backbone_name(self, key: str, value: Any) -> str:
         if not isinstance(value, str) or value not in REGISTRY:
-            self.fail(key, f"unknown backbone {quote(value)}; allowed: {', '.join(REGISTRY)}")
+            self.fail(key, f"unknown backbone {quote(value)}; {names_hint(value)}")
         return get_backbone(value).name

@@ -51,7 +51,8 @@ def test_preprocessing_is_keras_own_for_every_family(module):
 
 
 def test_unknown_backbone_names_the_allowed_ones():
-    with pytest.raises(SpecError, match="allowed: .*mobilenet_v2_0.35.*simple_cnn"):
+    with pytest.raises(SpecError, match=r"unknown backbone 'resnet51'; did you mean resnet50.*\? "
+                                        r"`sweeper backbones` lists all 49$"):
         get_backbone("resnet51")
 
 
