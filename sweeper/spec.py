@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .backbones import REGISTRY, cut_choices
+from .backbones import REGISTRY, cut_choices, names_hint
 from .errors import SpecError, quote
 from .hyperparameters import HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
 
@@ -384,7 +384,7 @@ def _parse_cut(ctx: SpecChecks, raw: Any, backbones: tuple[str, ...]) -> dict[st
         raw = {"default": raw}  # one list of cuts for every backbone
     unknown = [k for k in raw if k != "default" and k not in REGISTRY]
     if unknown:
-        ctx.fail(f"space.cut.{unknown[0]}", f"is not a backbone; allowed keys: default, {', '.join(REGISTRY)}")
+        ctx.fail(f"space.cut.{unknown[0]}", f"is not a backbone (nor `default`); {names_hint(unknown[0])}")
     cuts = {}
     for key, value in raw.items():
         # A cut keyed by a backbone outside `space.backbone` is still checked, so a typo never hides.
