@@ -4,8 +4,8 @@ names; at every cut the model splits into the cached prefix and the trained rest
 whole model's output; it trains a step; and its export's formats agree with the Keras model.
 
 What is marked `zoo` the suite's command leaves out: the exports (a SavedModel and a TFLite
-conversion each, 20 s to minutes per entry) and the entries of 30 million parameters or more
-(15-35 s each even without exporting). `pytest -m zoo tests/test_zoo.py` runs them; the README
+conversion each, 20 s to minutes per entry) and every entry but the first of each Keras family
+(5-35 s each even without exporting). `pytest -m zoo tests/test_zoo.py` runs them; the README
 says how long it took and when it runs. The suite still exports MobileNetV2 end to end
 (tests/test_export.py) and checks every entry's scaling (tests/test_backbones.py).
 """
@@ -44,14 +44,22 @@ def _models(name: str, base, monkeypatch):
         yield cut, _model(name, cut)
 
 
-LARGE_M = 30.0  # millions of parameters (Keras's table) from which an entry runs with `-m zoo` only
+def _family(name: str) -> str:
+    entry = REGISTRY[name]
+    return entry.constructor if entry.constructor == "simple_cnn" else \
+        getattr(keras.applications, entry.constructor).__module__.rsplit(".", 1)[1]
 
 
-def _sized(name: str):
-    return pytest.param(name, marks=pytest.mark.zoo) if (REGISTRY[name].params_m or 0) >= LARGE_M else name
+# The suite runs the first entry of each Keras family (registry order: the smallest first); the
+# other entries run with `-m zoo`.
+FIRST_OF_FAMILY = {_family(name): name for name in reversed(REGISTRY)}.values()
 
 
-@pytest.mark.parametrize("name", [_sized(name) for name in sorted(REGISTRY)])
+def _in_suite_or_zoo(name: str):
+    return name if name in FIRST_OF_FAMILY else pytest.param(name, marks=pytest.mark.zoo)
+
+
+@pytest.mark.parametrize("name", [_in_suite_or_zoo(name) for name in sorted(REGISTRY)])
 def test_every_entry_cuts_where_it_says_splits_exactly_and_trains_a_step(name, monkeypatch):
     from keras.src.utils import file_utils  # what keras.applications call to download
 
