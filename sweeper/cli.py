@@ -275,7 +275,7 @@ def _backbone_names(names: list[str]) -> list[str]:
     from .backbones import REGISTRY, get_backbone
 
     for name in names:
-        get_backbone(name)  # an unknown name: one line that lists the known ones
+        get_backbone(name)  # an unknown name: one line naming the closest known ones
     return names or list(REGISTRY)
 
 

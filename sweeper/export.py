@@ -207,7 +207,7 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
 
     model.save(folder / "model.keras")
     labels = list(classes)
-    classes = tf.constant(labels or [""])
+    label_names = tf.constant(labels or [""])
     regression = task == "regression"
 
     def head(raw):
@@ -215,7 +215,7 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
             return {"value": tf.reshape(raw, [-1])}
         probabilities = tf.concat([1 - raw, raw], axis=1) if raw.shape[-1] == 1 else raw
         best = tf.argmax(probabilities, axis=-1)
-        return {"probabilities": probabilities, "label": tf.gather(classes, best),
+        return {"probabilities": probabilities, "label": tf.gather(label_names, best),
                 "confidence": tf.reduce_max(probabilities, axis=-1)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])

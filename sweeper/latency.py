@@ -51,7 +51,8 @@ def backbone_latency_ms(entry, image_size: int) -> float:
     from .model import Preprocess, inference_latency_ms
 
     image = keras.Input((image_size, image_size, 3))
-    pooled = keras.layers.GlobalAveragePooling2D()(build_backbone(entry, image_size, None)(Preprocess(entry.preprocess)(image)))
+    features = build_backbone(entry, image_size, None)(Preprocess(entry.preprocess)(image))
+    pooled = keras.layers.GlobalAveragePooling2D()(features)
     try:
         return inference_latency_ms(keras.Model(image, pooled))
     finally:
