@@ -279,6 +279,11 @@ def _backbone_names(names: list[str]) -> list[str]:
     return names or list(REGISTRY)
 
 
+def _keras_table_figures(entry) -> tuple[str, str]:
+    """Parameters and ImageNet top-1 as Keras's table gives them, "-" where it has no row."""
+    return (f"{entry.params_m:g}M" if entry.params_m else "-", f"{entry.top1:.1f}%" if entry.top1 else "-")
+
+
 def measure_backbones(console: Console, names: list[str], size: int) -> None:
     from rich.table import Table
 
@@ -299,8 +304,7 @@ def measure_backbones(console: Console, names: list[str], size: int) -> None:
         with console.status(f"measuring {name} at {px} px ({i} of {len(names)})"):
             ms = backbone_latency_ms(entry, px)
         console.print(f"{name}: {ms:.1f} ms at {px} px", markup=False)
-        table.add_row(name, str(px), f"{entry.params_m:g}M" if entry.params_m else "-",
-                      f"{entry.top1:.1f}%" if entry.top1 else "-", f"{ms:.1f}")
+        table.add_row(name, str(px), *_keras_table_figures(entry), f"{ms:.1f}")
     console.print(table)
 
 
@@ -323,8 +327,8 @@ def print_backbones(console: Console, names: list[str]) -> None:
             weights = "scratch"
         else:
             weights = "[green]found[/]" if find_local(b, b.default_size) else "[yellow]missing[/]"
-        table.add_row(b.name, f"{b.default_size} ≥{b.min_size}", f"{b.params_m:g}M" if b.params_m else "-",
-                      f"{b.top1:.1f}%" if b.top1 else "-", b.preprocess, ", ".join(cut_choices(b)), weights)
+        table.add_row(b.name, f"{b.default_size} ≥{b.min_size}", *_keras_table_figures(b), b.preprocess,
+                      ", ".join(cut_choices(b)), weights)
     console.print(table)
     console.print("px: default input size ≥ minimum.  params, top-1: the whole ImageNet classifier, from Keras's table")
     console.print("(- where it has no row).  scaling: tf = [-1, 1]; caffe = BGR minus the ImageNet mean; torch = [0, 1]")
