@@ -4,13 +4,21 @@ Each entry carries what a trial needs to build it (the Keras constructor and its
 how its inputs are scaled, its input sizes, the layers it can be cut at with their channels,
 and the names of its official ImageNet weight files. Importing this module does not import
 TensorFlow, so the driver and `sweeper backbones` stay fast.
+
+A spec may declare models of its own (`backbones:`, a `.keras` file or a factory function):
+`declared` makes them known to `get_backbone` for as long as a command or a trial runs that spec.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import importlib.util
 import math
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .errors import SpecError
@@ -42,6 +50,41 @@ class Backbone:
     # whole classifier: millions of parameters and ImageNet top-1 (%); None where it has no row.
     params_m: float | None = None
     top1: float | None = None
+    # A spec's own model (`backbones:`): a `.keras` file, or a factory "module:function" (the module a
+    # dotted name or a `.py` file) called with input_shape=(size, size, 3). Its weights are its own.
+    file: str | None = None
+    factory: str | None = None
+
+    @property
+    def own(self) -> bool:
+        return bool(self.file or self.factory)
+
+    def source(self) -> Path:
+        """An own model's file (the `.keras`, or the factory's module): what its frozen features depend on."""
+        if self.file:
+            return Path(self.file)
+        module = self.factory.rpartition(":")[0]
+        if module.endswith(".py"):
+            return Path(module)
+        found = importlib.util.find_spec(module)
+        return Path(found.origin) if found and found.origin else Path(module)
+
+    def identity(self) -> str:
+        """What names this network in keys of measurements kept across sweeps: the registry name, or
+        for an own model its name and file as they are now (a changed file is another network)."""
+        if not self.own:
+            return self.name
+        source = self.source()
+        stat = source.stat() if source.is_file() else None
+        return f"{self.name}:{source}:{stat.st_size}:{stat.st_mtime_ns}" if stat else f"{self.name}:{source}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Backbone:
+        """The inverse of `to_dict`, from JSON (whose lists were tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     @property
     def output_layer(self) -> str:
@@ -348,7 +391,28 @@ _ENTRIES: list[Backbone] = [
 REGISTRY: dict[str, Backbone] = {b.name: b for b in _ENTRIES}
 
 
+_DECLARED: dict[str, Backbone] = {}  # the own models of the spec being run; set through `declared`
+
+
+@contextmanager
+def declared(entries: dict[str, Backbone]) -> Iterator[None]:
+    """Make a spec's own models known to `get_backbone` inside the block; what was known before is restored."""
+    before = dict(_DECLARED)
+    _DECLARED.update(entries)
+    try:
+        yield
+    finally:
+        _DECLARED.clear()
+        _DECLARED.update(before)
+
+
+def is_known(name: Any) -> bool:
+    return isinstance(name, str) and (name in _DECLARED or name in REGISTRY)
+
+
 def get_backbone(name: str) -> Backbone:
+    if name in _DECLARED:
+        return _DECLARED[name]
     try:
         return REGISTRY[name]
     except KeyError:
@@ -374,6 +438,8 @@ def build_backbone(backbone: Backbone, image_size: int, weights: str | None):
     import keras
 
     shape = (image_size, image_size, 3)
+    if backbone.own:
+        return _own_model(keras, backbone, shape)
     if backbone.constructor == "simple_cnn":
         return _simple_cnn(keras, shape)
     cls = getattr(keras.applications, backbone.constructor)
@@ -389,3 +455,40 @@ def _simple_cnn(keras, shape):
         x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"block{i}_conv")(x)
         x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     return keras.Model(inputs, x, name="simple_cnn")
+
+
+def _own_model(keras, backbone: Backbone, shape: tuple[int, int, int]):
+    """A spec's own model as a functional model taking `shape` images, its layer names kept.
+
+    A file is loaded with Keras' safe mode (no arbitrary code from the file); one saved for any input
+    size is rebuilt for this one, with its weights, so that every tensor's shape is known. The
+    factory is called with `input_shape`.
+    """
+    if backbone.file:
+        model = keras.saving.load_model(backbone.file, compile=False, safe_mode=True)
+    else:
+        # Every trial, the evaluation and the export must build the same network: a factory that
+        # initialises weights at random draws them from one fixed seed.
+        keras.utils.set_random_seed(0)
+        model = _factory(backbone.factory)(input_shape=shape)
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"{backbone.factory} returned a {type(model).__name__}, not a keras.Model")
+    if isinstance(model, keras.Sequential):
+        model = keras.Model(model.inputs, model.outputs, name=model.name)
+    if len(model.inputs) == 1 and None in model.inputs[0].shape[1:]:
+        fixed = keras.models.clone_model(model, input_tensors=keras.Input(shape))
+        fixed.set_weights(model.get_weights())
+        model = fixed
+    return model
+
+
+def _factory(factory: str):
+    """The function "module:function" names; the module is a dotted name, or a `.py` file."""
+    module_name, _, function = factory.rpartition(":")
+    if module_name.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    return getattr(module, function)

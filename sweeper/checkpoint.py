@@ -19,8 +19,13 @@ META_FILE = "trial.json"
 def save(folder: Path, model, config, epoch: int, metrics: dict, target_stats=None) -> None:
     # npz rather than Keras' .weights.h5: a trial saves on every improvement, and h5 takes
     # about 0.6 s per save for MobileNetV2 where npz takes 0.05 s.
+    from .backbones import get_backbone
+
     np.savez(folder / WEIGHTS_FILE, *[variable.numpy() for variable in model.weights])
     meta = {"epoch": epoch, "metrics": metrics, "config": asdict(config), "target_stats": target_stats}
+    entry = get_backbone(config.backbone)
+    if entry.own:  # evaluation and export rebuild it from here, without the spec
+        meta["own_backbone"] = entry.to_dict()
     (folder / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
@@ -34,12 +39,16 @@ def read(folder: Path) -> tuple[dict, list[np.ndarray]]:
 
 def load_model(folder: Path, *, task: str, n_classes: int):
     """The whole model (backbone and trained parts) with the checkpoint's weights, and its TrialConfig."""
+    from .backbones import Backbone, declared
     from .model import TrialConfig, build_model
 
     meta, weights = read(folder)
     config = TrialConfig(**{**meta["config"], "head_units": tuple(meta["config"]["head_units"])})
+    own = Backbone.from_dict(meta["own_backbone"]) if meta.get("own_backbone") else None
     # No pretrained file is needed: every weight, frozen or trained, is in the checkpoint.
-    model = build_model(config, task=task, n_classes=n_classes, weights=None, target_stats=meta.get("target_stats"))
+    with declared({own.name: own} if own else {}):
+        model = build_model(config, task=task, n_classes=n_classes, weights=None,
+                            target_stats=meta.get("target_stats"))
     model.set_weights(weights)
     return model, config
 

@@ -249,11 +249,15 @@ def _dispatch(args, console: Console) -> int:
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
         spec = load_spec(args.spec, overrides)
         if args.dry_run:
+            from .backbones import declared
+            from .own_models import inspect
             from .plan import print_plan
             from .preparation import preview
 
+            spec = inspect(spec)
             print_plan(spec, console)
-            preview(spec, RunOptions(weights_dir=args.weights_dir).resolved(spec).weights_dirs, console)
+            with declared(spec.backbones):
+                preview(spec, RunOptions(weights_dir=args.weights_dir).resolved(spec).weights_dirs, console)
             return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import environment
-from .backbones import REGISTRY
+from .backbones import Backbone, declared, get_backbone
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import FULL
@@ -82,15 +82,16 @@ class FeatureEstimate:
         if weights == "none" or not use_feature_cache or always_augments or not candidates:
             return
         if all(tuple(unfreezes) == (0,) and tuple(poolings) == ("avg",) for *_, unfreezes, poolings in candidates):
-            self._entries = [FeatureEntry(backbone, cut, size, 0, 4 * REGISTRY[backbone].channels_at(cut))
+            self._entries = [FeatureEntry(backbone, cut, size, 0, 4 * get_backbone(backbone).channels_at(cut))
                              for backbone, cut, size, _, _ in candidates]
             return
-        self._memo = Path(cache_dir) / "shapes" / f"{_memo_key(candidates, spatial_dtype)}.json"
+        own = [get_backbone(b) for b in dict.fromkeys(c[0] for c in candidates) if get_backbone(b).own]
+        self._memo = Path(cache_dir) / "shapes" / f"{_memo_key(candidates, spatial_dtype, own)}.json"
         try:
             self._entries = [FeatureEntry(**e) for e in json.loads(self._memo.read_text())]
         except (OSError, ValueError, TypeError):
             self._entries = None
-            self._pending = _start_reading(candidates, spatial_dtype)
+            self._pending = _start_reading(candidates, spatial_dtype, own)
 
     def __enter__(self) -> FeatureEstimate:
         return self
@@ -113,11 +114,12 @@ class FeatureEstimate:
         return sum(largest) * images
 
 
-def _memo_key(candidates, spatial_dtype: str) -> str:
-    """Shapes depend on the candidates, the dtype and the Keras that builds the backbones."""
+def _memo_key(candidates, spatial_dtype: str, own: list[Backbone]) -> str:
+    """Shapes depend on the candidates, the dtype, the Keras that builds the backbones, and the
+    files of the spec's own models."""
     from importlib.metadata import version
 
-    text = json.dumps([candidates, spatial_dtype, version("keras")])
+    text = json.dumps([candidates, spatial_dtype, version("keras"), [b.identity() for b in own]])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -129,7 +131,7 @@ def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tup
     poolings = tuple(values_of(space.head_pooling))
     found = []
     for name in values_of(space.backbone):
-        if not REGISTRY[name].pretrained:
+        if not get_backbone(name).pretrained:
             continue
         cut = space.cut_for(name)
         cuts = values_of(cut) if not isinstance(cut, Range) else (FULL,)
@@ -137,9 +139,10 @@ def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tup
     return found
 
 
-def _start_reading(candidates, spatial_dtype: str) -> subprocess.Popen:
+def _start_reading(candidates, spatial_dtype: str, own: list[Backbone]) -> subprocess.Popen:
     """`python -m sweeper.disk`, with a worker's TensorFlow settings, reading these candidates' shapes."""
-    return subprocess.Popen([sys.executable, "-m", __name__, json.dumps([candidates, spatial_dtype])],
+    arguments = json.dumps([candidates, spatial_dtype, [b.to_dict() for b in own]])
+    return subprocess.Popen([sys.executable, "-m", __name__, arguments],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**environment.WORKER, **os.environ})
 
@@ -152,12 +155,13 @@ def _finish_reading(process: subprocess.Popen) -> list[FeatureEntry]:
     return [FeatureEntry(**e) for e in json.loads(out.strip().splitlines()[-1])]
 
 
-def _read_entries(candidates, spatial_dtype: str) -> list[FeatureEntry]:
+def _read_entries(candidates, spatial_dtype: str, own: list[dict]) -> list[FeatureEntry]:
     from .feature_cache import frozen_entries
 
-    return [FeatureEntry(backbone, cut, size, unfreeze, per_image)
-            for backbone, cut, size, unfreezes, poolings in candidates
-            for unfreeze, per_image in frozen_entries(backbone, cut, size, unfreezes, poolings, spatial_dtype)]
+    with declared({entry["name"]: Backbone.from_dict(entry) for entry in own}):
+        return [FeatureEntry(backbone, cut, size, unfreeze, per_image)
+                for backbone, cut, size, unfreezes, poolings in candidates
+                for unfreeze, per_image in frozen_entries(backbone, cut, size, unfreezes, poolings, spatial_dtype)]
 
 
 if __name__ == "__main__":  # the process `_start_reading` starts; its last line out is the answer

@@ -26,7 +26,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, cache, checkpoint, environment, evaluate, leaderboard, leftovers, results
+from . import __version__, cache, checkpoint, environment, evaluate, leaderboard, leftovers, own_models, results
+from .backbones import declared
 from .data import DatasetIndex
 from .errors import SweeperError
 from .files import DriverLock
@@ -139,9 +140,15 @@ class Stages:
 def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
     """Run the whole sweep; returns the sweep folder."""
     console = console or Console()
-    stages = Stages()
     if options.address:
         check_address(options.address)  # before any work: Ray itself waits minutes on a wrong address
+    spec = own_models.inspect(spec)  # the spec's own models load, take its images and have its cuts
+    with declared(spec.backbones):
+        return _run(spec, options, console)
+
+
+def _run(spec: Spec, options: RunOptions, console: Console) -> Path:
+    stages = Stages()
     sweep_dir = (options.out / spec.name).resolve()
     _refuse_existing(sweep_dir)
     created = not sweep_dir.exists()
@@ -268,6 +275,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         memory_budget=options.memory_budget,
         feature_cache=options.feature_cache,
         spatial_features=options.spatial_features,
+        backbones=spec.backbones,
         progress=board,
         ended=ended,
     )

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import disk, images
-from .backbones import REGISTRY
+from .backbones import get_backbone
 from .data import DatasetIndex, build_index
 from .errors import SweeperError
 from .space import trial_count
@@ -70,13 +70,14 @@ def preview(spec: Spec, weights_dirs: tuple[str, ...], console: Console) -> None
 
 def weight_files_of(spec: Spec, weights_dirs: tuple[str, ...]) -> dict[str, str | None]:
     """The local weight file of each pretrained backbone in the space, at each image size the data
-    was decoded at, {"backbone@size": path or None}; recorded, so that a resume can check them."""
+    was decoded at, {"backbone@size": path or None}; recorded, so that a resume can check them.
+    The spec's own models have no ImageNet files: `own_models.inspect` checked them."""
     if spec.weights != "imagenet":
         return {}
     found = {}
     for name in values_of(spec.space.backbone):
-        backbone = REGISTRY[name]
-        for px in decode_sizes(spec) if backbone.pretrained else ():
+        backbone = get_backbone(name)
+        for px in decode_sizes(spec) if backbone.pretrained and not backbone.own else ():
             local = find_local(backbone, px, weights_dirs)
             found[f"{name}@{px}"] = str(local) if local else None
     return found
@@ -102,7 +103,7 @@ def fetch_missing_weights(weight_files: dict[str, str | None], weights_dirs: tup
     fetch_remote = ray.remote(num_cpus=0)(fetch)
     for key in [key for key, path in found.items() if path is None]:
         name, size = key.split("@")
-        backbone = REGISTRY[name]
+        backbone = get_backbone(name)
         console.print(f"{name}: no local ImageNet weights; downloading them with Keras", markup=False)
         try:
             error = ray.get(fetch_remote.remote(backbone, int(size)), timeout=FETCH_TIMEOUT_S)

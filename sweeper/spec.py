@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from .backbones import REGISTRY, cut_choices, names_hint
+from .backbones import PREPROCESS_MODES, REGISTRY, Backbone, cut_choices, declared, get_backbone, is_known, names_hint
 from .errors import SpecError, quote
-from .hyperparameters import HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
+from .hyperparameters import FULL, HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
 
 # Re-exported: Ray pickles these under `sweeper.spec` (sweeps saved before space.py existed resume).
 from .space import Choice, Fixed, Param, Range, Space, decode_units, encode_units, grid_space, values_of  # noqa: F401
@@ -33,7 +33,8 @@ DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
 BAD_IMAGE_POLICIES = ("skip", "error")
 
 # The keys a spec may hold (docs/spec.md lists each; tests/test_spec_reference.py keeps them in step).
-TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "space")
+TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "backbones", "space")
+OWN_BACKBONE_KEYS = ("file", "factory", "scaling")
 SPACE_KEYS = tuple(dict.fromkeys(h.spec_key.split(".")[0] for h in HYPERPARAMETERS))
 HEAD_KEYS = tuple(h.spec_key.split(".", 1)[1] for h in HYPERPARAMETERS if h.spec_key.startswith("head."))
 RANGE_KEYS = ("low", "high", "log", "step")
@@ -97,6 +98,7 @@ class Spec:
     weights_dir: Path | None = None  # set when the spec's `weights` names a folder
     objective: str = "val_accuracy"
     budget: Budget = field(default_factory=Budget)
+    backbones: dict[str, Backbone] = field(default_factory=dict)  # the spec's own models, by name
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # as written, plus overrides
 
     @property
@@ -179,7 +181,9 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
     objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
     ctx.one_of("objective", objective, tuple(OBJECTIVES[task]), f" for task {task}")
 
-    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value), task)
+    own = _parse_backbones(ctx, raw.get("backbones"), check_files=True)
+    with declared(own):
+        space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value), task)
     budget = _parse_budget(ctx, raw.get("budget") or {})
     if budget.search == "grid":
         try:
@@ -200,6 +204,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         weights_dir=weights_dir,
         objective=objective,
         budget=budget,
+        backbones=own,
         raw=raw,
     )
 
@@ -218,9 +223,58 @@ def read_search_setup(path: str | Path) -> tuple[Space, Budget]:
         raw = None
     if not isinstance(raw, dict) or "space" not in raw:
         ctx.fail("", "not a spec saved by `sweeper run` (no `space`)")
-    space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value),
-                         raw.get("task", "classification"))
+    with declared(_parse_backbones(ctx, raw.get("backbones"), check_files=False)):
+        space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value),
+                             raw.get("task", "classification"))
     return space, _parse_budget(ctx, raw.get("budget") or {})
+
+
+def _parse_backbones(ctx: SpecChecks, raw: Any, *, check_files: bool) -> dict[str, Backbone]:
+    """`backbones:`, the spec's own models by name. Whether a model loads, takes images and has the
+    layers `space.cut` names is checked by loading it (`own_models.inspect`), before a sweep starts."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        ctx.fail("backbones", "must be a mapping of names to models, e.g. `tinynet: {file: tinynet.keras, scaling: unit}`")
+    own = {}
+    for name, entry in raw.items():
+        key = f"backbones.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            ctx.fail(key, f"{quote(name)} must be letters, digits, '-', '_' or '.' (it names the model in tables and folders)")
+        if name in REGISTRY:
+            ctx.fail(key, f"{name} is a registry backbone already; give your model another name")
+        if not isinstance(entry, dict):
+            ctx.fail(key, "must be a mapping: {file: <model.keras>, scaling: <mode>} or {factory: <module:function>, scaling: <mode>}")
+        ctx.no_unknown_keys(key, entry, OWN_BACKBONE_KEYS)
+        if ("file" in entry) == ("factory" in entry):
+            ctx.fail(key, "give one of `file` (a .keras model) and `factory` (\"module:function\")")
+        if "scaling" not in entry:
+            ctx.fail(f"{key}.scaling", f"is required: how the model expects its inputs; one of {', '.join(PREPROCESS_MODES)}")
+        scaling = ctx.one_of(f"{key}.scaling", entry["scaling"], PREPROCESS_MODES)
+        file = factory = None
+        if "file" in entry:
+            file = (ctx.existing(f"{key}.file", entry["file"], folder=False) if check_files
+                    else ctx.resolve_path(str(entry["file"])))
+            if file.suffix != ".keras":
+                ctx.fail(f"{key}.file", f"{file.name} is not a .keras file (save the model with model.save(\"name.keras\"))")
+            file = str(file)
+        else:
+            factory = _parse_factory(ctx, f"{key}.factory", entry["factory"], check_files)
+        own[name] = Backbone(name=name, constructor="", preprocess=scaling, default_size=224, min_size=1,
+                             cut_points=(FULL,), file=file, factory=factory)
+    return own
+
+
+def _parse_factory(ctx: SpecChecks, key: str, value: Any, check_files: bool) -> str:
+    """"package.module:function", or "path/to/file.py:function" (relative to the spec)."""
+    module, _, function = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not module or not function.isidentifier():
+        ctx.fail(key, f"{quote(value)} must be \"module:function\", e.g. \"mypkg.nets:build\" or \"nets.py:build\"")
+    if module.endswith(".py"):
+        module = str(ctx.existing(key, module, folder=False) if check_files else ctx.resolve_path(module))
+    elif not all(part.isidentifier() for part in module.split(".")):
+        ctx.fail(key, f"{quote(module)} is neither a module name nor a .py file")
+    return f"{module}:{function}"
 
 
 def _parse_data(ctx: SpecChecks, raw: Any) -> DataSpec:
@@ -344,7 +398,7 @@ def _parse_space(ctx: SpecChecks, raw: Any, image_size: Any, task: str) -> Space
 
     smallest = _smallest(values["image_size"])
     for name in values_of(values["backbone"]):
-        minimum = REGISTRY[name].min_size
+        minimum = get_backbone(name).min_size
         if smallest < minimum:
             ctx.fail(size_key, f"{smallest} px is below {name}'s minimum input size of {minimum} px")
     return Space(**values)
@@ -382,7 +436,7 @@ def _parse_cut(ctx: SpecChecks, raw: Any, backbones: tuple[str, ...]) -> dict[st
         return {}
     if not isinstance(raw, dict):
         raw = {"default": raw}  # one list of cuts for every backbone
-    unknown = [k for k in raw if k != "default" and k not in REGISTRY]
+    unknown = [k for k in raw if k != "default" and not is_known(k)]
     if unknown:
         ctx.fail(f"space.cut.{unknown[0]}", f"is not a backbone (nor `default`); {names_hint(unknown[0])}")
     cuts = {}
@@ -390,7 +444,9 @@ def _parse_cut(ctx: SpecChecks, raw: Any, backbones: tuple[str, ...]) -> dict[st
         # A cut keyed by a backbone outside `space.backbone` is still checked, so a typo never hides.
         names = [n for n in backbones if n not in raw] if key == "default" else [key]
         for name in names:
-            check = ctx.choice_check(cut_choices(REGISTRY[name]), f" for {name}")
+            entry = get_backbone(name)
+            # An own model's layer names are checked against the model itself, before the sweep starts.
+            check = ctx.layer_name_check if entry.own else ctx.choice_check(cut_choices(entry), f" for {name}")
             param = _parse_param(ctx, f"space.cut.{key}", value, check, None)
             if name in backbones:
                 cuts[name] = param

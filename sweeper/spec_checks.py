@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .backbones import REGISTRY, get_backbone, names_hint
+from .backbones import get_backbone, is_known, names_hint
 from .errors import SpecError, quote
 
 # YAML 1.1 reads 1e-3 (no dot) as a string; this is what a number in scientific notation looks like.
@@ -85,7 +85,12 @@ class SpecChecks:
             self.fail(key, f"{quote(value)} must be true or false")
         return value
 
+    def layer_name_check(self, key: str, value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(key, f"{quote(value)} must be `full` or a layer name of the model")
+        return value
+
     def backbone_name(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or value not in REGISTRY:
+        if not is_known(value):
             self.fail(key, f"unknown backbone {quote(value)}; {names_hint(value)}")
         return get_backbone(value).name

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from . import environment, latency
+from .backbones import declared, get_backbone
 from .data import DatasetIndex
 from .objective import Objective
 
@@ -41,6 +42,7 @@ class TrialContext:
     memory_budget: int | None = None  # bytes a trial may hold (SWEEPER_MEMORY_BUDGET); None: from the machine
     feature_cache: bool = True  # False trains every trial on images, for comparison
     spatial_features: str = "float32"  # how cached activations inside a backbone are stored (float16 halves them)
+    backbones: dict = field(default_factory=dict)  # the spec's own models, {name: backbones.Backbone}
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
     # On `sweeper resume`: trials the leaderboard saw end, {trial_id: {"error": message}} or
     # {trial_id: {"result": last result}}. Tune's saved state can lag behind the leaderboard by a
@@ -50,6 +52,11 @@ class TrialContext:
 
 def run_trial(config: dict, context: TrialContext) -> None:
     """The Ray Tune function trainable."""
+    with declared(context.backbones):
+        _train(config, context)
+
+
+def _train(config: dict, context: TrialContext) -> None:
     global _trials_in_worker
     # A worker's first trial also waited for the worker itself to start.
     started = _WORKER_STARTED if _trials_in_worker == 0 else time.time()
@@ -177,7 +184,7 @@ def _diverged(message: str):
 
 def _latency_ms(model, config, context: TrialContext, outputs: int) -> float:
     key = latency.architecture_key(
-        backbone=config.backbone, cut=config.cut, head_pooling=config.head_pooling, head_units=config.head_units,
+        backbone=get_backbone(config.backbone).identity(), cut=config.cut, head_pooling=config.head_pooling, head_units=config.head_units,
         image_size=config.image_size, task=context.task, outputs=outputs, threads=context.cpus,
     )
     from .model import inference_latency_ms

@@ -43,7 +43,10 @@ def resolve(backbone: Backbone, image_size: int, weights: str, weights_dir: str 
     """What to pass as `weights=` to the Keras constructor: a file path, "imagenet" or None.
 
     "imagenet" is returned only when no local file exists, which lets Keras try to download it.
+    A spec's own model keeps its own weights: its file (or factory's module) stands for them.
     """
+    if backbone.own:
+        return str(backbone.source())
     if weights == "none" or not backbone.pretrained:
         return None
     local = find_local(backbone, image_size, weights_dir)

@@ -7,20 +7,21 @@ from dataclasses import fields
 from pathlib import Path
 
 from sweeper.hyperparameters import DEFAULTS, SPEC_KEYS
-from sweeper.spec import HEAD_KEYS, RANGE_KEYS, SPACE_KEYS, TOP_KEYS, Budget, DataSpec
+from sweeper.spec import HEAD_KEYS, OWN_BACKBONE_KEYS, RANGE_KEYS, SPACE_KEYS, TOP_KEYS, Budget, DataSpec
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 
 
 def _documented() -> dict[str, str]:
     """Each key in the reference's tables, with its default column."""
-    rows = re.findall(r"^\| `([a-z_.]+)` \| ([^|]*) \|", REFERENCE.read_text(), flags=re.MULTILINE)
+    rows = re.findall(r"^\| `([a-z_.<>]+)` \| ([^|]*) \|", REFERENCE.read_text(), flags=re.MULTILINE)
     return {key: default.strip() for key, default in rows}
 
 
 def test_the_reference_lists_every_key_the_code_accepts_and_no_other():
     accepted = {*TOP_KEYS, *(f"data.{f.name}" for f in fields(DataSpec)), *(f"budget.{f.name}" for f in fields(Budget)),
-                *(f"space.{k}" for k in SPACE_KEYS), *(f"space.head.{k}" for k in HEAD_KEYS), *RANGE_KEYS}
+                *(f"space.{k}" for k in SPACE_KEYS), *(f"space.head.{k}" for k in HEAD_KEYS), *RANGE_KEYS,
+                *(f"backbones.<name>.{k}" for k in OWN_BACKBONE_KEYS)}
     assert set(_documented()) == accepted
 
 
