@@ -15,6 +15,7 @@ import difflib
 import importlib
 import importlib.util
 import math
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from .hyperparameters import FULL
 # tf = [-1, 1]; caffe = BGR minus the ImageNet mean; torch = [0, 1] standardised by the ImageNet
 # mean and deviation; unit = [0, 1]; none = the model does it (its first layers rescale).
 PREPROCESS_MODES = ("tf", "caffe", "torch", "unit", "none")
+HUB_PREFIX = "hub:"  # `backbone: hub:<preset>` names a KerasHub preset (`pip install sweeper[hub]`)
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,20 @@ class Backbone:
     # dotted name or a `.py` file) called with input_shape=(size, size, 3). Its weights are its own.
     file: str | None = None
     factory: str | None = None
+    # A KerasHub preset (`backbone: hub:<preset>`): a local preset folder, or a handle KerasHub
+    # downloads. Its inputs are scaled as the preset's image converter says ("affine").
+    hub: str | None = None
 
     @property
     def own(self) -> bool:
-        return bool(self.file or self.factory)
+        """Not a registry entry: built from the spec's own file, factory or KerasHub preset."""
+        return bool(self.file or self.factory or self.hub)
 
     def source(self) -> Path:
-        """An own model's file (the `.keras`, or the factory's module): what its frozen features depend on."""
+        """An own model's file (the `.keras`, the factory's module, a preset's weights): what its
+        frozen features depend on."""
+        if self.hub:
+            return Path(self.hub) / "model.weights.h5"
         if self.file:
             return Path(self.file)
         module = self.factory.rpartition(":")[0]
@@ -464,7 +473,9 @@ def _own_model(keras, backbone: Backbone, shape: tuple[int, int, int]):
     size is rebuilt for this one, with its weights, so that every tensor's shape is known. The
     factory is called with `input_shape`.
     """
-    if backbone.file:
+    if backbone.hub:
+        model = _hub_backbone(backbone.hub, shape)
+    elif backbone.file:
         model = keras.saving.load_model(backbone.file, compile=False, safe_mode=True)
     else:
         # Every trial, the evaluation and the export must build the same network: a factory that
@@ -473,8 +484,8 @@ def _own_model(keras, backbone: Backbone, shape: tuple[int, int, int]):
         model = _factory(backbone.factory)(input_shape=shape)
     if not isinstance(model, keras.Model):
         raise TypeError(f"{backbone.factory} returned a {type(model).__name__}, not a keras.Model")
-    if isinstance(model, keras.Sequential):
-        model = keras.Model(model.inputs, model.outputs, name=model.name)
+    if (isinstance(model, keras.Sequential) or backbone.hub) and len(model.inputs) == len(model.outputs) == 1:
+        model = keras.Model(model.inputs[0], model.outputs[0], name=model.name)  # plain functional, its layers kept
     if len(model.inputs) == 1 and None in model.inputs[0].shape[1:]:
         fixed = keras.models.clone_model(model, input_tensors=keras.Input(shape))
         fixed.set_weights(model.get_weights())
@@ -485,10 +496,36 @@ def _own_model(keras, backbone: Backbone, shape: tuple[int, int, int]):
 def _factory(factory: str):
     """The function "module:function" names; the module is a dotted name, or a `.py` file."""
     module_name, _, function = factory.rpartition(":")
-    if module_name.endswith(".py"):
-        spec = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    if module_name.endswith(".py"):  # run from its source: an import would write __pycache__ beside it
+        module = types.ModuleType(Path(module_name).stem)
+        module.__file__ = module_name
+        exec(compile(Path(module_name).read_text(), module_name, "exec"), module.__dict__)
     else:
         module = importlib.import_module(module_name)
     return getattr(module, function)
+
+
+def _keras_hub():
+    try:
+        import keras_hub
+    except ImportError:
+        raise SpecError("KerasHub backbones (hub:<preset>) need KerasHub: pip install 'sweeper[hub]'") from None
+    return keras_hub
+
+
+def _hub_backbone(preset: str, shape: tuple[int, int, int]):
+    """A KerasHub backbone from its preset, for `shape` images where the architecture allows any size."""
+    models = _keras_hub().models
+    try:
+        return models.Backbone.from_preset(preset, image_shape=shape)
+    except TypeError:  # an architecture whose input size is fixed by its preset
+        return models.Backbone.from_preset(preset)
+
+
+def hub_scaling(preset: str) -> tuple[Any, Any]:
+    """(scale, offset) of the preset's image converter, applied to 0-255 pixels; (1/255, None) without one."""
+    try:
+        converter = _keras_hub().layers.ImageConverter.from_preset(preset)
+    except (ValueError, FileNotFoundError):  # the preset has no image converter
+        return 1 / 255, None
+    return converter.scale, converter.offset

@@ -143,6 +143,8 @@ def load_bundle(path: str | Path) -> Bundle:
 
     from . import model as _registers_custom_layers  # noqa: F401  (Preprocess)
 
+    if any(str(m.get("config", {}).get("backbone", "")).startswith("hub:") for m in manifest.get("members", [])):
+        import keras_hub  # noqa: F401  (registers the layers of KerasHub backbones)
     try:
         model = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
     except Exception as exc:  # missing, truncated or not a Keras archive: Keras' own words run long

@@ -104,9 +104,9 @@ def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings
         if any(_is_input(t) for t in frontier):
             continue  # trains on the images themselves: nothing cached
         if len(frontier) == 1 and frontier[0] is base.outputs[0]:  # all frozen: the pooled output
-            h, w, c = base.outputs[0].shape[1:]
+            shape = base.outputs[0].shape[1:]  # (height, width, channels), or (tokens, width)
             for pooling in poolings:
-                found.setdefault((pooling,), (unfreeze, 4 * (c if pooling == "avg" else h * w * c)))
+                found.setdefault((pooling,), (unfreeze, 4 * (shape[-1] if pooling == "avg" else math.prod(shape))))
         else:
             size = sum(np.dtype(spatial_dtype if len(t.shape) > 2 else np.float32).itemsize * math.prod(t.shape[1:])
                        for t in frontier)

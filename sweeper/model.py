@@ -7,6 +7,7 @@ the driver never imports it, only trials, export and tests do.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import keras
 import numpy as np
 
 from . import weight_files
-from .backbones import build_backbone, get_backbone
+from .backbones import build_backbone, get_backbone, hub_scaling
 from .errors import SweeperError
 from .hyperparameters import CONFIG_KEYS, DEFAULTS, FULL
 from .space import decode_units
@@ -95,10 +96,13 @@ def build_model(config: TrialConfig, *, task: str, n_classes: int, weights, targ
         x = keras.layers.RandomFlip("horizontal", name="augment_flip")(x)
         x = keras.layers.RandomRotation(0.1, name="augment_rotate")(x)
         x = keras.layers.RandomZoom(0.1, name="augment_zoom")(x)
-    x = Preprocess(entry.preprocess, name="preprocess")(x)
+    scaling = dict(zip(("scale", "offset"), hub_scaling(entry.hub))) if entry.hub else {}
+    x = Preprocess(entry.preprocess, **scaling, name="preprocess")(x)
     # training=False keeps BatchNorm in inference mode even where a pretrained backbone is fine-tuned.
     x = base(x, training=None if from_scratch else False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x) if config.head_pooling == "avg" else keras.layers.Flatten(name="pool")(x)
+    # A transformer's output is a sequence of tokens, (batch, tokens, width): pooled over the tokens.
+    average = keras.layers.GlobalAveragePooling1D if len(x.shape) == 3 else keras.layers.GlobalAveragePooling2D
+    x = average(name="pool")(x) if config.head_pooling == "avg" else keras.layers.Flatten(name="pool")(x)
     x = keras.layers.Dropout(config.head_dropout, name="dropout_0")(x)
     for i, units in enumerate(config.head_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
@@ -109,7 +113,8 @@ def build_model(config: TrialConfig, *, task: str, n_classes: int, weights, targ
     if task == "regression":
         mean, std = target_stats or (0.0, 1.0)
         outputs = keras.layers.Rescaling(scale=float(std) or 1.0, offset=float(mean), name="target_scale")(outputs)
-    model = keras.Model(inputs, outputs, name=f"sweeper_{config.backbone}")
+    # Keras names take no "/", which a KerasHub preset folder has (hub:models/my_preset).
+    model = keras.Model(inputs, outputs, name="sweeper_" + re.sub(r"[^A-Za-z0-9_.-]", "_", config.backbone))
     compile_model(model, config, task=task, n_classes=n_classes)
     return model
 
@@ -203,15 +208,19 @@ def inference_latency_ms(model, repeats: int = 20) -> float:
 
 @keras.saving.register_keras_serializable(package="sweeper")
 class Preprocess(keras.layers.Layer):
-    """Scales 0-255 RGB the way the backbone was trained (keras.applications' modes)."""
+    """Scales 0-255 RGB the way the backbone was trained (keras.applications' modes; "affine" is
+    x * scale + offset, each a number or one per channel, as a KerasHub image converter does)."""
 
-    def __init__(self, mode: str, **kwargs):
+    def __init__(self, mode: str, scale=None, offset=None, **kwargs):
         super().__init__(**kwargs)
-        self.mode = mode
+        self.mode, self.scale, self.offset = mode, scale, offset
 
     def call(self, x):
         ops = keras.ops
         x = ops.cast(x, "float32")
+        if self.mode == "affine":
+            x = x * ops.array(self.scale, "float32") if self.scale is not None else x
+            return x + ops.array(self.offset, "float32") if self.offset is not None else x
         if self.mode == "tf":
             return x / 127.5 - 1.0
         if self.mode == "unit":
@@ -223,4 +232,4 @@ class Preprocess(keras.layers.Layer):
         return x
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        return {**super().get_config(), "mode": self.mode, "scale": self.scale, "offset": self.offset}

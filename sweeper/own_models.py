@@ -1,4 +1,4 @@
-"""A spec's own models (`backbones:`), checked by loading them before a sweep starts.
+"""A spec's own models (`backbones:`, and KerasHub presets), checked by loading them before a sweep starts.
 
 The spec says where a model is; only the model says whether it loads, takes images, has the
 layers `space.cut` names, and how many channels each gives (which the disk estimate needs). So
@@ -78,7 +78,8 @@ def _check(name: str, entry: Backbone, cuts: list[str], sizes: list[int]) -> tup
     """(cut points, their channels) of one model, the whole model's output last as `full`."""
     import keras
 
-    where = f"backbones.{name}.{'file' if entry.file else 'factory'}"
+    home = "space.backbone" if entry.hub else f"backbones.{name}"  # where the spec declares it
+    where = home if entry.hub else f"{home}.{'file' if entry.file else 'factory'}"
     named = [cut for cut in cuts if cut != FULL]
     channels: dict[str, int] = {}
     for size in sizes:
@@ -90,10 +91,12 @@ def _check(name: str, entry: Backbone, cuts: list[str], sizes: list[int]) -> tup
         shape = tuple(model.inputs[0].shape) if len(model.inputs) == 1 else None
         if shape is None or len(shape) != 4 or shape[-1] != 3:
             taken = ", ".join(str(tuple(t.shape)) for t in model.inputs)
-            raise _Refused(f"backbones.{name}", f"{name} takes {taken}, not images (batch, height, width, 3)")
+            raise _Refused(home, f"{name} takes {taken}, not images (batch, height, width, 3)")
         if shape[1:3] != (size, size):
             raise _Refused("image_size", f"{name} takes {shape[1]}x{shape[2]} images and the space asks for {size} px; "
                                          f"use image_size: {shape[1]}, or save it with keras.Input((None, None, 3))")
+        if len(model.outputs) != 1:
+            raise _Refused(home, f"{name} gives {len(model.outputs)} outputs; a backbone gives one (cut it at a layer)")
         layers = [layer.name for layer in model.layers]
         for cut in [*named, FULL]:
             if cut != FULL and cut not in layers:
@@ -101,10 +104,10 @@ def _check(name: str, entry: Backbone, cuts: list[str], sizes: list[int]) -> tup
                 hint = f"did you mean {', '.join(close)}?" if close else f"its last layers are {', '.join(layers[-3:])}"
                 raise _Refused(f"space.cut.{name}", f"{cut!r} is not a layer of {name}; {hint}")
             output = model.outputs[0] if cut == FULL else model.get_layer(cut).output
-            if len(output.shape) != 4:
-                raise _Refused(f"space.cut.{name}" if cut != FULL else f"backbones.{name}",
+            if len(output.shape) not in (3, 4):
+                raise _Refused(f"space.cut.{name}" if cut != FULL else home,
                                f"{name}'s output at {cut} has shape {tuple(output.shape)}, not a feature map "
-                               "(batch, height, width, channels) for the head to pool")
+                               "(batch, height, width, channels) or tokens (batch, tokens, width) for the head to pool")
             channels[cut] = int(output.shape[-1])
         keras.backend.clear_session()
     return [*named, FULL], [channels[cut] for cut in [*named, FULL]]

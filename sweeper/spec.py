@@ -16,7 +16,17 @@ from typing import Any
 
 import yaml
 
-from .backbones import PREPROCESS_MODES, REGISTRY, Backbone, cut_choices, declared, get_backbone, is_known, names_hint
+from .backbones import (
+    HUB_PREFIX,
+    PREPROCESS_MODES,
+    REGISTRY,
+    Backbone,
+    cut_choices,
+    declared,
+    get_backbone,
+    is_known,
+    names_hint,
+)
 from .errors import SpecError, quote
 from .hyperparameters import FULL, HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
 
@@ -181,7 +191,8 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
     objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
     ctx.one_of("objective", objective, tuple(OBJECTIVES[task]), f" for task {task}")
 
-    own = _parse_backbones(ctx, raw.get("backbones"), check_files=True)
+    own = {**_parse_backbones(ctx, raw.get("backbones"), check_files=True),
+           **_hub_backbones(ctx, raw["space"], check_files=True)}
     with declared(own):
         space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value), task)
     budget = _parse_budget(ctx, raw.get("budget") or {})
@@ -223,7 +234,8 @@ def read_search_setup(path: str | Path) -> tuple[Space, Budget]:
         raw = None
     if not isinstance(raw, dict) or "space" not in raw:
         ctx.fail("", "not a spec saved by `sweeper run` (no `space`)")
-    with declared(_parse_backbones(ctx, raw.get("backbones"), check_files=False)):
+    with declared({**_parse_backbones(ctx, raw.get("backbones"), check_files=False),
+                   **_hub_backbones(ctx, raw["space"], check_files=False)}):
         space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value),
                              raw.get("task", "classification"))
     return space, _parse_budget(ctx, raw.get("budget") or {})
@@ -263,6 +275,25 @@ def _parse_backbones(ctx: SpecChecks, raw: Any, *, check_files: bool) -> dict[st
         own[name] = Backbone(name=name, constructor="", preprocess=scaling, default_size=224, min_size=1,
                              cut_points=(FULL,), file=file, factory=factory)
     return own
+
+
+def _hub_backbones(ctx: SpecChecks, raw_space: Any, *, check_files: bool) -> dict[str, Backbone]:
+    """The KerasHub presets `space.backbone` names (`hub:<preset>`): a preset folder (relative to the
+    spec), a handle such as kaggle://keras/resnetv2/keras/resnet_50_imagenet, or a preset name."""
+    chosen = raw_space.get("backbone") if isinstance(raw_space, dict) else None
+    names = [v for v in (chosen if isinstance(chosen, list) else [chosen])
+             if isinstance(v, str) and v.startswith(HUB_PREFIX)]
+    found = {}
+    for name in names:
+        preset = name[len(HUB_PREFIX):]
+        folder = ctx.resolve_path(preset) if preset and "://" not in preset else None
+        if folder is not None and folder.is_dir():
+            preset = str(folder)
+        elif check_files and ("/" in preset or preset.startswith(".") or not preset) and "://" not in preset:
+            ctx.fail("space.backbone", f"{name}: no KerasHub preset folder at {folder}")
+        found[name] = Backbone(name=name, constructor="", preprocess="affine", default_size=224, min_size=1,
+                               cut_points=(FULL,), hub=preset)
+    return found
 
 
 def _parse_factory(ctx: SpecChecks, key: str, value: Any, check_files: bool) -> str:

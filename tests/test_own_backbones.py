@@ -49,12 +49,36 @@ def _save_tinynet(path, input_shape=(None, None, 3)):
     return path
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _save_hub_presets(folder):
+    """Small randomly initialised KerasHub backbones saved as local presets (no download): a ResNet
+    with an image converter that standardises by ImageNet's mean and deviation, and a ViT."""
+    keras_hub = pytest.importorskip("keras_hub")
+    import keras
+
+    keras.utils.set_random_seed(2)
+    resnet = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 32],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        use_pre_activation=False, image_shape=(None, None, 3))
+    resnet.save_to_preset(folder / "tiny_resnet")
+    keras_hub.layers.ResNetImageConverter(image_size=(32, 32), scale=[1 / (255 * s) for s in IMAGENET_STD],
+                                          offset=[-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
+                                          ).save_to_preset(folder / "tiny_resnet")
+    keras_hub.models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16,
+                                 mlp_dim=32).save_to_preset(folder / "tiny_vit")
+    keras.backend.clear_session()
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("own") / "models"
     folder.mkdir()
     _save_tinynet(folder / "tinynet.keras")
     (folder / "nets.py").write_text(FACTORY)
+    _save_hub_presets(folder)
     return folder
 
 
@@ -159,17 +183,61 @@ def test_loading_the_models_reads_each_cut_s_channels_and_refuses_what_does_not_
     assert not (tmp_path / "results" / "own").exists()
 
 
+# --- KerasHub presets ----------------------------------------------------------------------------
+
+
+def test_a_kerashub_preset_is_a_backbone_its_inputs_scaled_as_its_image_converter_scales_them(digits_dir, models):
+    import keras
+    import keras_hub
+
+    from sweeper import feature_cache, weight_files
+    from sweeper.model import TrialConfig, build_model
+
+    resnet, vit = "hub:models/tiny_resnet", "hub:models/tiny_vit"
+    spec = load_spec(_spec(models.parent, digits_dir, "  {}",
+                           f"  backbone: ['{resnet}', '{vit}']\n  cut: {{'{resnet}': [full, stack0_block0_out]}}"))
+    entry = spec.backbones[resnet]
+    assert entry.hub == str(models / "tiny_resnet") and entry.own and spec.space.cut_for(resnet).options[1] == "stack0_block0_out"
+    with pytest.raises(SpecError, match="space.backbone: hub:models/gone: no KerasHub preset folder"):
+        load_spec(_spec(models.parent, digits_dir, "  {}", "  backbone: hub:models/gone"))
+    spec = inspect(spec)
+    assert spec.backbones[resnet].channels == (64, 32) and spec.backbones[vit].channels == (16,)
+
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype("float32")
+    converter = keras_hub.layers.ImageConverter.from_preset(str(models / "tiny_resnet"))
+    with declared(spec.backbones):
+        for cut, shape in (("stack0_block0_out", (8, 8, 64)), (FULL, (4, 4, 32))):
+            config = TrialConfig(backbone=resnet, cut=cut, image_size=32, unfreeze=3)
+            model = build_model(config, task="classification", n_classes=3,
+                                weights=weight_files.resolve(entry, 32, "imagenet"))
+            scaled = model.get_layer("preprocess")(pixels)
+            assert np.allclose(scaled, converter(pixels), atol=1e-5)  # the preset's own scaling, per channel
+            assert tuple(feature_cache.backbone_layer(model).outputs[0].shape[1:]) == shape
+        # A transformer's tokens are average-pooled; its frozen part is cached like a CNN's.
+        model = build_model(TrialConfig(backbone=vit, image_size=32), task="classification", n_classes=3,
+                            weights=weight_files.resolve(spec.backbones[vit], 32, "imagenet"))
+        assert isinstance(model.get_layer("pool"), keras.layers.GlobalAveragePooling1D)
+        split = feature_cache.split_model(model)
+        features = split.prefix.predict(pixels, verbose=0)
+        assert features.shape == (4, 16)
+        assert np.allclose(split.trained.predict(features, verbose=0), model.predict(pixels, verbose=0), atol=1e-5)
+        split.trained.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        history = split.trained.fit(features, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+
+
 # --- a real sweep of them ------------------------------------------------------------------------
 
 
 @pytest.mark.ray
 def test_a_sweep_of_own_models_caches_evaluates_exports_and_predicts(tmp_path, digits_dir, models, ray_session):
+    hub = f"hub:{models / 'tiny_resnet'}"
     spec_path = _spec(tmp_path, digits_dir,
                       f"  tinynet: {{file: {models / 'tinynet.keras'}, scaling: unit}}\n"
                       f"  factorynet: {{factory: '{models / 'nets.py'}:build', scaling: tf}}",
-                      "  backbone: [tinynet, factorynet]\n  cut: {tinynet: pool1}\n  unfreeze: [0, 2]\n"
+                      f"  backbone: [tinynet, factorynet, '{hub}']\n  cut: {{tinynet: pool1}}\n  unfreeze: [0, 2]\n"
                       "  head: {pooling: flatten, units: [], dropout: 0.1}\n  learning_rate: 3.0e-3\n  batch_size: 64",
-                      extra="budget: {trials: 4, max_epochs: 2, grace_epochs: 2, concurrent_trials: 2, search: random, "
+                      extra="budget: {trials: 6, max_epochs: 2, grace_epochs: 2, concurrent_trials: 2, search: grid, "
                             "seed: 0}")
     spec_path.write_text(spec_path.read_text().replace("validation_split: 0.2", "validation_split: 0.2, test_split: 0.1"))
     out = io.StringIO()
@@ -177,12 +245,13 @@ def test_a_sweep_of_own_models_caches_evaluates_exports_and_predicts(tmp_path, d
         assert main(["run", str(spec_path), "--out", str(tmp_path / "results")]) == 0
     sweep = tmp_path / "results" / "own"
     rows = leaderboard.read(sweep)
-    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}, rows
-    assert {r["backbone"] for r in rows} == {"tinynet", "factorynet"}
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"completed"}, rows
+    assert {(r["backbone"], r["unfreeze"]) for r in rows} == {(b, u) for b in ("tinynet", "factorynet", hub) for u in (0, 2)}
     assert all(r["val_accuracy"] > 0.2 for r in rows), [r["val_accuracy"] for r in rows]  # 10 classes: chance is 0.1
     assert "test_accuracy" in rows[0]  # evaluated in a worker from the checkpoint alone
     # The frozen part ran once per (model, cut, unfreeze) and was read from the cache after that.
-    assert list((tmp_path / "results" / ".cache" / "features").glob("*"))
+    assert list((tmp_path / "results" / ".cache" / "features").glob("*.json"))
+    assert sorted(p.name for p in models.iterdir()) == ["nets.py", "tiny_resnet", "tiny_vit", "tinynet.keras"]
 
     bundle = tmp_path / "bundle"
     with contextlib.redirect_stdout(io.StringIO()):
