@@ -47,6 +47,12 @@ class Backbone:
     channels: tuple[int, ...] = ()
     weight_files: tuple[str, ...] = ()  # official no-top files, preferred first; "{size}" is filled in
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # How it divides into blocks, for `unfreeze: {blocks: N}`: a regex matched at the start of each
+    # layer's name, whose first group names the layer's block (a layer it does not match is in the
+    # block before it); or, with `blocks_end`, matching the whole name of each block's last layer
+    # (Inception's concatenations, NASNet's cells). "" for a network without named blocks.
+    blocks: str = ""
+    blocks_end: bool = False
     pretrained: bool = True  # False: no ImageNet weights exist; always trained from scratch
     # From Keras's table (keras.io/api/applications; MobileNetV3: its module's docstring), for the
     # whole classifier: millions of parameters and ImageNet top-1 (%); None where it has no row.
@@ -128,6 +134,7 @@ def _mobilenet_v2(alpha: float) -> Backbone:
         channels={0.35: (96, 192, 112, 1280), 0.5: (96, 288, 160, 1280), 0.75: (144, 432, 240, 1280),
                   1.0: (192, 576, 320, 1280), 1.3: (240, 768, 416, 1664), 1.4: (288, 816, 448, 1792)}[alpha],
         weight_files=(f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_{{size}}_no_top.h5",),
+        blocks=r"(block_\d+|expanded_conv)_",
         **({"params_m": 3.5, "top1": 71.3} if alpha == 1.0 else {}),
     )
 
@@ -144,6 +151,7 @@ def _mobilenet(alpha: float) -> Backbone:
         cut_points=("conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu"),
         channels=tuple(int(c * alpha) for c in (256, 512, 1024)),
         weight_files=(f"mobilenet_{alpha_text}_{{size}}_tf_no_top.h5",),
+        blocks=r"conv_(?:pad|dw|pw)_(\d+)",
         **({"params_m": 4.3, "top1": 70.4} if alpha == 1.0 else {}),
     )
 
@@ -159,6 +167,7 @@ def _mobilenet_v3(size: str, cuts: tuple[str, ...], channels: tuple[int, ...], p
         cut_points=(*cuts, FULL),
         channels=channels,
         weight_files=(f"weights_mobilenet_v3_{size}_224_1.0_float_no_top_v2.h5",),
+        blocks=r"(expanded_conv(?:_\d+)?)_",
         params_m=params_m,
         top1=top1,
     )
@@ -186,6 +195,7 @@ def _convnext(size: str) -> Backbone:
         cut_points=(*(f"convnext_{size}_downsampling_block_{i}" for i in range(3)), FULL),
         channels=(*widths[1:], widths[3]),
         weight_files=(f"convnext_{size}_notop.h5",),
+        blocks=r"convnext_[a-z]+_(stage_\d+_block_\d+|downsampling_block_\d+)",
         params_m=params_m,
         top1=top1,
     )
@@ -203,6 +213,7 @@ def _densenet(depth: int, blocks: tuple[int, int], params_m: float, top1: float)
         cut_points=("conv2_block6_concat", "conv3_block12_concat", f"conv4_block{blocks[0]}_concat", "relu"),
         channels=(256, 512, after3, after3 // 2 + 32 * blocks[1]),
         weight_files=(f"densenet{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        blocks=r"(conv\d_block\d+|pool\d)_",  # each dense layer, and each transition
         params_m=params_m,
         top1=top1,
     )
@@ -237,6 +248,7 @@ def _efficientnet(variant: int) -> Backbone:
                       for stage, r in zip(range(3, 7), repeats)), "top_activation"),
         channels=(*(_round_filters(f, width) for f in filters), _round_filters(1280, width)),
         weight_files=(f"efficientnetb{variant}_notop.h5",),
+        blocks=r"(block\d+[a-z])_",
         params_m=params_m,
         top1=top1,
     )
@@ -265,6 +277,7 @@ def _efficientnet_v2(variant: str) -> Backbone:
                     "top_activation"),
         channels=(*channels, top),
         weight_files=(f"efficientnetv2-{variant}_notop.h5",),
+        blocks=r"(block\d+[a-z])_",
         params_m=params_m,
         top1=top1,
     )
@@ -283,6 +296,7 @@ def _resnet(depth: int, blocks: tuple[int, int], v2: bool, params_m: float, top1
                     "post_relu" if v2 else "conv5_block3_out"),
         channels=(256, 512, 1024, 2048),
         weight_files=(f"resnet{depth}{'v2' if v2 else ''}_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        blocks=r"(conv\d_block\d+)_",
         params_m=params_m,
         top1=top1,
     )
@@ -298,10 +312,14 @@ def _vgg(depth: int, params_m: float, top1: float) -> Backbone:
         cut_points=("block3_pool", "block4_pool", "block5_pool"),
         channels=(256, 512, 512),
         weight_files=(f"vgg{depth}_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        blocks=r"(block\d+)_",
         params_m=params_m,
         top1=top1,
     )
 
+
+# A NASNet cell reads the two cells before it, so its top cells train from two tensors, each a whole cell's output.
+_NASNET_CELL_END = r"normal_concat_\d+|reduction_concat_\w+"
 
 _ENTRIES: list[Backbone] = [
     *(_convnext(size) for size in _CONVNEXT),
@@ -319,6 +337,10 @@ _ENTRIES: list[Backbone] = [
         cut_points=("mixed_5b", "block35_10_ac", "mixed_6a", "block17_20_ac", "mixed_7a", "conv_7b_ac"),
         channels=(320, 320, 1088, 1088, 2080, 1536),
         weight_files=("inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        # Each block ends with its activation (the last, block8_10, has none); mixed_* are the stem's
+        # and the reductions' concatenations. The branches inside are unnamed.
+        blocks=r"block\d+_\d+_ac|block8_10|mixed_\w+",
+        blocks_end=True,
         params_m=55.9,
         top1=80.3,
     ),
@@ -331,6 +353,8 @@ _ENTRIES: list[Backbone] = [
         cut_points=tuple(f"mixed{i}" for i in range(11)),
         channels=(256, 288, 288, 768, 768, 768, 768, 768, 1280, 2048, 2048),
         weight_files=("inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        blocks=r"mixed\d+",  # every other layer is unnamed: mixedN closes block N
+        blocks_end=True,
         params_m=23.9,
         top1=77.9,
     ),
@@ -349,6 +373,8 @@ _ENTRIES: list[Backbone] = [
         cut_points=("normal_concat_3", "normal_concat_8", "normal_concat_12", FULL),
         channels=(264, 528, 1056, 1056),
         weight_files=("nasnet_mobile_no_top.h5",),
+        blocks=_NASNET_CELL_END,
+        blocks_end=True,
         params_m=5.3,
         top1=74.4,
     ),
@@ -361,6 +387,8 @@ _ENTRIES: list[Backbone] = [
         cut_points=("normal_concat_5", "normal_concat_12", "normal_concat_18", FULL),
         channels=(1008, 2016, 4032, 4032),
         weight_files=("nasnet_large_no_top.h5",),
+        blocks=_NASNET_CELL_END,
+        blocks_end=True,
         params_m=88.9,
         top1=82.5,
     ),
@@ -382,6 +410,7 @@ _ENTRIES: list[Backbone] = [
                     "block14_sepconv1_act", "block14_sepconv2_act"),
         channels=(256, 728, 728, 1536, 2048),
         weight_files=("xception_weights_tf_dim_ordering_tf_kernels_notop.h5",),
+        blocks=r"(block\d+)_",
         params_m=22.9,
         top1=79.0,
     ),
@@ -393,6 +422,7 @@ _ENTRIES: list[Backbone] = [
         min_size=8,
         cut_points=("block1_pool", "block2_pool", "block3_pool"),
         channels=(32, 64, 128),
+        blocks=r"(block\d+)_",
         pretrained=False,
     ),
 ]

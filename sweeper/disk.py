@@ -38,6 +38,7 @@ class FeatureEntry:
     image_size: int
     unfreeze: int
     bytes_per_image: int
+    unfreeze_blocks: int = 0
 
 
 def free_bytes(folder: Path) -> int:
@@ -81,7 +82,7 @@ class FeatureEstimate:
         self._entries: list[FeatureEntry] | None = []
         if weights == "none" or not use_feature_cache or always_augments or not candidates:
             return
-        if all(tuple(unfreezes) == (0,) and tuple(poolings) == ("avg",) for *_, unfreezes, poolings in candidates):
+        if all(tuple(unfreezes) == ((0, 0),) and tuple(poolings) == ("avg",) for *_, unfreezes, poolings in candidates):
             self._entries = [FeatureEntry(backbone, cut, size, 0, 4 * get_backbone(backbone).channels_at(cut))
                              for backbone, cut, size, _, _ in candidates]
             return
@@ -123,11 +124,11 @@ def _memo_key(candidates, spatial_dtype: str, own: list[Backbone]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tuple[int, ...], tuple[str, ...]]]:
-    """(backbone, cut, image size, unfreeze values, head poolings) of every pretrained backbone."""
-    unfreeze = space.unfreeze
-    unfreezes = (tuple(range(int(unfreeze.low), int(unfreeze.high) + 1)) if isinstance(unfreeze, Range)
-                 else tuple(int(u) for u in values_of(unfreeze)))
+def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tuple, tuple[str, ...]]]:
+    """(backbone, cut, image size, (unfreeze, unfreeze_blocks) values, head poolings) of every
+    pretrained backbone; a number of blocks above 0 takes the place of the number of layers."""
+    layers, blocks = _integers(space.unfreeze), _integers(space.unfreeze_blocks)
+    unfreezes = (*((u, 0) for u in layers if 0 in blocks), *((0, b) for b in blocks if b > 0))
     poolings = tuple(values_of(space.head_pooling))
     found = []
     for name in values_of(space.backbone):
@@ -137,6 +138,11 @@ def _candidates(space: Space, sizes: list[int]) -> list[tuple[str, str, int, tup
         cuts = values_of(cut) if not isinstance(cut, Range) else (FULL,)
         found += [(name, c, size, unfreezes, poolings) for c in cuts for size in sizes]
     return found
+
+
+def _integers(param) -> tuple[int, ...]:
+    return tuple(range(int(param.low), int(param.high) + 1)) if isinstance(param, Range) else \
+        tuple(int(v) for v in values_of(param))
 
 
 def _start_reading(candidates, spatial_dtype: str, own: list[Backbone]) -> subprocess.Popen:
@@ -159,9 +165,10 @@ def _read_entries(candidates, spatial_dtype: str, own: list[dict]) -> list[Featu
     from .feature_cache import frozen_entries
 
     with declared({entry["name"]: Backbone.from_dict(entry) for entry in own}):
-        return [FeatureEntry(backbone, cut, size, unfreeze, per_image)
+        return [FeatureEntry(backbone, cut, size, layers, per_image, blocks)
                 for backbone, cut, size, unfreezes, poolings in candidates
-                for unfreeze, per_image in frozen_entries(backbone, cut, size, unfreezes, poolings, spatial_dtype)]
+                for (layers, blocks), per_image in frozen_entries(backbone, cut, size, unfreezes, poolings,
+                                                                  spatial_dtype)]
 
 
 if __name__ == "__main__":  # the process `_start_reading` starts; its last line out is the answer

@@ -86,12 +86,13 @@ def split_model(model: keras.Model) -> Split | None:
 
 
 def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings,
-                   spatial_dtype: str = "float32") -> list[tuple[int, int]]:
-    """(an unfreeze value, bytes per image) of each distinct entry these configurations cache:
-    the backbone is built without weights and split as `split_model` splits it."""
+                   spatial_dtype: str = "float32") -> list[tuple[tuple[int, int], int]]:
+    """((unfreeze, unfreeze_blocks), bytes per image) of each distinct entry these configurations
+    cache, for `unfreezes` (unfreeze, unfreeze_blocks) pairs: the backbone is built without weights
+    and split as `split_model` splits it."""
     from .backbones import build_backbone, get_backbone
     from .hyperparameters import FULL
-    from .model import set_trainable
+    from .model import set_trainable, set_trainable_blocks
 
     entry = get_backbone(backbone)
     base = build_backbone(entry, image_size, None)
@@ -99,18 +100,19 @@ def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings
         base = keras.Model(base.inputs, base.get_layer(cut).output)
     found: dict[tuple, tuple[int, int]] = {}
     for unfreeze in unfreezes:
-        set_trainable(base, unfreeze)
+        layers, blocks = unfreeze
+        set_trainable_blocks(base, entry, blocks) if blocks else set_trainable(base, layers)
         frontier = _frontier(base)
         if any(_is_input(t) for t in frontier):
             continue  # trains on the images themselves: nothing cached
         if len(frontier) == 1 and frontier[0] is base.outputs[0]:  # all frozen: the pooled output
             shape = base.outputs[0].shape[1:]  # (height, width, channels), or (tokens, width)
             for pooling in poolings:
-                found.setdefault((pooling,), (unfreeze, 4 * (shape[-1] if pooling == "avg" else math.prod(shape))))
+                found.setdefault((pooling,), (tuple(unfreeze), 4 * (shape[-1] if pooling == "avg" else math.prod(shape))))
         else:
             size = sum(np.dtype(spatial_dtype if len(t.shape) > 2 else np.float32).itemsize * math.prod(t.shape[1:])
                        for t in frontier)
-            found.setdefault(tuple(_tensor_name(t) for t in frontier), (unfreeze, size))
+            found.setdefault(tuple(_tensor_name(t) for t in frontier), (tuple(unfreeze), size))
     keras.backend.clear_session()
     return list(found.values())
 

@@ -52,6 +52,9 @@ HYPERPARAMETERS = (  # in leaderboard order; new ones go last, so the CSV's colu
     Hyperparameter("weight_decay", 0.0, "weight_decay", "wd", float, low=0.0, high=1.0, shown=False),
     Hyperparameter("label_smoothing", 0.0, "label_smoothing", "smooth", float, low=0.0, high=0.5,
                    task="classification", shown=False),
+    # `unfreeze: {blocks: N}`: the top N blocks of the kept backbone train whole; above 0 it takes
+    # the place of `unfreeze`'s layer count.
+    Hyperparameter("unfreeze_blocks", 0, "unfreeze.blocks", "blocks", int, low=0, shown=False),
 )
 
 CONFIG_KEYS = tuple(h.name for h in HYPERPARAMETERS)

@@ -40,6 +40,7 @@ class TrialConfig:
     warmup_epochs: int = DEFAULTS["warmup_epochs"]
     weight_decay: float = DEFAULTS["weight_decay"]
     label_smoothing: float = DEFAULTS["label_smoothing"]
+    unfreeze_blocks: int = DEFAULTS["unfreeze_blocks"]
 
     @classmethod
     def from_tune(cls, config: dict) -> TrialConfig:
@@ -88,7 +89,12 @@ def build_model(config: TrialConfig, *, task: str, n_classes: int, weights, targ
         base = keras.Model(base.inputs, base.get_layer(config.cut).output, name=f"{base.name}_to_{config.cut}")
     # Random weights have nothing worth keeping: such a backbone is trained whole, BatchNorm included.
     from_scratch = weights is None
-    set_trainable(base, None if from_scratch else config.unfreeze)
+    if from_scratch:
+        set_trainable(base, None)
+    elif config.unfreeze_blocks:
+        set_trainable_blocks(base, entry, config.unfreeze_blocks)
+    else:
+        set_trainable(base, config.unfreeze)
 
     inputs = keras.Input((config.image_size, config.image_size, 3), name="image")
     x = inputs
@@ -138,6 +144,56 @@ def set_trainable(base, unfreeze: int | None) -> None:
     first_trainable = max(len(layers) - unfreeze, 0)
     for i, layer in enumerate(layers):
         layer.trainable = i >= first_trainable and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def set_trainable_blocks(base, entry, blocks: int) -> None:
+    """Train the top `blocks` blocks of the kept backbone whole, BatchNorm excepted (`unfreeze: {blocks: N}`).
+
+    The blocks come from the entry's layer names (`Backbone.blocks`). The trained part starts where
+    the layers before it hand it only whole blocks' outputs, never a tensor from inside a block: a
+    residual block's shortcut trains with the rest of it.
+    """
+    operations = [op for op in base.operations if not isinstance(op, keras.layers.InputLayer)]
+    first = _first_trained(base, operations, block_starts([op.name for op in operations], entry), blocks)
+    base.trainable = True
+    for i, op in enumerate(operations):
+        if isinstance(op, keras.layers.Layer):
+            op.trainable = i >= first and not isinstance(op, keras.layers.BatchNormalization)
+
+
+def block_starts(names: list[str], entry) -> list[int]:
+    """Where each block begins, in the backbone's operations (topological order), from their names."""
+    pattern = re.compile(entry.blocks)
+    if entry.blocks_end:  # each match is a block's last layer; what follows it starts the next block
+        ends = [i for i, name in enumerate(names) if pattern.fullmatch(name)]
+        return [0, *(i + 1 for i in ends[:-1])]  # what follows the last one belongs to the last block
+    starts, current = [0], None
+    for i, name in enumerate(names):
+        match = pattern.match(name)
+        if match and match.group(1) != current:  # names it does not match stay in the block before them
+            if current is not None:
+                starts.append(i)
+            current = match.group(1)
+    return starts
+
+
+def _first_trained(base, operations, starts: list[int], blocks: int) -> int:
+    """The first trained operation for the top `blocks` blocks: the start of the first of them, moved
+    earlier while the trained part would read a tensor that is not a block's output (a shortcut
+    layer listed before the block's first named layer)."""
+    from .private_apis import inbound_node, operation_inputs
+
+    if blocks >= len(starts):
+        return 0
+    position = {id(op): i for i, op in enumerate(operations)}
+    outputs = {i - 1 for i in starts if i > 0}  # the last operation of each block
+    reads = []  # the positions of the operations each operation reads (-1: the backbone's input)
+    for op in operations:
+        reads.append([position.get(id(inbound_node(t).operation), -1) for t in operation_inputs(op)])
+    first = starts[-blocks]
+    while first > 0 and any(0 <= r < first and r not in outputs for i in range(first, len(operations)) for r in reads[i]):
+        first -= 1
+    return first
 
 
 def make_optimizer(name: str, learning_rate: float, weight_decay: float = 0.0):

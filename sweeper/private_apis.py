@@ -63,6 +63,12 @@ def inbound_node(tensor):
     return operation._inbound_nodes[node_index]
 
 
+def operation_inputs(operation) -> list:
+    """The tensors an operation of a functional model reads (at its first call): where a block
+    of a backbone begins is read off the graph (model.set_trainable_blocks)."""
+    return operation._inbound_nodes[0].input_tensors
+
+
 def seed_generators(layer) -> list:
     """A layer's random seed generators (Dropout, augmentation): reseeded when a warm model is
     reused for another trial, so that trial trains as a fresh model would."""

@@ -66,6 +66,7 @@ class Space:
     warmup_epochs: Param = Fixed(DEFAULTS["warmup_epochs"])
     weight_decay: Param = Fixed(DEFAULTS["weight_decay"])
     label_smoothing: Param = Fixed(DEFAULTS["label_smoothing"])
+    unfreeze_blocks: Param = Fixed(DEFAULTS["unfreeze_blocks"])
 
     def cut_for(self, backbone: str) -> Param:
         return self.cut.get(backbone, Fixed(FULL))

@@ -408,6 +408,10 @@ def _parse_space(ctx: SpecChecks, raw: Any, image_size: Any, task: str) -> Space
         ctx.fail("space.head", "must be a mapping with pooling, units and dropout")
     ctx.no_unknown_keys("space.head", head, HEAD_KEYS)
     written = {**raw, **{f"head.{k}": v for k, v in head.items()}, "image_size": raw.get("image_size", image_size)}
+    unfreeze = raw.get("unfreeze")
+    if isinstance(unfreeze, dict) and "blocks" in unfreeze:  # {blocks: N}: whole blocks, not layers
+        ctx.no_unknown_keys("space.unfreeze", unfreeze, ("blocks",))
+        written["unfreeze.blocks"] = written.pop("unfreeze")["blocks"]
 
     size_key = "space.image_size" if "image_size" in raw else "image_size"  # a size given at the top is reported there
     values = {}
@@ -427,6 +431,11 @@ def _parse_space(ctx: SpecChecks, raw: Any, image_size: Any, task: str) -> Space
             values[h.name] = _parse_param(ctx, key, value, _check(ctx, h), numeric)
     values["cut"] = _parse_cut(ctx, raw.get("cut"), values_of(values["backbone"]))
 
+    if _largest(values["unfreeze_blocks"]) > 0:
+        blockless = [name for name in values_of(values["backbone"]) if not get_backbone(name).blocks]
+        if blockless:
+            ctx.fail("space.unfreeze.blocks", f"{blockless[0]} has no named blocks; "
+                                              "give `unfreeze` as a number of layers for it")
     smallest = _smallest(values["image_size"])
     for name in values_of(values["backbone"]):
         minimum = get_backbone(name).min_size

@@ -104,10 +104,12 @@ def _train(config: dict, context: TrialContext) -> None:
             preprocess=warm.model.get_layer("preprocess").mode, fingerprint=index.fingerprint,
             spatial_dtype=context.spatial_features,
         )
-        label = (f"frozen features: {trial_config.backbone} {trial_config.cut} unfreeze {trial_config.unfreeze} "
+        unfreeze = (f"{trial_config.unfreeze_blocks} blocks" if trial_config.unfreeze_blocks
+                    else str(trial_config.unfreeze))
+        label = (f"frozen features: {trial_config.backbone} {trial_config.cut} unfreeze {unfreeze} "
                  f"at {trial_config.image_size} px")
         about = {"data": context.index.folder, "backbone": trial_config.backbone, "cut": trial_config.cut,
-                 "unfreeze": trial_config.unfreeze, "image_size": trial_config.image_size}
+                 "unfreeze": unfreeze, "image_size": trial_config.image_size}
         features = feature_cache.frozen_features(
             split.prefix, pixels, Path(context.cache_dir), key, progress=_progress(context.progress, label), about=about,
             spatial_dtype=context.spatial_features,
@@ -295,7 +297,7 @@ def init_tensorflow(cpus: int):
 
 # Hyperparameters added after sweeps were first saved: left out of the seed while at their
 # defaults, so a trial of such a sweep, resumed, keeps the seed (and shuffles) it started with.
-_SEED_SKIPS_DEFAULT = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing")
+_SEED_SKIPS_DEFAULT = ("schedule", "warmup_epochs", "weight_decay", "label_smoothing", "unfreeze_blocks")
 
 
 def _trial_seed(seed: int, trial_config) -> int:

@@ -79,7 +79,7 @@ def _must_not_run(*args):
 def _frontier_bytes(unfreeze: int) -> int:
     from sweeper.feature_cache import frozen_entries
 
-    [(_, per_image)] = frozen_entries("mobilenet_v2_0.35", "full", 32, [unfreeze], ["avg"], "float16")
+    [(_, per_image)] = frozen_entries("mobilenet_v2_0.35", "full", 32, [(unfreeze, 0)], ["avg"], "float16")
     return per_image
 
 
@@ -138,6 +138,6 @@ def test_a_frozen_pooled_space_is_estimated_from_the_registry_as_a_built_backbon
     monkeypatch.setattr(disk, "_start_reading", _must_not_run)  # nothing built, no TensorFlow
     with disk.FeatureEstimate(spec.space, sizes=[32, 64], trials=2, weights="imagenet", use_feature_cache=True,
                               spatial_dtype="float16", cache_dir=tmp_path / "cache") as estimate:
-        found = [(e.image_size, e.unfreeze, e.bytes_per_image) for e in estimate.entries()]
-    built = [(size, *entry) for size in (32, 64) for entry in frozen_entries(backbone, cut, size, [0], ["avg"])]
+        found = [(e.image_size, (e.unfreeze, e.unfreeze_blocks), e.bytes_per_image) for e in estimate.entries()]
+    built = [(size, *entry) for size in (32, 64) for entry in frozen_entries(backbone, cut, size, [(0, 0)], ["avg"])]
     assert found == built and not (tmp_path / "cache" / "shapes").exists()

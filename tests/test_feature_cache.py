@@ -68,7 +68,8 @@ def test_a_boundary_inside_a_residual_block_caches_several_tensors(tmp_path):
 def test_the_disk_estimate_of_an_entry_is_the_size_of_the_entry_written(tmp_path):
     """`frozen_entries` (a backbone built without weights) gives each distinct entry's bytes per
     image exactly as the cache writes them; unfreeze values that cut at the same place share one."""
-    estimated = feature_cache.frozen_entries("mobilenet_v2_0.35", "full", 32, [0, 1, 12, 14, 40, 200], ["avg", "flatten"])
+    estimated = feature_cache.frozen_entries("mobilenet_v2_0.35", "full", 32, [(u, 0) for u in (0, 1, 12, 14, 40, 200)],
+                                             ["avg", "flatten"])
     written = {}
     for unfreeze in (0, 12, 14, 40):
         for pooling in (("avg", "flatten") if unfreeze == 0 else ("avg",)):
@@ -77,7 +78,7 @@ def test_the_disk_estimate_of_an_entry_is_the_size_of_the_entry_written(tmp_path
             written.setdefault(split.boundary, sum(f[0].nbytes for f in features))
     # unfreeze 1 trains out_relu, which has no weights: the same entry as 0; 200 trains the images.
     assert sorted(n for _, n in estimated) == sorted(written.values())
-    assert [u for u, _ in estimated] == [0, 0, 12, 14, 40]
+    assert [u for (u, _), _ in estimated] == [0, 0, 12, 14, 40]
 
 
 @needs_assets
@@ -98,8 +99,8 @@ def test_spatial_features_can_be_stored_as_float16_and_pooled_ones_stay_float32(
                fingerprint="f")
     assert cache_key(**key) != cache_key(**key, spatial_dtype="float16")
     assert cache_key(**key) == cache_key(**key, spatial_dtype="float32")
-    estimated = dict(feature_cache.frozen_entries("mobilenet_v2_0.35", "full", 32, [14], ["avg"], "float16"))
-    assert estimated[14] == sum(f[0].nbytes for f in half)
+    estimated = dict(feature_cache.frozen_entries("mobilenet_v2_0.35", "full", 32, [(14, 0)], ["avg"], "float16"))
+    assert estimated[14, 0] == sum(f[0].nbytes for f in half)
 
 
 @needs_assets

@@ -48,6 +48,7 @@ def test_keras_history_seed_generators_and_the_gradient_registry():
     operation, node_index, tensor_index = private_apis.keras_history(outputs)
     assert isinstance(operation, keras.layers.Dense) and (node_index, tensor_index) == (0, 0)
     assert private_apis.inbound_node(inputs).is_input
+    assert private_apis.operation_inputs(operation)[0] is private_apis.inbound_node(outputs).input_tensors[0]
     assert len(private_apis.seed_generators(dropout)) == 1
     assert isinstance(private_apis.tf_gradient_registry(), dict)
 

@@ -21,7 +21,7 @@ def _documented() -> dict[str, str]:
 def test_the_reference_lists_every_key_the_code_accepts_and_no_other():
     accepted = {*TOP_KEYS, *(f"data.{f.name}" for f in fields(DataSpec)), *(f"budget.{f.name}" for f in fields(Budget)),
                 *(f"space.{k}" for k in SPACE_KEYS), *(f"space.head.{k}" for k in HEAD_KEYS), *RANGE_KEYS,
-                *(f"backbones.<name>.{k}" for k in OWN_BACKBONE_KEYS)}
+                *(f"backbones.<name>.{k}" for k in OWN_BACKBONE_KEYS), "space.unfreeze.blocks"}
     assert set(_documented()) == accepted
 
 

@@ -12,6 +12,8 @@ says how long it took and when it runs. The suite still exports MobileNetV2 end 
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -22,17 +24,18 @@ from sweeper.bundle import to_probabilities
 from sweeper.export import FORMATS_AGREE, format_outputs, write_models
 from sweeper.feature_cache import split_model
 from sweeper.hyperparameters import FULL
-from sweeper.model import TrialConfig, build_model
+from sweeper.model import TrialConfig, build_model, set_trainable_blocks
 
 IMAGES = np.random.default_rng(0).integers(0, 256, (2, 80, 80, 3)).astype("float32")  # cut to each minimum size
 LABELS = np.array([0, 1], dtype="float32")
 
 
-def _model(name: str, cut: str, task: str = "classification"):
-    """The entry cut at `cut`, its top 2 layers unfrozen; the backbone is what `build_backbone`
-    returns, patched by `_models` to one built once."""
+def _model(name: str, cut: str, task: str = "classification", unfreeze_blocks: int = 0):
+    """The entry cut at `cut`, its top 2 layers (or blocks) unfrozen; the backbone is what
+    `build_backbone` returns, patched by `_models` to one built once."""
     entry = REGISTRY[name]
-    config = TrialConfig(backbone=name, cut=cut, unfreeze=2, image_size=entry.min_size, head_dropout=0.0)
+    config = TrialConfig(backbone=name, cut=cut, unfreeze=2, image_size=entry.min_size, head_dropout=0.0,
+                         unfreeze_blocks=unfreeze_blocks)
     weights = "as pretrained" if entry.pretrained else None  # not None: the frozen layers stay frozen
     return build_model(config, task=task, n_classes=2, weights=weights, target_stats=(0.0, 1.0))
 
@@ -48,6 +51,29 @@ def _family(name: str) -> str:
     entry = REGISTRY[name]
     return entry.constructor if entry.constructor == "simple_cnn" else \
         getattr(keras.applications, entry.constructor).__module__.rsplit(".", 1)[1]
+
+
+def _assert_top_blocks_train_whole(entry, base, blocks: int) -> None:
+    """The layers with weights (BatchNorm aside) that train are exactly those of the top `blocks`
+    blocks, read off the layer names: named ones by their block, unnamed ones (a shortcut) by
+    where they fall, after the first trained layer; and the trained part is not empty."""
+    set_trainable_blocks(base, entry, blocks)
+    ops = [op for op in base.operations if not isinstance(op, keras.layers.InputLayer)]
+    weighted = [(i, op) for i, op in enumerate(ops) if isinstance(op, keras.layers.Layer) and op.weights
+                and not isinstance(op, keras.layers.BatchNormalization)]
+    trained = [i for i, op in weighted if op.trainable]
+    assert trained, (entry.name, blocks)
+    assert all(op.trainable == (i >= trained[0]) for i, op in weighted), (entry.name, blocks)
+    pattern = re.compile(entry.blocks)
+    if entry.blocks_end:  # the trained part starts after the end of the block before the top ones
+        ends = [i for i, op in enumerate(ops) if pattern.fullmatch(op.name)]
+        assert ends[-blocks - 1] < trained[0] and not any(ends[-blocks - 1] < i < trained[0] for i, _ in weighted)
+    else:
+        ids = [m.group(1) for op in ops if (m := pattern.match(op.name))]
+        top = set(list(dict.fromkeys(ids))[-blocks:])
+        for _, op in weighted:
+            if m := pattern.match(op.name):
+                assert op.trainable == (m.group(1) in top), (entry.name, blocks, op.name)
 
 
 # The suite runs the first entry of each Keras family (registry order: the smallest first); the
@@ -90,6 +116,15 @@ def test_every_entry_cuts_where_it_says_splits_exactly_and_trains_a_step(name, m
         parted = split.trained(split.prefix(x, training=False), training=False)
         np.testing.assert_allclose(keras.ops.convert_to_numpy(parted), whole, rtol=1e-5, atol=1e-6,
                                    err_msg=f"{name} cut at {cut}")
+
+    if entry.pretrained:  # `unfreeze: {blocks: N}`: whole blocks train, and the model splits exactly
+        for blocks in (1, 2):
+            _assert_top_blocks_train_whole(entry, base, blocks)
+        model = _model(name, FULL, unfreeze_blocks=2)
+        split = split_model(model)
+        parted = split.trained(split.prefix(x, training=False), training=False)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(parted), model(x, training=False), rtol=1e-5,
+                                   atol=1e-6, err_msg=f"{name} with its top 2 blocks unfrozen")
 
     # One step at the deepest cut, as regression: random weights can saturate a sigmoid, whose
     # gradient is then zero. Eagerly: tracing the training graph of the largest takes a minute.
