@@ -119,8 +119,10 @@ def test_time_limit_ends_the_sweep(tmp_path, digits_dir, ray_session):
     spec = load_spec(path)
     sweep = run_sweep(spec, RunOptions(out=tmp_path / "results"))
     rows = leaderboard.read(sweep)
-    assert 1 <= len(rows) < 1000
-    assert results.state_of(sweep) == "finished"
+    # How many trials start in 15 s depends on the machine's load (on a busy one, none did): the
+    # test asserts what does not, that the limit ended the sweep as finished, not interrupted.
+    assert len(rows) < 1000 and results.state_of(sweep) == "finished"
+    assert all(r["status"] != "error" for r in rows), [r["error"] for r in rows]
 
 
 def test_a_grid_search_runs_every_configuration_once(tmp_path, digits_dir, ray_session, monkeypatch):
