@@ -5,8 +5,9 @@ how its inputs are scaled, its input sizes, the layers it can be cut at with the
 and the names of its official ImageNet weight files. Importing this module does not import
 TensorFlow, so the driver and `sweeper backbones` stay fast.
 
-A spec may declare models of its own (`backbones:`, a `.keras` file or a factory function):
-`declared` makes them known to `get_backbone` for as long as a command or a trial runs that spec.
+A spec may declare models of its own (`backbones:`, a `.keras` file or a factory function) and
+name KerasHub presets (`hub:<preset>`): `declared` makes them known to `get_backbone` for as long
+as a command or a trial runs that spec.
 """
 
 from __future__ import annotations

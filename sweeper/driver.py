@@ -140,15 +140,17 @@ class Stages:
 def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -> Path:
     """Run the whole sweep; returns the sweep folder."""
     console = console or Console()
+    stages = Stages()
     if options.address:
         check_address(options.address)  # before any work: Ray itself waits minutes on a wrong address
-    spec = own_models.inspect(spec)  # the spec's own models load, take its images and have its cuts
+    if spec.backbones:  # they load, take the space's images and have its cuts, before anything is written
+        with stages("own models"):
+            spec = own_models.inspect(spec)
     with declared(spec.backbones):
-        return _run(spec, options, console)
+        return _run(spec, options, console, stages)
 
 
-def _run(spec: Spec, options: RunOptions, console: Console) -> Path:
-    stages = Stages()
+def _run(spec: Spec, options: RunOptions, console: Console, stages: Stages) -> Path:
     sweep_dir = (options.out / spec.name).resolve()
     _refuse_existing(sweep_dir)
     created = not sweep_dir.exists()

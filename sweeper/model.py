@@ -154,7 +154,7 @@ def set_trainable_blocks(base, entry, blocks: int) -> None:
     residual block's shortcut trains with the rest of it.
     """
     operations = [op for op in base.operations if not isinstance(op, keras.layers.InputLayer)]
-    first = _first_trained(base, operations, block_starts([op.name for op in operations], entry), blocks)
+    first = _first_trained(operations, block_starts([op.name for op in operations], entry), blocks)
     base.trainable = True
     for i, op in enumerate(operations):
         if isinstance(op, keras.layers.Layer):
@@ -177,7 +177,7 @@ def block_starts(names: list[str], entry) -> list[int]:
     return starts
 
 
-def _first_trained(base, operations, starts: list[int], blocks: int) -> int:
+def _first_trained(operations, starts: list[int], blocks: int) -> int:
     """The first trained operation for the top `blocks` blocks: the start of the first of them, moved
     earlier while the trained part would read a tensor that is not a block's output (a shortcut
     layer listed before the block's first named layer)."""
