@@ -10,6 +10,7 @@ from .backbones import REGISTRY, Backbone
 from .bundle import Bundle, load_bundle
 from .errors import DataError, SpecError, SweeperError
 from .spec import Budget, DataSpec, Space, Spec, load_spec
+from .sweeps import Sweep, open, run
 
 __all__ = [
     "REGISTRY",
@@ -21,7 +22,10 @@ __all__ = [
     "Space",
     "Spec",
     "SpecError",
+    "Sweep",
     "SweeperError",
     "load_bundle",
     "load_spec",
+    "open",
+    "run",
 ]
