@@ -26,7 +26,18 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rich.console import Console
 from rich.markup import escape
 
-from . import __version__, cache, checkpoint, environment, evaluate, leaderboard, leftovers, own_models, results
+from . import (
+    __version__,
+    baseline,
+    cache,
+    checkpoint,
+    environment,
+    evaluate,
+    leaderboard,
+    leftovers,
+    own_models,
+    results,
+)
 from .backbones import declared
 from .data import DatasetIndex
 from .errors import SweeperError
@@ -339,6 +350,10 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
                            f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
+    said, warning = baseline.lines(baseline.compute(index, spec.objective),
+                                   next(iter(leaderboard.scored(rows, spec.objective)), None))
+    for i, line in enumerate(said):
+        console.print(line, style="yellow" if warning and i else None, markup=False, highlight=False)
     total = stages.total()
     results.update(sweep_dir, stages={**stages.seconds, "total": total})
     console.print(f"Finished in {stages.line(total)}. Results: {sweep_dir}", markup=False)
@@ -393,6 +408,7 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
         "experiment": results.recorded_experiment(sweep_dir, options.storage),
         "options": options.to_meta(),
         "weight_files": weight_files,
+        "baseline": baseline.compute(index, spec.objective),  # stated beside the best trial, wherever it is shown
         "ray_session": ray_session,  # the local Ray this driver started: a resume after a kill ends what it left
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "sweeper_version": __version__,

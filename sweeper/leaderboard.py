@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from . import results
+from . import baseline, results
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS, DEFAULTS, HEAD, HYPERPARAMETERS
@@ -109,6 +109,7 @@ def show(path: Path, *, top: int | None = None, sort: str | None = None, where: 
          fmt: str = "table", console: Console) -> None:
     """`sweeper leaderboard`: a sweep's rows (or several sweeps', merged), filtered, sorted, in one of four formats."""
     rows, objective, notes = load(Path(path))
+    best = next(iter(scored(rows, objective)), None)  # before any filter: the sweep's best
     cols = all_columns(rows, objective)
     for condition in where:
         rows = [row for row in rows if _where(condition, cols)(row)]
@@ -117,6 +118,10 @@ def show(path: Path, *, top: int | None = None, sort: str | None = None, where: 
     rows = rows[:top] if top else rows
     if fmt == "table":
         render(rows, objective, console, title=Path(path).resolve().name)
+        if results.SweepFolder(Path(path)).leaderboard.is_file():  # one sweep: its baseline beside its best
+            said, warning = baseline.lines(results.read_meta(Path(path)).get("baseline"), best)
+            for i, line in enumerate(said):
+                console.print(line, style="yellow" if warning and i else None, markup=False, highlight=False)
         for note in notes:
             console.print(note, style="yellow", markup=False, highlight=False)
     else:  # written as they are: rich's highlighting takes seconds on megabytes of text

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import leaderboard, results
+from . import baseline, leaderboard, results
 from .analysis import History, importances, load_histories, number, pareto_front, reaching, rungs, status_counts
 from .errors import SweeperError
 from .files import write_atomic
@@ -66,7 +66,8 @@ def write_report(sweep_dir: Path | str) -> Path:
             _plot_objective_vs_latency(rows, objective, label, mode), folder / "objective_vs_latency.png"),
     }
     page = folder / "report.html"
-    write_atomic(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs).encode())
+    write_atomic(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs,
+                             sweep.get("baseline")).encode())
     return page
 
 
@@ -275,7 +276,7 @@ STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1180px;
        padding: 0 1em; color: #222; }
 h1 { margin-bottom: .2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-.summary p { margin: .3em 0; }
+.summary p { margin: .3em 0; } .summary p.warning { color: #a60; font-weight: bold; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; max-width: 60em; }
 .table { overflow-x: auto; }
@@ -288,9 +289,13 @@ tr.stopped td { color: #777; } tr.error td { background: #fff4f4; } tr.running t
 """
 
 
-def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget, pngs: dict[str, bytes]) -> str:
+def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget, pngs: dict[str, bytes],
+          recorded_baseline: dict | None = None) -> str:
     e = html.escape
     best = next(iter(leaderboard.scored(rows, objective)), None)
+    said, warning = baseline.lines(recorded_baseline, best)
+    baseline_html = "".join(f'<p class="{"warning" if warning and i else ""}">{e(line)}.</p>'
+                            for i, line in enumerate(said))
     if best is None:
         best_line = "No trial has a value yet."
     else:
@@ -347,6 +352,7 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
 <h1>Sweep {e(name)}</h1>
 <p>Objective: <b>{e(objective)}</b> ({e(mode)}, {better}). {len(rows)} trials: {e(_status_counts(rows))}.</p>
 <p>{best_line}</p>
+{baseline_html}
 </header>
 <h2>Charts</h2>
 {figures}

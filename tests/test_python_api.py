@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import sweeper
+from sweeper.cli import main
 from sweeper.errors import SpecError, SweeperError
 
 
@@ -25,8 +28,13 @@ def test_bad_input_is_the_error_the_command_line_prints(tmp_path, digits_dir):
 
 
 @pytest.mark.ray
-def test_a_sweep_run_from_python_reads_exports_and_reports_like_the_command_line(tmp_path, digits_dir, ray_session):
+def test_a_sweep_run_from_python_reads_exports_and_reports_like_the_command_line(tmp_path, digits_dir, ray_session,
+                                                                               capsys):
     sweep = sweeper.run(_spec(digits_dir), out=tmp_path / "results", trials=2, max_epochs=2)
+    # The summary states the baseline beside the best trial (digits: about 1 in 10 for any one class).
+    recorded = json.loads((sweep.path / "sweep.json").read_text())["baseline"]
+    assert recorded["objective"] == "val_accuracy" and 0.05 < recorded["value"] < 0.15
+    assert f"baseline ({recorded['what']}): val_accuracy" in capsys.readouterr().out
     assert isinstance(sweep, sweeper.Sweep) and sweep.path == tmp_path / "results" / "api"
     assert sweep.state == "finished" and repr(sweep) == f"Sweep({str(sweep.path)!r}, finished, 2 trials)"
 
@@ -48,7 +56,8 @@ def test_a_sweep_run_from_python_reads_exports_and_reports_like_the_command_line
     image = sorted((digits_dir / "7").glob("*.png"))[0]
     [predicted] = bundle.predict(image)
     assert predicted["label"] in [str(d) for d in range(10)]
-    assert sweep.report().is_file()
+    assert "baseline (always the most common class" in sweep.report().read_text()
+    assert main(["leaderboard", str(sweep.path)]) == 0 and "baseline (always the most common class" in capsys.readouterr().out
 
     again = sweeper.open(tmp_path / "results" / "api")
     assert again.best == sweep.best and again.objective == "val_accuracy" and again.mode == "max"
