@@ -64,8 +64,9 @@ from .status import SweepState, TrialStatus
 
 # Re-exported: Tune pickled these (in its saved state) as sweeper.driver.*; older sweeps still resume.
 from .sweep_callbacks import EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
+from .tensorboard_logs import TensorBoardLogs
 from .training import memory_budget_override
-from .trial import TrialContext
+from .trial import REPLAYED, TrialContext
 from .tuner import check_address, check_resources, init_ray, make_tuner
 from .tuner import trial_dirname as _trial_dirname  # noqa: F401  (the same: sweeper.driver._trial_dirname)
 from .weight_files import search_dirs
@@ -311,7 +312,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
                      max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
     pruner = CheckpointPruner()
     files.view = LiveView(info, files.rows, console, board, ended)  # told each event once the rows are current
-    callbacks = [files, guard, pruner, KeepEndedResults(set(ended))]
+    tensorboard = TensorBoardLogs(results.SweepFolder(sweep_dir).tensorboard, replayed_key=REPLAYED)
+    callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), tensorboard]
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):

@@ -57,6 +57,10 @@ class SweepFolder:
         return self.path / "report"
 
     @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"  # one run per trial: `tensorboard --logdir <sweep>/tensorboard`
+
+    @property
     def data_summary(self) -> Path:
         return self.path / "data_summary.json"  # the classes and splits, as indexed when the sweep started
 

@@ -51,6 +51,22 @@ def test_a_sweep_run_from_python_reads_exports_and_reports_like_the_command_line
         assert list(mine["epoch"]) == list(range(1, row["epochs"] + 1))
         assert mine["val_accuracy"].max() == pytest.approx(row["val_accuracy"])
 
+    # TensorBoard: one run per trial, its hyperparameters for the HParams tab and every epoch's metrics.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for row in sweep.trials:
+        events = EventAccumulator(str(sweep.path / "tensorboard" / f"trial_{row['trial_id']}"))
+        events.Reload()
+        mine = curves[curves["trial_id"] == row["trial_id"]]
+        for tag in ("val_accuracy", "loss", "lr"):
+            assert [(e.step, round(e.value, 5)) for e in events.Scalars(tag)] == \
+                [(int(epoch), round(value, 5)) for epoch, value in zip(mine["epoch"], mine[tag])]
+        hparams = plugin_data_pb2.HParamsPluginData.FromString(
+            events.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info.hparams
+        assert hparams["learning_rate"].number_value == pytest.approx(row["learning_rate"])
+        assert hparams["backbone"].string_value == "simple_cnn"
+
     bundle = sweep.export(tmp_path / "bundle")
     assert isinstance(bundle, sweeper.Bundle)
     image = sorted((digits_dir / "7").glob("*.png"))[0]
