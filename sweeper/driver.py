@@ -43,6 +43,7 @@ from .data import DatasetIndex
 from .errors import SweeperError
 from .files import DriverLock
 from .live import LiveView, SweepInfo, ray_output_to
+from .optuna_journal import OptunaJournal
 from .preparation import (
     check_cache_dir,
     check_feature_disk,
@@ -313,7 +314,10 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     pruner = CheckpointPruner()
     files.view = LiveView(info, files.rows, console, board, ended)  # told each event once the rows are current
     tensorboard = TensorBoardLogs(results.SweepFolder(sweep_dir).tensorboard, replayed_key=REPLAYED)
-    callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), tensorboard]
+    journal = OptunaJournal(results.SweepFolder(sweep_dir).optuna_journal, study_name=spec.name, space=spec.space,
+                            objective=spec.objective, mode=spec.mode, max_epochs=spec.budget.max_epochs,
+                            replayed_key=REPLAYED)
+    callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), tensorboard, journal]
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):

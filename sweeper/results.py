@@ -61,6 +61,10 @@ class SweepFolder:
         return self.path / "tensorboard"  # one run per trial: `tensorboard --logdir <sweep>/tensorboard`
 
     @property
+    def optuna_journal(self) -> Path:
+        return self.path / "optuna.journal"  # the trials as an Optuna study: `optuna-dashboard <sweep>/optuna.journal`
+
+    @property
     def data_summary(self) -> Path:
         return self.path / "data_summary.json"  # the classes and splits, as indexed when the sweep started
 

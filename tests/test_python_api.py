@@ -67,6 +67,21 @@ def test_a_sweep_run_from_python_reads_exports_and_reports_like_the_command_line
         assert hparams["learning_rate"].number_value == pytest.approx(row["learning_rate"])
         assert hparams["backbone"].string_value == "simple_cnn"
 
+    # optuna-dashboard: the trials as an Optuna study in a journal file, read back with Optuna.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="api",
+                              storage=JournalStorage(JournalFileBackend(str(sweep.path / "optuna.journal"))))
+    by_id = {t.user_attrs["trial_id"]: t for t in study.get_trials()}
+    assert set(by_id) == {r["trial_id"] for r in sweep.trials} and study.direction.name == "MAXIMIZE"
+    for row in sweep.trials:
+        trial, mine = by_id[row["trial_id"]], curves[curves["trial_id"] == row["trial_id"]]
+        assert trial.state.name == "COMPLETE" and trial.value == pytest.approx(row["val_accuracy"])
+        assert trial.params["learning_rate"] == pytest.approx(row["learning_rate"])
+        assert trial.intermediate_values == pytest.approx(dict(zip(mine["epoch"], mine["val_accuracy"])))
+
     bundle = sweep.export(tmp_path / "bundle")
     assert isinstance(bundle, sweeper.Bundle)
     image = sorted((digits_dir / "7").glob("*.png"))[0]
