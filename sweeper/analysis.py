@@ -65,7 +65,7 @@ def reaching(rows: list[dict], epochs: list[int]) -> list[int]:
     return [sum((r.get("epochs") or 0) >= epoch for r in rows) for epoch in epochs]
 
 
-class _Recorder:
+class TrialRecorder:
     """Stands in for an optuna.Trial: answers DefineByRun with a finished trial's values, noting each distribution.
 
     The search named its parameters `key` or `key@backbone` (a per-backbone `cut`); the row holds `key`.
@@ -113,7 +113,7 @@ def importances(rows: list[dict], space: Space, objective: str, mode: str) -> tu
     with quiet_optuna():  # no "new study created" line on the console
         study = optuna.create_study(direction=Objective(objective, mode).direction)
         for row in finished:
-            recorder = _Recorder(row)
+            recorder = TrialRecorder(row)
             define(recorder)
             try:
                 study.add_trial(optuna.trial.create_trial(

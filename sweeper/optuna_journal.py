@@ -42,13 +42,13 @@ class OptunaJournal(tune.Callback):
     def _add(self, trial, *, failed: bool) -> None:
         import optuna
 
-        from .analysis import _Recorder
+        from .analysis import TrialRecorder
         from .search_space import DefineByRun, quiet_optuna
 
         study = self._open()
         if trial.trial_id in self._written or (trial.last_result or {}).get(self.replayed_key):
             return
-        recorder = _Recorder({k: trial.config.get(k) for k in CONFIG_KEYS})
+        recorder = TrialRecorder({k: trial.config.get(k) for k in CONFIG_KEYS})
         DefineByRun(self.space)(recorder)
         values = self.values.get(trial.trial_id, {})
         best = (max if self.mode == "max" else min)(values.values()) if values else None
