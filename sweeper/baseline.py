@@ -14,8 +14,10 @@ import math
 
 import numpy as np
 
-# "Clearly" better: by at least 2 points of accuracy, or an error (RMSE, MAE, loss) at least 5 %
-# below the baseline's. Below that a sweep has learned next to nothing from the images.
+from .objective import BY_TASK, TOP_K
+
+# "Clearly" better: by at least 2 points of a score (accuracy, F1, AUC), or an error (RMSE, MAE,
+# loss) at least 5 % below the baseline's. Below that a sweep has learned next to nothing from the images.
 ACCURACY_MARGIN = 0.02
 ERROR_RATIO = 0.95
 
@@ -37,13 +39,23 @@ def compute(index, objective: str) -> dict | None:
         counts = np.bincount(train, minlength=len(index.classes)).astype(np.float64)
         majority = int(np.argmax(counts))
         prior = np.clip(counts / counts.sum(), 1e-7, 1.0)
+        top = np.argsort(-counts, kind="stable")[:TOP_K]
         value = {"val_accuracy": float(np.mean(validation == majority)),
+                 "val_f1": _macro_f1_of_always(majority, validation, len(index.classes)),
+                 "val_auc": 0.5,  # one score for every image ranks nothing
+                 f"val_top{TOP_K}_accuracy": float(np.mean(np.isin(validation, top))),
                  "val_loss": float(np.mean(-np.log(prior[validation])))}.get(objective)
         what = f"always the most common class, {index.classes[majority]}"
         extra = {}
     if value is None:
         return None
     return {"objective": objective, "value": round(value, 6), "what": what, **extra}
+
+
+def _macro_f1_of_always(label: int, truth: np.ndarray, n_classes: int) -> float:
+    """Macro F1 of answering `label` for every image: that class's F1, the others' 0, averaged."""
+    hits = float(np.sum(truth == label))
+    return 2 * hits / (hits + len(truth)) / n_classes
 
 
 def r2(rmse: float, variance: float) -> float | None:
@@ -64,9 +76,9 @@ def lines(baseline: dict | None, best: dict | None) -> tuple[list[str], bool]:
     variance = baseline.get("validation_variance")
     if objective == "val_rmse" and variance:
         said[0] += f"; the best trial {best_value:.4g}, R² {r2(best_value, variance):.3f} on validation"
-    if objective == "val_accuracy":
+    if BY_TASK["classification"].get(objective) == "max":
         clearly = best_value >= value + ACCURACY_MARGIN
-        margin = f"by {ACCURACY_MARGIN * 100:.0f} points of accuracy"
+        margin = f"by {ACCURACY_MARGIN * 100:.0f} points of {objective.removeprefix('val_')}"
     else:
         clearly = best_value <= value * ERROR_RATIO
         margin = f"by {100 * (1 - ERROR_RATIO):.0f} % of its {objective}"

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .bundle import to_probabilities
 from .data import DatasetIndex
+from .objective import TOP_K
 from .plotting import pyplot
 
 
@@ -33,15 +35,38 @@ def report(index: DatasetIndex, outputs: np.ndarray, split: str, folder: Path) -
     """Write the evaluation files and return the metrics, named `<split>_<metric>`."""
     folder.mkdir(parents=True, exist_ok=True)
     truth = index.targets[index.indices(split)]
+    out = to_probabilities(np.asarray(outputs, np.float64), index.task)
+    metrics = {**scores(out, truth, index.task, len(index.classes), split), f"{split}_images": int(len(truth))}
     if index.task == "regression":
-        return _regression(truth.astype(float), outputs.reshape(-1).astype(float), split, folder)
-    return _classification(truth, outputs, index.classes, split, folder)
+        _regression_files(truth.astype(float), out, metrics, split, folder)
+    else:
+        _classification_files(truth, out.argmax(axis=-1), index.classes, split, folder)
+    return metrics
 
 
-def _classification(truth, outputs, classes, split: str, folder: Path) -> dict[str, float]:
+def scores(out: np.ndarray, truth: np.ndarray, task: str, n_classes: int, split: str) -> dict[str, float]:
+    """Every objective's metric on a split, by scikit-learn: the test evaluation's, and each exported
+    format's. `out` is `to_probabilities`' (a class ties to the first, as Keras' accuracy counts 0.5)."""
+    from sklearn import metrics
+
+    if task == "regression":
+        truth = truth.astype(np.float64)
+        return {f"{split}_rmse": float(metrics.root_mean_squared_error(truth, out)),
+                f"{split}_mae": float(metrics.mean_absolute_error(truth, out)),
+                f"{split}_r2": float(metrics.r2_score(truth, out)) if len(truth) > 1 else float("nan")}
+    labels, predicted = list(range(n_classes)), out.argmax(axis=-1)
+    found = {f"{split}_accuracy": float(metrics.accuracy_score(truth, predicted)),
+             f"{split}_f1": float(metrics.f1_score(truth, predicted, labels=labels, average="macro", zero_division=0))}
+    if n_classes == 2 and len(np.unique(truth)) == 2:  # AUC needs both classes among the images
+        found[f"{split}_auc"] = float(metrics.roc_auc_score(truth, out[:, 1]))
+    if n_classes > TOP_K:
+        found[f"{split}_top{TOP_K}_accuracy"] = float(metrics.top_k_accuracy_score(truth, out, k=TOP_K, labels=labels))
+    return found
+
+
+def _classification_files(truth, predicted, classes, split: str, folder: Path) -> None:
     from sklearn.metrics import classification_report, confusion_matrix
 
-    predicted = (outputs.reshape(-1) >= 0.5).astype(int) if outputs.shape[-1] == 1 else outputs.argmax(axis=-1)
     labels = list(range(len(classes)))
     text = classification_report(truth, predicted, labels=labels, target_names=list(classes), zero_division=0)
     as_dict = classification_report(truth, predicted, labels=labels, target_names=list(classes), zero_division=0,
@@ -53,23 +78,13 @@ def _classification(truth, outputs, classes, split: str, folder: Path) -> dict[s
     lines = [header] + [f"{name}," + ",".join(map(str, row)) for name, row in zip(classes, matrix)]
     (folder / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
     _plot_confusion(matrix, classes, split, folder / "confusion_matrix.png")
-    return {f"{split}_accuracy": float(as_dict["accuracy"]), f"{split}_images": int(len(truth))}
 
 
-def _regression(truth, predicted, split: str, folder: Path) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
-
-    metrics = {
-        f"{split}_rmse": float(root_mean_squared_error(truth, predicted)),
-        f"{split}_mae": float(mean_absolute_error(truth, predicted)),
-        f"{split}_r2": float(r2_score(truth, predicted)),
-        f"{split}_images": int(len(truth)),
-    }
+def _regression_files(truth, predicted, metrics: dict, split: str, folder: Path) -> None:
     (folder / "regression_metrics.json").write_text(json.dumps(metrics, indent=2))
     table = "true,predicted\n" + "".join(f"{t},{p}\n" for t, p in zip(truth, predicted))
     (folder / "predictions.csv").write_text(table)
     _plot_predicted_vs_true(truth, predicted, metrics, split, folder / "predicted_vs_true.png")
-    return metrics
 
 
 def _plot_confusion(matrix, classes, split: str, path: Path) -> None:

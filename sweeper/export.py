@@ -26,6 +26,7 @@ from . import __version__, checkpoint, images, leaderboard, results
 from .bundle import FORMAT, MANIFEST, quiet_native_stderr, to_probabilities
 from .data import DatasetIndex, build_index
 from .errors import CheckpointMissing, ParityError, SweeperError
+from .evaluate import scores
 from .files import fsync_dir, fsync_tree
 
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
@@ -285,7 +286,7 @@ def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members
     outputs = {"model.keras": reference, **format_outputs(folder, x, task)}
     checks["formats"] = {}
     for name, out in outputs.items():
-        checks["formats"][name] = {**_split_metrics(out, y, task, "val"),
+        checks["formats"][name] = {**scores(out, y, task, len(index.classes), "val"),
                                    "max_abs_difference": float(np.max(np.abs(out - reference)))}
         difference = checks["formats"][name]["max_abs_difference"]
         if name != "tflite_int8" and difference > FORMATS_AGREE:
@@ -294,7 +295,7 @@ def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members
     test = index.indices("test")
     if len(test):
         out = to_probabilities(np.asarray(model.predict(pixels[test], batch_size=64, verbose=0), np.float64), task)
-        checks["test"] = _split_metrics(out, index.targets[test], task, "test")
+        checks["test"] = scores(out, index.targets[test], task, len(index.classes), "test")
     _print_checks(checks, members, console)
     return checks
 
@@ -321,13 +322,6 @@ def _tflite_out(path: Path, x: np.ndarray, task: str) -> np.ndarray:
     runner = Interpreter(model_path=str(path)).get_signature_runner("tflite")
     key = "value" if task == "regression" else "probabilities"
     return np.concatenate([runner(images=x[i:i + 32])[key] for i in range(0, len(x), 32)]).astype(np.float64)
-
-
-def _split_metrics(out: np.ndarray, y: np.ndarray, task: str, split: str) -> dict[str, float]:
-    if task == "regression":
-        error = out - y.astype(np.float64)
-        return {f"{split}_rmse": float(np.sqrt(np.mean(error ** 2))), f"{split}_mae": float(np.mean(np.abs(error)))}
-    return {f"{split}_accuracy": float(np.mean(np.argmax(out, axis=1) == y))}
 
 
 def _print_checks(checks: dict, members: list[dict], console: Console) -> None:

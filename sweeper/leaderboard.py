@@ -24,11 +24,10 @@ from . import baseline, results
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS, DEFAULTS, HEAD, HYPERPARAMETERS
-from .objective import Objective
-from .spec import OBJECTIVES
+from .objective import BY_TASK, Objective
 from .status import SweepState, TrialStatus
 
-MODES = {name: mode for objectives in OBJECTIVES.values() for name, mode in objectives.items()}
+MODES = {name: mode for objectives in BY_TASK.values() for name, mode in objectives.items()}
 COST_KEYS = ("params", "trainable_params", "size_mb", "latency_ms")
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from . import weight_files
+from . import metrics, weight_files
 from .backbones import build_backbone, get_backbone, hub_scaling
 from .errors import SweeperError
 from .hyperparameters import CONFIG_KEYS, DEFAULTS, FULL
@@ -131,7 +131,7 @@ def compile_model(model, config: TrialConfig, *, task: str, n_classes: int) -> N
     model.compile(
         optimizer=make_optimizer(config.optimizer, config.learning_rate, config.weight_decay),
         loss=_loss(task, n_out, config.label_smoothing),
-        metrics=_metrics(task, n_out),
+        metrics=metrics.for_task(task, n_classes),
     )
 
 
@@ -231,13 +231,6 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
-
-
-def _metrics(task: str, n_out: int) -> list:
-    if task == "regression":
-        return [keras.metrics.RootMeanSquaredError(name="rmse"), keras.metrics.MeanAbsoluteError(name="mae")]
-    accuracy = keras.metrics.BinaryAccuracy if n_out == 1 else keras.metrics.SparseCategoricalAccuracy
-    return [accuracy(name="accuracy")]
 
 
 def count_params(model) -> dict[str, float]:

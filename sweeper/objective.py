@@ -45,3 +45,21 @@ class Objective:
     @property
     def words(self) -> str:
         return "higher is better" if self.mode == "max" else "lower is better"
+
+
+
+TOP_K = 5  # val_top5_accuracy: only with more classes than this, where it says something
+
+# Every objective a task may name, with its mode: the validation metrics a trial reports
+# (`metrics.for_task` compiles them) and the loss.
+BY_TASK = {
+    "classification": {"val_accuracy": "max", "val_f1": "max", "val_auc": "max", f"val_top{TOP_K}_accuracy": "max",
+                       "val_loss": "min"},
+    "regression": {"val_rmse": "min", "val_mae": "min", "val_loss": "min"},
+}
+
+
+def available(task: str, n_classes: int) -> dict[str, str]:
+    """The objectives a data set allows: AUC needs exactly two classes, top-5 accuracy more than five."""
+    return {name: mode for name, mode in BY_TASK[task].items()
+            if not (name == "val_auc" and n_classes != 2) and not (name == f"val_top{TOP_K}_accuracy" and n_classes <= TOP_K)}

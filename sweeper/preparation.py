@@ -16,7 +16,8 @@ from rich.text import Text
 from . import disk, images
 from .backbones import get_backbone
 from .data import DatasetIndex, build_index
-from .errors import SweeperError
+from .errors import SpecError, SweeperError
+from .objective import TOP_K, available
 from .space import trial_count
 from .spec import Range, Spec, values_of
 from .units import format_size
@@ -37,9 +38,18 @@ def prepare_data(spec: Spec, cache_dir: Path, console: Console) -> DatasetIndex:
 def index_data(spec: Spec, cache_dir: Path) -> DatasetIndex:
     """The data set's index; refuses when the cache's disk cannot hold the decoded images not yet in it."""
     index = build_index(spec.data, spec.task)
+    _check_objective(spec, index)
     missing = [size for size in decode_sizes(spec) if not images.cache_path(cache_dir, index, size).is_file()]
     disk.check_free(cache_dir, {"decoded images": disk.decoded_bytes(len(index.paths), missing)})
     return index
+
+
+def _check_objective(spec: Spec, index: DatasetIndex) -> None:
+    allowed = available(spec.task, len(index.classes))
+    if spec.objective not in allowed:
+        need = "exactly two classes" if spec.objective == "val_auc" else f"more than {TOP_K} classes"
+        raise SpecError(f"{spec.path}: objective: {spec.objective} needs {need}; this data set has "
+                        f"{len(index.classes)}; allowed here: {', '.join(allowed)}")
 
 
 def decode_data(spec: Spec, index: DatasetIndex, cache_dir: Path, console: Console) -> DatasetIndex:

@@ -29,16 +29,13 @@ from .backbones import (
 )
 from .errors import SpecError, quote
 from .hyperparameters import FULL, HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
+from .objective import BY_TASK
 
 # Re-exported: Ray pickles these under `sweeper.spec` (sweeps saved before space.py existed resume).
 from .space import Choice, Fixed, Param, Range, Space, decode_units, encode_units, grid_space, values_of  # noqa: F401
 from .spec_checks import SpecChecks
 
 TASKS = ("classification", "regression")
-OBJECTIVES = {
-    "classification": {"val_accuracy": "max", "val_loss": "min"},
-    "regression": {"val_rmse": "min", "val_mae": "min", "val_loss": "min"},
-}
 DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
 BAD_IMAGE_POLICIES = ("skip", "error")
 
@@ -113,7 +110,7 @@ class Spec:
 
     @property
     def mode(self) -> str:
-        return OBJECTIVES[self.task][self.objective]
+        return BY_TASK[self.task][self.objective]
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -189,7 +186,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         weights = "imagenet"
 
     objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
-    ctx.one_of("objective", objective, tuple(OBJECTIVES[task]), f" for task {task}")
+    ctx.one_of("objective", objective, tuple(BY_TASK[task]), f" for task {task}")
 
     own = {**_parse_backbones(ctx, raw.get("backbones"), check_files=True),
            **_hub_backbones(ctx, raw["space"], check_files=True)}

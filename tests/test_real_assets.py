@@ -54,6 +54,7 @@ data:
   validation_split: 0.2
 image_size: 128
 weights: {WEIGHTS}
+objective: val_auc
 budget: {{trials: 4, max_epochs: 3, grace_epochs: 1, concurrent_trials: 2, seed: 0}}
 space:
   backbone: mobilenet_v2_0.35
@@ -66,8 +67,13 @@ space:
     assert summary["classes"] == ["cat", "dog"] and summary["images"] == 600 and summary["skipped"] == 0
     validation = summary["per_split"]["validation"]
     assert 80 <= validation["cat"] + validation["dog"] <= 160 and min(validation.values()) >= 40
-    rows = leaderboard.read(sweep)
-    assert len(rows) == 4 and rows[0]["val_accuracy"] >= 0.85
+    rows = leaderboard.read(sweep)  # ranked by AUC, which two classes allow
+    assert len(rows) == 4 and rows[0]["val_auc"] >= 0.9
+    assert [r["val_auc"] for r in rows] == sorted((r["val_auc"] for r in rows), reverse=True)
+    best_epoch = json.loads(next((sweep / "experiment").glob(f"trial_{rows[0]['trial_id']}/checkpoint_*/trial.json"))
+                            .read_text())["metrics"]
+    assert best_epoch["val_auc"] == pytest.approx(rows[0]["val_auc"]) and best_epoch["val_accuracy"] >= 0.85
+    assert 0.5 < best_epoch["val_f1"] <= 1
 
 
 def test_bccd_cell_counts_regression_beats_the_mean_by_15_percent(tmp_path, ray_session):

@@ -96,7 +96,13 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
     assert "precision" in (evaluation / "classification_report.txt").read_text()
     assert (evaluation / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(sweep / "leaderboard.csv") as f:
-        assert f.readline().strip().endswith("error,startup_s,test_accuracy,test_images")
+        assert f.readline().strip().endswith("error,startup_s,test_accuracy,test_f1,test_top5_accuracy,test_images")
+    report = json.loads((evaluation / "classification_report.json").read_text())
+    assert rows[0]["test_f1"] == pytest.approx(report["macro avg"]["f1-score"])
+    assert rows[0]["test_top5_accuracy"] >= rows[0]["test_accuracy"]
+    # Every epoch reports every objective ten classes allow, whichever one the sweep ranks by.
+    epoch = json.loads(next((sweep / "experiment").glob("trial_*/result.json")).read_text().splitlines()[0])
+    assert {"val_accuracy", "val_f1", "val_top5_accuracy", "val_loss"} <= set(epoch) and "val_auc" not in epoch
 
     # Running the same sweep name again never overwrites it.
     assert main(["run", str(spec_path), "--out", str(out)]) == 2
@@ -128,7 +134,8 @@ def test_time_limit_ends_the_sweep(tmp_path, digits_dir, ray_session):
 def test_a_grid_search_runs_every_configuration_once(tmp_path, digits_dir, ray_session, monkeypatch):
     # 2 poolings x 2 heads x 2 learning rates = 8; 20 trials asked, 8 run.
     path = _spec(tmp_path, digits_dir, trials=20, extra=", search: grid")
-    path.write_text(path.read_text().replace("optimizer: [adam, adagrad]", "optimizer: adam"))
+    path.write_text(path.read_text().replace("optimizer: [adam, adagrad]", "optimizer: adam")
+                    .replace("weights: none", "weights: none\nobjective: val_f1"))  # ranked by macro F1
     # No memory for held inputs: every trial streams its images from the cache's file, and learns.
     monkeypatch.setenv("SWEEPER_MEMORY_BUDGET", "0")
     sweep = run_sweep(load_spec(path), RunOptions(out=tmp_path / "results"))
@@ -136,7 +143,8 @@ def test_a_grid_search_runs_every_configuration_once(tmp_path, digits_dir, ray_s
     configs = {(r["head_pooling"], r["head_units"], r["learning_rate"]) for r in rows}
     assert len(rows) == len(configs) == 8
     assert results.state_of(sweep) == "finished"
-    assert rows[0]["val_accuracy"] >= 0.85
+    assert rows[0]["val_f1"] >= 0.85
+    assert [r["val_f1"] for r in rows] == sorted((r["val_f1"] for r in rows), reverse=True)
     last = [json.loads(f.read_text().splitlines()[-1]) for f in (sweep / "experiment").glob("trial_*/result.json")]
     assert len(last) == 8 and not any(result["inputs_held"] for result in last)
 
