@@ -21,11 +21,14 @@ examples:
   sweeper run my_spec.yaml --dry-run             # the space, ASHA's rungs, the epochs it would train
   sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379 --storage /shared/sweeps
   sweeper resume results/cats-vs-dogs            # after Ctrl+C, a crash or a lost driver
+  sweeper resume results/cats-vs-dogs --trials 40   # a finished sweep goes on to 40 trials in all
   sweeper leaderboard results/cats-vs-dogs --top 5 --format md
   sweeper leaderboard results/ --where backbone=resnet50 --where status=completed --sort latency_ms
   sweeper report results/cats-vs-dogs            # charts and one report.html in results/cats-vs-dogs/report/
   sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --int8
   sweeper export results/cats-vs-dogs --top 3 --out bundles/cats-vs-dogs-top3
+  sweeper run my_spec.yaml --mlflow sqlite:///mlflow.db   # also in MLflow: `mlflow ui --backend-store-uri ...`
+  sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --mlflow sqlite:///mlflow.db
   sweeper predict bundles/cats-vs-dogs photos/ cat.jpg --format csv
   sweeper backbones
   sweeper backbones --measure --size 160 mobilenet_v2_0.35 efficientnet_v2_b0 resnet50
@@ -57,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-epochs", type=int, help="override budget.max_epochs")
     run.add_argument("--name", help="override the sweep's name (its folder under --out)")
     run.add_argument("--address", help="attach to a running Ray cluster, e.g. 10.0.0.5:6379 or auto")
+    run.add_argument("--mlflow", metavar="URI", help="also log the sweep to MLflow (override tracking.mlflow), e.g. "
+                     "sqlite:///mlflow.db or http://127.0.0.1:5000")
     run.add_argument("--storage", metavar="PATH_OR_URI",
                      help="where the Ray Tune experiment (trial folders, checkpoints) goes: a path every node "
                           "sees, or a URI such as s3://bucket/sweeps (default: <out>/<sweep>/experiment)")
@@ -75,10 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "least recently used entries no running sweep uses")
     _add_common(run)
 
-    resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped", epilog=EXAMPLES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped, or extend a "
+                                 "finished one", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     resume.add_argument("sweep", type=Path, help="the sweep's folder, results/<sweep>")
     resume.add_argument("--address", help="the Ray cluster to continue on (default: the one it ran on, or local)")
+    resume.add_argument("--trials", type=int, metavar="N",
+                        help="the new total of trials, more than the sweep has: the searcher goes on from its "
+                             "history, ASHA from its rungs, and no configuration is tried twice")
 
     board = commands.add_parser("leaderboard", help="show a sweep's trials, best first", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--int8", action="store_true", help="also write model_int8.tflite, calibrated on training images")
     export.add_argument("--force", action="store_true", help="replace the bundle at --out")
     export.add_argument("--cache-dir", type=Path, help="the sweep's cache folder (default: <results>/.cache)")
+    export.add_argument("--mlflow", metavar="URI", help="also log the bundle to this MLflow tracking URI, as a run "
+                        "under the sweep's (pip install 'sweeper[mlflow]')")
 
     predict = commands.add_parser("predict", help="label images (or predict values) with an exported bundle",
                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,20 +243,24 @@ def _dispatch(args, console: Console) -> int:
         console.print(f"report: {html}  (charts beside it in {html.parent})", markup=False)
     elif args.command == "export":
         from .export import ExportOptions, export_bundle
+        from .spec import absolute_sqlite
 
         if args.trial and args.top > 1:
             raise SweeperError("--trial and --top: choose one trial, or the K best")
         export_bundle(args.sweep, args.out, ExportOptions(trial=args.trial, top=args.top, int8=args.int8,
-                                                          force=args.force, cache_dir=args.cache_dir), console)
+                                                          force=args.force, cache_dir=args.cache_dir,
+                                                          mlflow=args.mlflow and absolute_sqlite(args.mlflow, Path.cwd())),
+                      console)
     elif args.command == "predict":
         from .predict import run_predict
 
         run_predict(args.bundle, args.images, fmt=args.format, console=console)
     elif args.command == "run":
         from .driver import RunOptions, run_sweep
-        from .spec import load_spec
+        from .spec import absolute_sqlite, load_spec
 
-        overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name}
+        overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name,
+                     "tracking.mlflow": args.mlflow and absolute_sqlite(args.mlflow, Path.cwd())}
         spec = load_spec(args.spec, overrides)
         if args.dry_run:
             from .backbones import declared
@@ -266,7 +280,7 @@ def _dispatch(args, console: Console) -> int:
     elif args.command == "resume":
         from .driver import resume_sweep
 
-        resume_sweep(args.sweep, address=args.address, console=console)
+        resume_sweep(args.sweep, address=args.address, trials=args.trials, console=console)
     elif args.command == "demo":
         from .demo import run_demo
         from .driver import RunOptions

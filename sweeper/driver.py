@@ -41,8 +41,9 @@ from . import (
 from .backbones import declared
 from .data import DatasetIndex
 from .errors import SweeperError
-from .files import DriverLock
+from .files import DriverLock, write_atomic
 from .live import LiveView, SweepInfo, ray_output_to
+from .mlflow_runs import MlflowRuns
 from .optuna_journal import OptunaJournal
 from .preparation import (
     check_cache_dir,
@@ -60,7 +61,7 @@ from .resumable import CheckpointPruner, KeepEndedResults, ended_trials
 from .saved_state import check_experiment_state
 from .search_space import quiet_optuna
 from .space import space_size, trial_count
-from .spec import Spec
+from .spec import Spec, parse_spec
 from .status import SweepState, TrialStatus
 
 # Re-exported: Tune pickled these (in its saved state) as sweeper.driver.*; older sweeps still resume.
@@ -224,12 +225,14 @@ def _refuse_existing(sweep_dir: Path) -> None:
         raise SweeperError(f"{sweep_dir} already exists; choose another --name, or {hint}")
 
 
-def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Console | None = None) -> Path:
+def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | None = None,
+                 console: Console | None = None) -> Path:
     """Continue an interrupted sweep where its saved state left it; returns the sweep folder.
 
     Trials that ended stay as they are; trials that were running continue from their kept
-    checkpoint; the searcher keeps its history and ASHA its rungs; the budget is the original one;
-    every option the run resolved (weights folders, cache, storage) is the recorded one.
+    checkpoint; the searcher keeps its history and ASHA its rungs; every option the run resolved
+    (weights folders, cache, storage) is the recorded one. The budget is the original one, or
+    `trials` in all: a larger total continues a finished sweep too (`sweeper resume --trials N`).
     """
     console = console or Console()
     stages = Stages()
@@ -238,9 +241,12 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
     with DriverLock(sweep_dir):
         spec = results.saved_spec(sweep_dir)
         meta = results.read_meta(sweep_dir)
-        if results.state_of(sweep_dir) == SweepState.FINISHED:
-            raise SweeperError(f"{sweep_dir}: this sweep has finished; nothing to resume "
-                               f"(see `sweeper leaderboard {sweep_dir}`, or run the spec again with another --name)")
+        before = trial_count(spec)
+        if trials is not None:
+            spec = _extended(spec, trials)
+        elif results.state_of(sweep_dir) == SweepState.FINISHED:
+            raise SweeperError(f"{sweep_dir}: this sweep has finished its {before} trials; nothing to resume "
+                               f"(add trials with `sweeper resume {sweep_dir} --trials N`, N the new total)")
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
         options = replace(options, address=address or options.address)
         check_cache_dir(options.cache_dir)
@@ -261,7 +267,24 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, console: Consol
         with stages("Ray's start"):
             results.update(sweep_dir, ray_session=init_ray(options.address))  # at once: a kill may come next
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+        if trial_count(spec) != before:  # recorded before any trial runs: a plain resume goes on to the new total
+            _write_spec(sweep_dir, spec)
+            results.update(sweep_dir, extended=[*meta.get("extended", []), {
+                "from": before, "to": trial_count(spec), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
+            console.print(f"adding {trial_count(spec) - before} trials to {before}; the searcher goes on from "
+                          "its history", markup=False)
         return _tune(spec, sweep_dir, index, options, console, stages=stages, saved=saved)
+
+
+def _extended(spec: Spec, trials: int) -> Spec:
+    """The spec with `trials` in all; refused when that is not more than it has, or than its space holds."""
+    have, size = trial_count(spec), space_size(spec.space)
+    if trials <= have:
+        raise SweeperError(f"--trials {trials}: the sweep has {have} trials already; give the new total, more than {have}")
+    if size is not None and trials > size:
+        raise SweeperError(f"--trials {trials}: the space holds {size} configurations, and no configuration "
+                           f"is tried twice; {size - have} more trials at most")
+    return parse_spec(spec.raw, spec.path, overrides={"budget.trials": trials})
 
 
 def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console, *,
@@ -317,7 +340,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     journal = OptunaJournal(results.SweepFolder(sweep_dir).optuna_journal, study_name=spec.name, space=spec.space,
                             objective=spec.objective, mode=spec.mode, max_epochs=spec.budget.max_epochs,
                             replayed_key=REPLAYED)
-    callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), tensorboard, journal]
+    mlflow = _mlflow_runs(spec, sweep_dir, files, ended)
+    callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), tensorboard, journal, *([mlflow] if mlflow else [])]
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):
@@ -349,6 +373,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
             results.mark(sweep_dir, SweepState.INTERRUPTED)
             raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
     results.mark(sweep_dir, SweepState.FINISHED)  # after the evaluation: its results are part of it
+    if mlflow is not None:
+        mlflow.finish(sweep_dir, spec.objective)
     pruner.prune_all(finished=True)
     _cap_cache(options, console)
     if guard.stop_all():
@@ -366,12 +392,29 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     return sweep_dir
 
 
+def _mlflow_runs(spec: Spec, sweep_dir: Path, files: LeaderboardCallback, ended: dict) -> MlflowRuns | None:
+    """The MLflow callback when the spec asks for one (`tracking.mlflow`), its runs recorded in sweep.json."""
+    if not spec.tracking.mlflow:
+        return None
+    runs = MlflowRuns(spec.tracking.mlflow, sweep_dir=sweep_dir, name=spec.name, objective=spec.objective,
+                      rows=files.rows, ended_before=set(ended), replayed_key=REPLAYED)
+    results.update(sweep_dir, mlflow={"uri": spec.tracking.mlflow, "experiment_id": runs.experiment,
+                                      "run_id": runs.parent})
+    return runs
+
+
 def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialContext, console: Console) -> list[dict]:
     """Evaluate the best trial's best checkpoint on the test split; its row gains `test_*` columns."""
     best = next(iter(leaderboard.scored(rows, spec.objective)), None)
     if best is None:
         console.print("[yellow]no trial finished an epoch: nothing to evaluate on the test split[/]")
         return rows
+    if any(key.startswith("test_") for key in best):  # resumed with more trials, and the best is the same
+        console.print(f"the best trial is still {best['trial_id']}: its test evaluation stands", markup=False)
+        return rows
+    for row in rows:  # another trial was best before the sweep was extended
+        for key in [key for key in row if key.startswith("test_")]:
+            del row[key]
     folder = checkpoint.find(sweep_dir, best["trial_id"])
     # It takes 20-40 s (a TensorFlow process starts): said, so the silence is not taken for a hang.
     console.print(f"evaluating the best trial, {best['trial_id']}, on the {int(np.sum(index.splits == 'test'))} "
@@ -394,12 +437,16 @@ def _end_leftovers(recorded: dict | None, console: Console) -> None:
                       f"{recorded['name']})", markup=False, highlight=False)
 
 
+def _write_spec(sweep_dir: Path, spec: Spec) -> None:
+    header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
+    write_atomic(results.SweepFolder(sweep_dir).spec, header + yaml.safe_dump(spec.raw, sort_keys=False))
+
+
 def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
                     weight_files: dict[str, str | None], ray_session: dict | None, cache_sizes: dict[str, int]) -> None:
     """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
-    header = f"# The spec as run; relative paths are relative to {spec.path.parent}\n"
     folder = results.SweepFolder(sweep_dir)
-    folder.spec.write_text(header + yaml.safe_dump(spec.raw, sort_keys=False))
+    _write_spec(sweep_dir, spec)
     folder.data_summary.write_text(json.dumps({**index.summary(), "cache": cache_sizes}, indent=2))
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     meta = {

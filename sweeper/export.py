@@ -41,6 +41,7 @@ class ExportOptions:
     int8: bool = False  # also write model_int8.tflite, calibrated on training images
     force: bool = False  # replace an existing bundle
     cache_dir: Path | None = None  # default: the sweep's, <out>/.cache
+    mlflow: str | None = None  # an MLflow tracking URI: the bundle is also logged there
 
 
 def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOptions(),
@@ -87,6 +88,11 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
             shutil.rmtree(tmp, ignore_errors=True)  # the temp folder made above, and nothing else
             raise
     console.print(f"bundle: {out}", markup=False)
+    if options.mlflow:
+        from .mlflow_runs import log_bundle
+
+        run_id = log_bundle(options.mlflow, sweep_dir=sweep_dir, name=meta["name"], bundle=out, checks=checks)
+        console.print(f"logged to MLflow at {options.mlflow}: run {run_id}", markup=False)
     return out
 
 

@@ -40,7 +40,8 @@ DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
 BAD_IMAGE_POLICIES = ("skip", "error")
 
 # The keys a spec may hold (docs/spec.md lists each; tests/test_spec_reference.py keeps them in step).
-TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "backbones", "space")
+TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "backbones", "space", "tracking")
+TRACKING_KEYS = ("mlflow",)
 OWN_BACKBONE_KEYS = ("file", "factory", "scaling")
 SPACE_KEYS = tuple(dict.fromkeys(h.spec_key.split(".")[0] for h in HYPERPARAMETERS))
 HEAD_KEYS = tuple(h.spec_key.split(".", 1)[1] for h in HYPERPARAMETERS if h.spec_key.startswith("head."))
@@ -95,6 +96,14 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class Tracking:
+    """Trackers a sweep also goes to. Its own folder always holds TensorBoard event files and an
+    Optuna journal; these need a server or a store of the user's."""
+
+    mlflow: str | None = None  # an MLflow tracking URI: sqlite:///mlflow.db, http://host:5000 ...
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     data: DataSpec
@@ -106,6 +115,7 @@ class Spec:
     objective: str = "val_accuracy"
     budget: Budget = field(default_factory=Budget)
     backbones: dict[str, Backbone] = field(default_factory=dict)  # the spec's own models, by name
+    tracking: Tracking = field(default_factory=Tracking)
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # as written, plus overrides
 
     @property
@@ -213,8 +223,30 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         objective=objective,
         budget=budget,
         backbones=own,
+        tracking=_parse_tracking(ctx, raw.get("tracking") or {}),
         raw=raw,
     )
+
+
+def _parse_tracking(ctx: SpecChecks, raw: Any) -> Tracking:
+    if not isinstance(raw, dict):
+        ctx.fail("tracking", "must be a mapping, e.g. {mlflow: sqlite:///mlflow.db}")
+    ctx.no_unknown_keys("tracking", raw, TRACKING_KEYS)
+    uri = raw.get("mlflow")
+    if uri is None:
+        return Tracking()
+    if not isinstance(uri, str) or not uri.strip():
+        ctx.fail("tracking.mlflow", "must be an MLflow tracking URI, e.g. sqlite:///mlflow.db or http://host:5000")
+    # A relative SQLite file is relative to the spec, as every other path in it: a resume run from
+    # another folder must find the same store.
+    return Tracking(mlflow=absolute_sqlite(uri, ctx.path.parent))
+
+
+def absolute_sqlite(uri: str, folder: Path) -> str:
+    """An MLflow URI with a relative SQLite file (sqlite:///mlflow.db) made absolute from `folder`."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((Path(folder) / Path(uri.removeprefix("sqlite:///")).expanduser()).resolve())
+    return uri
 
 
 def read_search_setup(path: str | Path) -> tuple[Space, Budget]:

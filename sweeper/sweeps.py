@@ -18,7 +18,8 @@ from .status import SweepState
 
 # run()'s keyword options: the spec's own overrides (as `sweeper run --name/--trials/--max-epochs`)
 # and the `RunOptions` of the command's other flags.
-SPEC_OVERRIDES = {"name": "name", "trials": "budget.trials", "max_epochs": "budget.max_epochs"}
+SPEC_OVERRIDES = {"name": "name", "trials": "budget.trials", "max_epochs": "budget.max_epochs",
+                  "mlflow": "tracking.mlflow"}
 RUN_OPTIONS = ("out", "address", "weights_dir", "cache_dir", "storage", "feature_cache", "reuse_workers",
                "spatial_features", "cache_max_size")
 _PATHS = ("out", "weights_dir", "cache_dir")
@@ -29,8 +30,9 @@ def run(spec: str | Path | dict | Spec, *, console=None, **options: Any) -> Swee
 
     `spec` is a spec file, a dict holding what the YAML would (relative paths are then relative to
     the working directory), or a `Spec`. `options` are `sweeper run`'s: name, trials, max_epochs,
-    out, address, weights_dir, cache_dir, storage, feature_cache, reuse_workers, spatial_features,
-    cache_max_size (bytes). The live view draws on `console` (a rich Console; default: stdout).
+    mlflow (a tracking URI), out, address, weights_dir, cache_dir, storage, feature_cache,
+    reuse_workers, spatial_features, cache_max_size (bytes). The live view draws on `console` (a
+    rich Console; default: stdout).
     """
     from .driver import RunOptions, run_sweep
 
@@ -119,7 +121,7 @@ class Sweep:
         return frame.sort_values(["trial_id", "epoch"], ignore_index=True) if len(frame) else frame
 
     def export(self, out: str | Path, *, top: int = 1, trial: str | None = None, int8: bool = False,
-               force: bool = False, console=None):
+               force: bool = False, mlflow: str | None = None, console=None):
         """Export the best trial (or `trial`, or an ensemble of the `top` best) as a bundle, checked
         against the leaderboard as `sweeper export` checks it; returns the loaded `Bundle`."""
         from .bundle import load_bundle
@@ -129,7 +131,8 @@ class Sweep:
             from .errors import SweeperError
 
             raise SweeperError("trial and top: choose one trial, or the K best")
-        folder = export_bundle(self.path, Path(out), ExportOptions(trial=trial, top=top, int8=int8, force=force),
+        folder = export_bundle(self.path, Path(out), ExportOptions(trial=trial, top=top, int8=int8, force=force,
+                                                                    mlflow=mlflow),
                                console)
         return load_bundle(folder)
 
@@ -139,9 +142,10 @@ class Sweep:
 
         return write_report(self.path)
 
-    def resume(self, *, address: str | None = None, console=None) -> Sweep:
-        """Continue an interrupted sweep where it stopped, as `sweeper resume` does."""
+    def resume(self, trials: int | None = None, *, address: str | None = None, console=None) -> Sweep:
+        """Continue an interrupted sweep where it stopped, or a finished one to `trials` in all, as
+        `sweeper resume [--trials N]` does."""
         from .driver import resume_sweep
 
-        resume_sweep(self.path, address=address, console=console)
+        resume_sweep(self.path, address=address, trials=trials, console=console)
         return Sweep(self.path)

@@ -33,7 +33,7 @@ class TensorBoardLogs(tune.Callback):
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
         values = [summary_pb2.Summary.Value(tag=key, simple_value=float(value)) for key, value in result.items()
-                  if (key in TRAINING_METRICS or key.startswith("val_")) and _is_number(value)]
+                  if (key in TRAINING_METRICS or key.startswith("val_")) and is_number(value)]
         writer = self._writer(trial)
         writer.add_event(event_pb2.Event(wall_time=time.time(), step=result["epoch"],
                                          summary=summary_pb2.Summary(value=values)))
@@ -68,5 +68,5 @@ class TensorBoardLogs(tune.Callback):
             writer.close()
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

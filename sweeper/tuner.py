@@ -28,10 +28,16 @@ def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: li
     callbacks must talk to this driver's display and progress board, not the killed driver's.
     Tune then restores the trials and the searcher's history from the experiment's saved state.
     """
-    from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.search import ConcurrencyLimiter
+
+    from .searcher import DistinctOptunaSearch, ExtendableSearch
 
     budget = spec.budget
-    searcher = OptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode, sampler=sampler_for(spec))
+    searcher = DistinctOptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode,
+                                    sampler=sampler_for(spec))
+    # The limiter inside the generator, as Tune would wrap them itself from max_concurrent_trials.
+    search = ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=budget.concurrent_trials),
+                              total=trial_count(spec))
     scheduler = ResumableASHA(
         time_attr="training_iteration",
         max_t=budget.max_epochs,
@@ -48,10 +54,9 @@ def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: li
         tune_config=tune.TuneConfig(
             metric=spec.objective,
             mode=spec.mode,
-            search_alg=searcher,
+            search_alg=search,
             scheduler=scheduler,
             num_samples=trial_count(spec),
-            max_concurrent_trials=budget.concurrent_trials,
             time_budget_s=budget.time_limit,
             reuse_actors=reuse_workers,  # keeps TensorFlow imported, and models warm, between trials
             trial_dirname_creator=trial_dirname,

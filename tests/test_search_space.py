@@ -115,3 +115,36 @@ def test_a_grid_refuses_ranges_and_per_backbone_cut_lists(tmp_path):
     raw["space"]["cut"] = {"inception_v3": ["full", "mixed7"]}
     with pytest.raises(SpecError, match="space.cut: a grid takes one cut per backbone"):
         parse_spec(raw, write_spec(tmp_path, GRID))
+
+
+FINITE = """
+data: {train: data}
+space:
+  backbone: [mobilenet_v2_0.35, resnet50]
+  head: {units: [[], [32]], dropout: [0.0, 0.3]}
+  learning_rate: [1.0e-3, 3.0e-3]
+"""
+
+
+def test_the_searcher_hands_out_each_configuration_once_and_learns_from_none_twice(tmp_path):
+    """TPE proposes configurations it has tried on a finite space (about 3 in 12 trials of 16
+    configurations, searcher.py); the searcher asks again instead, to the last configuration."""
+    from sweeper.searcher import DistinctOptunaSearch
+
+    space = _space(tmp_path, FINITE)
+    assert space_size(space) == 16
+    searcher = DistinctOptunaSearch(DefineByRun(space), metric="val_accuracy", mode="max",
+                                    sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4))
+    seen = set()
+    for i in range(16):
+        config = searcher.suggest(f"t{i}")
+        key = tuple(config[k] for k in ("backbone", "head_units", "head_dropout", "learning_rate"))
+        assert key not in seen, f"trial {i} repeats {key}"
+        seen.add(key)
+        # An objective TPE soon grows sure of: the larger learning rate and mobilenet are best.
+        value = 0.5 + 0.3 * (config["learning_rate"] == 3.0e-3) + 0.1 * (config["backbone"] == "mobilenet_v2_0.35")
+        searcher.on_trial_complete(f"t{i}", {"val_accuracy": value, "training_iteration": 1})
+    study = searcher._ot_study
+    complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
+    assert len(complete) == 16 and len(seen) == 16
+    assert any(t.state.name == "FAIL" for t in study.get_trials())  # TPE did propose repeats, told as failed

@@ -22,6 +22,7 @@ from sweeper.spec import (
     Fixed,
     Range,
     Space,
+    absolute_sqlite,
     decode_units,
     encode_units,
     parse_spec,
@@ -160,6 +161,29 @@ def test_relative_paths_resolve_against_the_spec_folder_not_the_cwd(project, tmp
     assert spec.data.test == (project / "val").resolve()  # absolute paths are kept
     assert spec.path == spec_path.resolve()
     assert spec.name == "spec"
+
+
+def test_tracking_names_an_mlflow_store_whose_relative_file_is_the_spec_s(project, monkeypatch):
+    assert load(project, MINIMAL).tracking.mlflow is None
+    spec = load(project, with_({"tracking": {"mlflow": "sqlite:///runs/mlflow.db"}}))
+    assert spec.tracking.mlflow == f"sqlite:///{project.resolve() / 'runs' / 'mlflow.db'}"  # four slashes: absolute
+    for uri in ("sqlite:////srv/mlflow.db", "http://127.0.0.1:5000", "databricks"):
+        assert load(project, with_({"tracking": {"mlflow": uri}})).tracking.mlflow == uri
+    path = write(project, with_({"tracking": {"mlflow": ""}}))
+    with pytest.raises(SpecError, match=f"^{path}: tracking.mlflow: must be an MLflow tracking URI"):
+        load_spec(path)
+    with pytest.raises(SpecError, match="tracking.wandb: unknown key; allowed: mlflow"):
+        load(project, with_({"tracking": {"wandb": "x"}}))
+    with pytest.raises(SpecError, match="tracking: must be a mapping"):
+        load(project, with_({"tracking": "sqlite:///mlflow.db"}))
+    # Without MLflow installed, asking for it is one line saying what to install.
+    from sweeper import mlflow_runs
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(SweeperError, match=r"^tracking.mlflow needs MLflow: pip install 'sweeper\[mlflow\]'$"):
+        mlflow_runs.client("sqlite:///x.db")
+    # On the command line (`--mlflow`), a relative store is the working directory's.
+    assert absolute_sqlite("sqlite:///m.db", Path.cwd()) == f"sqlite:///{Path.cwd().resolve() / 'm.db'}"
 
 
 def test_load_spec_accepts_a_str_path(project):

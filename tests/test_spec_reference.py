@@ -7,7 +7,16 @@ from dataclasses import fields
 from pathlib import Path
 
 from sweeper.hyperparameters import DEFAULTS, SPEC_KEYS
-from sweeper.spec import HEAD_KEYS, OWN_BACKBONE_KEYS, RANGE_KEYS, SPACE_KEYS, TOP_KEYS, Budget, DataSpec
+from sweeper.spec import (
+    HEAD_KEYS,
+    OWN_BACKBONE_KEYS,
+    RANGE_KEYS,
+    SPACE_KEYS,
+    TOP_KEYS,
+    TRACKING_KEYS,
+    Budget,
+    DataSpec,
+)
 
 REFERENCE = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 
@@ -21,7 +30,8 @@ def _documented() -> dict[str, str]:
 def test_the_reference_lists_every_key_the_code_accepts_and_no_other():
     accepted = {*TOP_KEYS, *(f"data.{f.name}" for f in fields(DataSpec)), *(f"budget.{f.name}" for f in fields(Budget)),
                 *(f"space.{k}" for k in SPACE_KEYS), *(f"space.head.{k}" for k in HEAD_KEYS), *RANGE_KEYS,
-                *(f"backbones.<name>.{k}" for k in OWN_BACKBONE_KEYS), "space.unfreeze.blocks"}
+                *(f"backbones.<name>.{k}" for k in OWN_BACKBONE_KEYS), "space.unfreeze.blocks",
+                *(f"tracking.{k}" for k in TRACKING_KEYS)}
     assert set(_documented()) == accepted
 
 
