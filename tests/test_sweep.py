@@ -104,6 +104,15 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
     epoch = json.loads(next((sweep / "experiment").glob("trial_*/result.json")).read_text().splitlines()[0])
     assert {"val_accuracy", "val_f1", "val_top5_accuracy", "val_loss"} <= set(epoch) and "val_auc" not in epoch
 
+    # The Optuna journal (for optuna-dashboard) has ASHA's stopped trials as pruned.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="small", storage=JournalStorage(JournalFileBackend(str(sweep / "optuna.journal"))))
+    states = {t.user_attrs["trial_id"]: t.state.name for t in study.get_trials()}
+    assert states == {r["trial_id"]: "COMPLETE" if r["status"] == "completed" else "PRUNED" for r in rows}
+
     # Running the same sweep name again never overwrites it.
     assert main(["run", str(spec_path), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
