@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from sweeper.leftovers import session_processes
+from sweeper.searcher import REPEAT
 from sweeper.status import ENDED
 
 SWEEPER = [sys.executable, "-m", "sweeper"]
@@ -162,8 +163,8 @@ def check(sweep: Path, trials: int, epochs: int, ended_before: dict[str, int]) -
         "trials_lost": max(0, trials - len({i for i, r in zip(ids, rows) if r["status"] in ENDED})),
         "trials_duplicated": len(ids) - len(set(ids)) + max(0, len(rows) - trials),
         "folders_match_rows": folders == sorted(ids),
-        # A repeat the searcher refused is in its study as failed (sweeper/searcher.py): not a trial.
-        "optuna_trials": sum(t.state.name != "FAIL" for t in study.trials),
+        # A repeat the searcher refused is in its study, marked (sweeper/searcher.py): not a trial.
+        "optuna_trials": sum(not t.user_attrs.get(REPEAT) for t in study.trials),
         "optuna_matches_rows": sorted(searcher["_ot_trials"]) == sorted(ids),
         "optuna_unfinished": sum(not t.state.is_finished() for t in study.trials),
         "ended_trials_retrained": len(retrained),

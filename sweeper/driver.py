@@ -35,6 +35,7 @@ from . import (
     evaluate,
     leaderboard,
     leftovers,
+    mlflow_runs,
     own_models,
     results,
 )
@@ -43,7 +44,6 @@ from .data import DatasetIndex
 from .errors import SweeperError
 from .files import DriverLock, write_atomic
 from .live import LiveView, SweepInfo, ray_output_to
-from .mlflow_runs import MlflowRuns
 from .optuna_journal import OptunaJournal
 from .preparation import (
     check_cache_dir,
@@ -157,6 +157,8 @@ def run_sweep(spec: Spec, options: RunOptions, console: Console | None = None) -
     stages = Stages()
     if options.address:
         check_address(options.address)  # before any work: Ray itself waits minutes on a wrong address
+    if spec.tracking.mlflow:
+        mlflow_runs.check(spec.tracking.mlflow)
     if spec.backbones:  # they load, take the space's images and have its cuts, before anything is written
         with stages("own models"):
             spec = own_models.inspect(spec)
@@ -245,7 +247,8 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
         if trials is not None:
             spec = _extended(spec, trials)
         elif results.state_of(sweep_dir) == SweepState.FINISHED:
-            raise SweeperError(f"{sweep_dir}: this sweep has finished its {before} trials; nothing to resume "
+            ran = len(leaderboard.read(sweep_dir))  # fewer than the budget when time_limit or stop_at ended it
+            raise SweeperError(f"{sweep_dir}: this sweep has finished, with {ran} trials; nothing to resume "
                                f"(add trials with `sweeper resume {sweep_dir} --trials N`, N the new total)")
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
         options = replace(options, address=address or options.address)
@@ -254,6 +257,8 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
         _end_leftovers(meta.get("ray_session"), console)
         if options.address:
             check_address(options.address)
+        if spec.tracking.mlflow:
+            mlflow_runs.check(spec.tracking.mlflow)
         check_weight_files(sweep_dir, meta.get("weight_files") or {})
         # No leaderboard: the driver was killed as the sweep started, before it wrote one.
         saved = leaderboard.read(sweep_dir) if results.SweepFolder(sweep_dir).leaderboard.is_file() else []
@@ -269,6 +274,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
         if trial_count(spec) != before:  # recorded before any trial runs: a plain resume goes on to the new total
             _write_spec(sweep_dir, spec)
+            results.mark(sweep_dir, SweepState.INTERRUPTED)  # not finished, whatever stops it before Tune starts
             results.update(sweep_dir, extended=[*meta.get("extended", []), {
                 "from": before, "to": trial_count(spec), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
             console.print(f"adding {trial_count(spec) - before} trials to {before}; the searcher goes on from "
@@ -340,7 +346,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     journal = OptunaJournal(results.SweepFolder(sweep_dir).optuna_journal, study_name=spec.name, space=spec.space,
                             objective=spec.objective, mode=spec.mode, max_epochs=spec.budget.max_epochs,
                             replayed_key=REPLAYED)
-    mlflow = _mlflow_runs(spec, sweep_dir, files, ended)
+    mlflow = _mlflow_runs(spec, sweep_dir, files, ended, console)
     callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), tensorboard, journal, *([mlflow] if mlflow else [])]
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
@@ -373,8 +379,6 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
             results.mark(sweep_dir, SweepState.INTERRUPTED)
             raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}") from None
     results.mark(sweep_dir, SweepState.FINISHED)  # after the evaluation: its results are part of it
-    if mlflow is not None:
-        mlflow.finish(sweep_dir, spec.objective)
     pruner.prune_all(finished=True)
     _cap_cache(options, console)
     if guard.stop_all():
@@ -389,15 +393,19 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     total = stages.total()
     results.update(sweep_dir, stages={**stages.seconds, "total": total})
     console.print(f"Finished in {stages.line(total)}. Results: {sweep_dir}", markup=False)
+    if mlflow is not None:
+        mlflow.finish(sweep_dir)
     return sweep_dir
 
 
-def _mlflow_runs(spec: Spec, sweep_dir: Path, files: LeaderboardCallback, ended: dict) -> MlflowRuns | None:
+def _mlflow_runs(spec: Spec, sweep_dir: Path, files: LeaderboardCallback, ended: dict,
+                 console: Console) -> mlflow_runs.MlflowRuns | None:
     """The MLflow callback when the spec asks for one (`tracking.mlflow`), its runs recorded in sweep.json."""
     if not spec.tracking.mlflow:
         return None
-    runs = MlflowRuns(spec.tracking.mlflow, sweep_dir=sweep_dir, name=spec.name, objective=spec.objective,
-                      rows=files.rows, ended_before=set(ended), replayed_key=REPLAYED)
+    runs = mlflow_runs.MlflowRuns(spec.tracking.mlflow, sweep_dir=sweep_dir, name=spec.name, objective=spec.objective,
+                                  rows=files.rows, ended_before=set(ended), replayed_key=REPLAYED,
+                                  recorded=results.read_meta(sweep_dir).get("mlflow"), console=console)
     results.update(sweep_dir, mlflow={"uri": spec.tracking.mlflow, "experiment_id": runs.experiment,
                                       "run_id": runs.parent})
     return runs

@@ -55,6 +55,10 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
         "the sweep": sweep_dir, "the cache": cache_dir,
         **({"the sweep's experiment": Path(experiment)} if "://" not in (experiment := results.experiment_of(sweep_dir)) else {}),
     })
+    if options.mlflow:  # before any work: the bundle is logged after it is written
+        from .mlflow_runs import check
+
+        check(options.mlflow)
     rows = leaderboard.read(sweep_dir)
     objective = meta.get("objective") or leaderboard.objective_of(rows)
     members = _choose(rows, objective, options, sweep_dir)
@@ -91,7 +95,7 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
     if options.mlflow:
         from .mlflow_runs import log_bundle
 
-        run_id = log_bundle(options.mlflow, sweep_dir=sweep_dir, name=meta["name"], bundle=out, checks=checks)
+        run_id = log_bundle(options.mlflow, sweep_dir=sweep_dir, meta=meta, bundle=out, checks=checks)
         console.print(f"logged to MLflow at {options.mlflow}: run {run_id}", markup=False)
     return out
 

@@ -2,7 +2,7 @@
 
 Keras' F1Score wants one-hot labels, and on a single sigmoid output it scores the positive class
 alone; people choosing by F1 mean scikit-learn's `f1_score(average="macro")` over every class.
-`MacroF1` keeps a confusion matrix over the epoch and gives exactly that (tests/test_objective.py
+`MacroF1` keeps a confusion matrix over the epoch and gives exactly that (tests/test_metrics.py
 checks it against scikit-learn).
 """
 

@@ -47,7 +47,6 @@ class Objective:
         return "higher is better" if self.mode == "max" else "lower is better"
 
 
-
 TOP_K = 5  # val_top5_accuracy: only with more classes than this, where it says something
 
 # Every objective a task may name, with its mode: the validation metrics a trial reports

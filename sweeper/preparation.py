@@ -50,6 +50,10 @@ def _check_objective(spec: Spec, index: DatasetIndex) -> None:
         need = "exactly two classes" if spec.objective == "val_auc" else f"more than {TOP_K} classes"
         raise SpecError(f"{spec.path}: objective: {spec.objective} needs {need}; this data set has "
                         f"{len(index.classes)}; allowed here: {', '.join(allowed)}")
+    seen = set(index.targets[index.indices("validation")].tolist())
+    if spec.objective == "val_auc" and len(seen) < 2:  # AUC ranks one class against the other
+        only = ", ".join(index.classes[int(c)] for c in sorted(seen)) or "no images"
+        raise SpecError(f"{spec.path}: objective: val_auc needs both classes in the validation split; it has {only}")
 
 
 def decode_data(spec: Spec, index: DatasetIndex, cache_dir: Path, console: Console) -> DatasetIndex:

@@ -109,7 +109,8 @@ class CheckpointPruner(tune.Callback):
         """Prune every trial; for the driver to call once `Tuner.fit` has returned, which it does
         only after Tune's final save of the experiment state.
 
-        A finished sweep is never resumed, so each trial keeps just its newest checkpoint: its
+        A finished sweep's trials never train again (extending it adds new ones), so each trial
+        keeps just its newest checkpoint: its
         best epoch, the one export reads. That can be newer than Tune's latest: a worker stores a
         checkpoint before the driver registers it, and a driver killed in between never does.
         """

@@ -14,37 +14,37 @@ import optuna
 from ray.tune.search import SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-# A repeat is told to Optuna as failed (TPE learns from complete and pruned trials only) and the
-# searcher asks again; after this many repeats in a row it asks a uniform random sampler, which
-# finds one of the u untried configurations of a space of n in n/u draws on average.
+# A repeat is told to Optuna as failed, marked REPEAT (TPE learns from complete and pruned trials
+# only), and the searcher asks again; after TPE_RETRIES repeats in a row it draws uniformly at
+# random, RANDOM_RETRIES times at most: with u of a space's n configurations untried, each draw
+# finds one with probability u/n. Only a space of more than about RANDOM_RETRIES configurations,
+# nearly exhausted, could still get a repeat (the budget never exceeds a finite space's size).
 TPE_RETRIES = 10
 RANDOM_RETRIES = 1000
+REPEAT = "sweeper_repeat"  # the user attribute of a proposal refused as a repeat
 
 
 class DistinctOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str):
-        tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False)
-                 if t.state != optuna.trial.TrialState.FAIL}
+        tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False) if not t.user_attrs.get(REPEAT)}
         config = super().suggest(trial_id)
+        at_random = optuna.samplers.RandomSampler(seed=len(tried))
         for attempt in range(TPE_RETRIES + RANDOM_RETRIES):
             ot_trial = self._ot_trials[trial_id]
             if _key(ot_trial.params) not in tried:
                 return config
+            ot_trial.set_user_attr(REPEAT, True)
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
             del self._ot_trials[trial_id]
-            if attempt < TPE_RETRIES:
-                config = super().suggest(trial_id)
-            else:
-                config = self._suggest_at_random(trial_id, seed=attempt)
-        return config  # a space this small that the budget exceeds it: `trial_count` prevents that
+            config = super().suggest(trial_id) if attempt < TPE_RETRIES else self._suggest_with(at_random, trial_id)
+        return config
 
-    def _suggest_at_random(self, trial_id: str, seed: int):
-        sampler = self._ot_study.sampler
-        self._ot_study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    def _suggest_with(self, sampler, trial_id: str):
+        tpe, self._ot_study.sampler = self._ot_study.sampler, sampler
         try:
             return super().suggest(trial_id)
         finally:
-            self._ot_study.sampler = sampler
+            self._ot_study.sampler = tpe
 
 
 def _key(params: dict) -> tuple:

@@ -10,6 +10,7 @@ still resume.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +97,8 @@ def space_size(space: Space) -> int | None:
             return len(param.options)
         if param.integer:
             return int((param.high - param.low) // (param.step or 1)) + 1
-        if param.step:
-            return int(round((param.high - param.low) / param.step)) + 1
+        if param.step:  # as Optuna: a high that is not on the step's grid is lowered onto it
+            return math.floor((param.high - param.low) / param.step + 1e-9) + 1
         return None
 
     total_per_backbone = []

@@ -223,12 +223,14 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         objective=objective,
         budget=budget,
         backbones=own,
-        tracking=_parse_tracking(ctx, raw.get("tracking") or {}),
+        tracking=_parse_tracking(ctx, raw.get("tracking")),
         raw=raw,
     )
 
 
 def _parse_tracking(ctx: SpecChecks, raw: Any) -> Tracking:
+    if raw is None:  # absent, or `tracking:` with nothing under it
+        return Tracking()
     if not isinstance(raw, dict):
         ctx.fail("tracking", "must be a mapping, e.g. {mlflow: sqlite:///mlflow.db}")
     ctx.no_unknown_keys("tracking", raw, TRACKING_KEYS)

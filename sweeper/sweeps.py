@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import leaderboard, results
-from .spec import Spec, load_spec, parse_spec
+from .spec import Spec, absolute_sqlite, load_spec, parse_spec
 from .status import SweepState
 
 # run()'s keyword options: the spec's own overrides (as `sweeper run --name/--trials/--max-epochs`)
@@ -40,6 +40,8 @@ def run(spec: str | Path | dict | Spec, *, console=None, **options: Any) -> Swee
     if unknown:
         raise TypeError(f"run() got unknown options {', '.join(unknown)}; "
                         f"it takes {', '.join([*SPEC_OVERRIDES, *RUN_OPTIONS])}")
+    if options.get("mlflow"):  # a relative SQLite store is the working directory's, as with `--mlflow`
+        options["mlflow"] = absolute_sqlite(options["mlflow"], Path.cwd())
     overrides = {SPEC_OVERRIDES[k]: v for k, v in options.items() if k in SPEC_OVERRIDES}
     values = {k: Path(v) if k in _PATHS and v is not None else v for k, v in options.items() if k in RUN_OPTIONS}
     return Sweep(run_sweep(_spec(spec, overrides), RunOptions(**values), console))

@@ -125,3 +125,20 @@ space: {{backbone: simple_cnn}}
     with pytest.raises(SpecError, match=r"objective: 'val_r2' is not allowed for task classification; allowed: "
                                         r"val_accuracy, val_f1, val_auc, val_top5_accuracy, val_loss"):
         load_spec(spec_path)
+
+
+def test_auc_needs_both_classes_in_the_validation_split(tmp_path):
+    for name in ("train/cat/a.png", "train/cat/b.png", "train/dog/c.png", "train/dog/d.png", "val/cat/e.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).touch()  # indexing reads names, not pixels
+    spec_path = write_spec(tmp_path, """
+data: {train: train, validation: val}
+objective: val_auc
+space: {backbone: simple_cnn}
+""")
+    with pytest.raises(SpecError) as error:
+        index_data(load_spec(spec_path), tmp_path)
+    assert str(error.value) == f"{spec_path}: objective: val_auc needs both classes in the validation split; it has cat"
+    (tmp_path / "val" / "dog").mkdir()
+    (tmp_path / "val" / "dog" / "f.png").touch()
+    assert index_data(load_spec(spec_path), tmp_path).classes == ("cat", "dog")

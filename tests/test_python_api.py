@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 import socket
 import subprocess
 import sys
@@ -196,7 +195,6 @@ def test_mlflow_holds_the_sweep_as_a_parent_run_and_each_trial_as_a_child(api_sw
 @pytest.mark.ray
 def test_a_sweep_exports_and_extends_from_python(api_sweep, digits_dir, tmp_path, capsys):
     import mlflow
-    import optuna
 
     sweep, _, uri = api_sweep
     bundle = sweep.export(tmp_path / "bundle", mlflow=uri)
@@ -214,7 +212,7 @@ def test_a_sweep_exports_and_extends_from_python(api_sweep, digits_dir, tmp_path
     assert export.data.metrics["test/test_accuracy"] == pytest.approx(sweep.best["test_accuracy"], abs=1e-6)
 
     again = sweeper.open(sweep.path)
-    with pytest.raises(SweeperError, match=r"this sweep has finished its 2 trials; nothing to resume \(add trials"):
+    with pytest.raises(SweeperError, match=r"this sweep has finished, with 2 trials; nothing to resume \(add trials"):
         again.resume()
     # Extended: the space holds 3 configurations (its learning rates), 2 of them tried.
     with pytest.raises(SweeperError, match="--trials 2: the sweep has 2 trials already"):
@@ -230,7 +228,9 @@ def test_a_sweep_exports_and_extends_from_python(api_sweep, digits_dir, tmp_path
     printed = capsys.readouterr().out
     assert "adding 1 trials to 2; the searcher goes on from its history" in printed
     assert extended.state == "finished" and len(extended.trials) == 3
-    assert sorted(row["learning_rate"] for row in extended.trials) == [1.0e-3, 3.0e-3, 1.0e-2]  # none twice
+    # None twice. This also shows the searcher went on from its history: a new searcher, seeded as
+    # the sweep is, would propose the first run's first configuration again, and know of no trial.
+    assert sorted(row["learning_rate"] for row in extended.trials) == [1.0e-3, 3.0e-3, 1.0e-2]
     for row in extended.trials:  # the trials that had ended are as they were
         if row["trial_id"] in before:
             assert {**row, "rank": None} == {**before[row["trial_id"]], "rank": None}
@@ -241,11 +241,6 @@ def test_a_sweep_exports_and_extends_from_python(api_sweep, digits_dir, tmp_path
     assert [row["trial_id"] for row in extended.trials if "test_accuracy" in row] == [extended.best["trial_id"]]
     changed = extended.best["trial_id"] != sweep.best["trial_id"]
     assert ("its test evaluation stands" in printed) != changed
-    # The searcher went on with its history: the study Tune saved holds all 3 trials, not the new one alone.
-    state = max((sweep.path / "experiment").glob("searcher-state-*.pkl"), key=lambda p: p.stat().st_mtime)
-    study = pickle.loads(state.read_bytes())["_ot_study"]
-    tried = sorted(t.params["learning_rate"] for t in study.get_trials() if t.state != optuna.trial.TrialState.FAIL)
-    assert tried == [1.0e-3, 3.0e-3, 1.0e-2]
     assert len(_journal_study(sweep).get_trials()) == 3
     # MLflow: the same parent run, finished again, with a third child.
     runs = mlflow.search_runs(experiment_names=["api"], output_format="list")

@@ -83,7 +83,7 @@ def test_ctrl_c_stops_gracefully_prints_the_resume_command_and_resume_finishes(t
     # A finished sweep is not resumed again.
     capsys.readouterr()
     assert main(["resume", str(sweep)]) == 2
-    assert "this sweep has finished its 5 trials; nothing to resume" in capsys.readouterr().err
+    assert "this sweep has finished, with 5 trials; nothing to resume" in capsys.readouterr().err
 
 
 def _reported(sweep: Path) -> bool:

@@ -8,7 +8,8 @@ from conftest import write_spec
 from sweeper.backbones import REGISTRY, cut_choices
 from sweeper.hyperparameters import CONFIG_KEYS
 from sweeper.search_space import DefineByRun
-from sweeper.space import space_size
+from sweeper.searcher import REPEAT, DistinctOptunaSearch
+from sweeper.space import Space, space_size
 from sweeper.spec import parse_spec
 
 SPEC = """
@@ -65,6 +66,12 @@ def test_space_size(tmp_path):
     assert space_size(_space(tmp_path, finite)) == (2 + 2 + 1) * 2 * 3 * 2
     stepped = finite.replace("unfreeze: [0, 20]", "unfreeze: {low: 0, high: 20, step: 10}")
     assert space_size(_space(tmp_path, stepped)) == (2 + 2 + 1) * 3 * 3 * 2
+    # A float step that does not reach `high` exactly: Optuna lowers `high` onto the grid (0.1, 0.25, 0.4).
+    dropout = finite.replace("dropout: 0.3", "dropout: {low: 0.1, high: 0.5, step: 0.15}")
+    assert space_size(_space(tmp_path, dropout)) == (2 + 2 + 1) * 2 * 3 * 2 * 3
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {round(study.ask().suggest_float("d", 0.1, 0.5, step=0.15), 9) for _ in range(60)}
+    assert drawn == {0.1, 0.25, 0.4}
 
 
 GRID = """
@@ -129,8 +136,6 @@ space:
 def test_the_searcher_hands_out_each_configuration_once_and_learns_from_none_twice(tmp_path):
     """TPE proposes configurations it has tried on a finite space (about 3 in 12 trials of 16
     configurations, searcher.py); the searcher asks again instead, to the last configuration."""
-    from sweeper.searcher import DistinctOptunaSearch
-
     space = _space(tmp_path, FINITE)
     assert space_size(space) == 16
     searcher = DistinctOptunaSearch(DefineByRun(space), metric="val_accuracy", mode="max",
@@ -147,4 +152,25 @@ def test_the_searcher_hands_out_each_configuration_once_and_learns_from_none_twi
     study = searcher._ot_study
     complete = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
     assert len(complete) == 16 and len(seen) == 16
-    assert any(t.state.name == "FAIL" for t in study.get_trials())  # TPE did propose repeats, told as failed
+    repeats = [t for t in study.get_trials() if t.user_attrs.get(REPEAT)]
+    assert repeats and all(t.state.name == "FAIL" for t in repeats)  # TPE did propose repeats, told as failed
+
+
+def test_an_extended_search_goes_on_to_the_new_total_and_a_plain_resume_keeps_the_saved_one():
+    """Tune restores a search's saved state over the new one (set_state): its total and whether it
+    had finished. ExtendableSearch keeps the total this driver asks for when that is larger."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    from sweeper.searcher import ExtendableSearch
+
+    def search(total):
+        searcher = DistinctOptunaSearch(DefineByRun(Space()), metric="val_accuracy", mode="max")
+        return ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=2), total=total)
+
+    saved = {"counter": 6, "total_samples": 6, "finished": True, "experiment": None}
+    extended = search(10)
+    extended.set_state(dict(saved))
+    assert (extended.total_samples, extended.is_finished()) == (10, False)
+    plain = search(6)
+    plain.set_state(dict(saved))
+    assert (plain.total_samples, plain.is_finished()) == (6, True)

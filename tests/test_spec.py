@@ -174,8 +174,10 @@ def test_tracking_names_an_mlflow_store_whose_relative_file_is_the_spec_s(projec
         load_spec(path)
     with pytest.raises(SpecError, match="tracking.wandb: unknown key; allowed: mlflow"):
         load(project, with_({"tracking": {"wandb": "x"}}))
-    with pytest.raises(SpecError, match="tracking: must be a mapping"):
-        load(project, with_({"tracking": "sqlite:///mlflow.db"}))
+    for wrong in ("sqlite:///mlflow.db", "", []):
+        with pytest.raises(SpecError, match="tracking: must be a mapping"):
+            load(project, with_({"tracking": wrong}))
+    assert load(project, with_({"tracking": None})).tracking.mlflow is None  # `tracking:` with nothing under it
     # Without MLflow installed, asking for it is one line saying what to install.
     from sweeper import mlflow_runs
 
