@@ -139,6 +139,8 @@ def test_every_entry_cuts_where_it_says_splits_exactly_and_trains_a_step(name, m
 @pytest.mark.zoo
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_every_entry_exports_with_parity(name, tmp_path, monkeypatch):
+    # Seeded: an unseeded run of efficientnet_v2_l once saw TFLite differ from Keras (README, Backbones).
+    keras.utils.set_random_seed(0)
     entry = REGISTRY[name]
     size = entry.min_size
     *_, (_, model) = _models(name, build_backbone(entry, size, None), monkeypatch)  # its deepest cut
