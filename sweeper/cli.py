@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     backbones.add_argument("names", nargs="*", metavar="BACKBONE", help="only these entries")
     backbones.add_argument("--measure", action="store_true",
-                           help="time one image through each entry on this machine (batch 1, median of 20 runs)")
+                           help="time one image through each entry on this machine (batch 1: the median of 30 runs "
+                                "and their interquartile range)")
     backbones.add_argument("--size", type=int, default=224, help="the input size --measure uses (default 224; "
                                                                   "an entry's minimum where that is larger)")
 
@@ -306,7 +307,7 @@ def measure_backbones(console: Console, names: list[str], size: int) -> None:
     from rich.table import Table
 
     from .backbones import REGISTRY
-    from .latency import backbone_latency_ms
+    from .latency import backbone_latency
     from .trial import init_tensorflow
 
     if size < 1:
@@ -314,15 +315,16 @@ def measure_backbones(console: Console, names: list[str], size: int) -> None:
     init_tensorflow(os.cpu_count() or 1)
     table = Table(title=f"CPU latency per image, batch 1, {os.cpu_count()} cores, average-pooled backbone",
                   title_justify="left")
-    for column in ("backbone", "px", "params", "top-1", "ms"):
+    for column in ("backbone", "px", "params", "top-1", "ms", "± IQR"):
         table.add_column(column, justify="left" if column == "backbone" else "right", no_wrap=True)
     for i, name in enumerate(names, start=1):
         entry = REGISTRY[name]
         px = max(size, entry.min_size)
         with console.status(f"measuring {name} at {px} px ({i} of {len(names)})"):
-            ms = backbone_latency_ms(entry, px)
-        console.print(f"{name}: {ms:.1f} ms at {px} px", markup=False)
-        table.add_row(name, str(px), *_keras_table_figures(entry), f"{ms:.1f}")
+            measured = backbone_latency(entry, px)
+        console.print(f"{name}: {measured.ms:.1f} ms at {px} px (interquartile range {measured.spread_ms:.2f} ms "
+                      f"over {measured.runs} runs)", markup=False)
+        table.add_row(name, str(px), *_keras_table_figures(entry), f"{measured.ms:.1f}", f"{measured.spread_ms:.2f}")
     console.print(table)
 
 

@@ -8,7 +8,6 @@ the driver never imports it, only trials, export and tests do.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 
 import keras
@@ -237,22 +236,6 @@ def count_params(model) -> dict[str, float]:
     total = int(model.count_params())
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     return {"params": total, "trainable_params": trainable, "size_mb": round(total * 4 / 2**20, 3)}
-
-
-def inference_latency_ms(model, repeats: int = 20) -> float:
-    """The median time of `repeats` predictions of one image (batch 1, CPU), after a warm-up."""
-    import tensorflow as tf
-
-    predict = tf.function(lambda x: model(x, training=False))
-    image = tf.zeros((1, *model.inputs[0].shape[1:]), tf.float32)
-    for _ in range(3):  # tracing and first-run allocations are not latency
-        predict(image)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        predict(image).numpy()
-        times.append(time.perf_counter() - started)
-    return round(float(np.median(times)) * 1000, 3)
 
 
 @keras.saving.register_keras_serializable(package="sweeper")

@@ -137,7 +137,8 @@ def _train(config: dict, context: TrialContext) -> None:
             _diverged(f"the loss became {logs['loss']} at epoch {epoch} "
                       f"(learning rate {learning_rate:g}, {trial_config.optimizer})")
         if epoch == context.max_epochs:  # a completed trial's cost, for the leaderboard
-            logs["latency_ms"] = _latency_ms(warm.model, trial_config, context, outputs=len(index.classes) or 1)
+            measured = _latency(warm.model, trial_config, context, outputs=len(index.classes) or 1)
+            logs.update(latency_ms=measured.ms, latency_spread_ms=measured.spread_ms)
         reporter.report(epoch, logs)
 
 
@@ -184,14 +185,12 @@ def _diverged(message: str):
     raise TrialDiverged(message)
 
 
-def _latency_ms(model, config, context: TrialContext, outputs: int) -> float:
+def _latency(model, config, context: TrialContext, outputs: int) -> latency.Latency:
     key = latency.architecture_key(
         backbone=get_backbone(config.backbone).identity(), cut=config.cut, head_pooling=config.head_pooling, head_units=config.head_units,
         image_size=config.image_size, task=context.task, outputs=outputs, threads=context.cpus,
     )
-    from .model import inference_latency_ms
-
-    return latency.measured_once(Path(context.cache_dir), key, lambda: inference_latency_ms(model))
+    return latency.measured_once(Path(context.cache_dir), key, lambda: latency.inference_latency(model))
 
 
 class EpochReporter:

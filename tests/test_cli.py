@@ -95,8 +95,9 @@ def test_backbones_measure_times_each_entry_here_at_the_size_asked_or_its_minimu
 
     assert main(["backbones", "--measure", "--size", "32", "simple_cnn", "inception_v3"]) == 0
     out = capsys.readouterr().out
-    measured = dict(re.findall(r"^(\S+): ([0-9.]+) ms at (?:\d+) px$", out, re.M))
-    assert set(measured) == {"simple_cnn", "inception_v3"} and all(float(ms) > 0 for ms in measured.values())
+    found = re.findall(r"^(\S+): ([0-9.]+) ms at \d+ px \(interquartile range ([0-9.]+) ms over 30 runs\)$", out, re.M)
+    assert {name for name, *_ in found} == {"simple_cnn", "inception_v3"}
+    assert all(float(ms) > 0 and 0 <= float(spread) for _, ms, spread in found)
     assert "inception_v3: " in out and " ms at 75 px" in out  # InceptionV3 takes 75 px and up
 
     assert main(["backbones", "--measure", "resnet51"]) == 2

@@ -266,9 +266,10 @@ def test_the_worker_setup_hook_imports_tensorflow_unless_the_worker_never_trains
 
 
 def test_inference_latency_is_a_median_of_real_timings():
-    from sweeper.model import inference_latency_ms
+    from sweeper.latency import inference_latency
 
     small, large = _head(), keras.Sequential([keras.Input((12,)), keras.layers.Dense(4096), keras.layers.Dense(4096),
                                               keras.layers.Dense(1)])
-    fast, slow = inference_latency_ms(small), inference_latency_ms(large)
-    assert 0 < fast < slow < 1000  # two 4096x4096 matrix products take longer than a 12x8 one
+    fast, slow = inference_latency(small), inference_latency(large)
+    assert 0 < fast.ms < slow.ms < 1000  # two 4096x4096 matrix products take longer than a 12x8 one
+    assert fast.runs == slow.runs == 30 and 1 <= fast.rounds <= 3 and fast.spread_ms >= 0
