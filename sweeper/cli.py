@@ -27,6 +27,7 @@ examples:
   sweeper report results/cats-vs-dogs            # charts and one report.html in results/cats-vs-dogs/report/
   sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --int8
   sweeper export results/cats-vs-dogs --top 3 --out bundles/cats-vs-dogs-top3
+  sweeper export results/cats-vs-dogs --out bundles/phone --max-latency-ms 5 --max-size-mb 4
   sweeper run my_spec.yaml --mlflow sqlite:///mlflow.db   # also in MLflow: `mlflow ui --backend-store-uri ...`
   sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --mlflow sqlite:///mlflow.db
   sweeper predict bundles/cats-vs-dogs photos/ cat.jpg --format csv
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--cache-dir", type=Path, help="the sweep's cache folder (default: <results>/.cache)")
     export.add_argument("--mlflow", metavar="URI", help="also log the bundle to this MLflow tracking URI, as a run "
                         "under the sweep's (pip install 'sweeper[mlflow]')")
+    export.add_argument("--max-latency-ms", type=_positive, metavar="MS",
+                        help="the best trial whose latency_ms (CPU, one image) is at most MS; trials ASHA stopped "
+                             "have none measured")
+    export.add_argument("--max-size-mb", type=_positive, metavar="MB", help="the best trial of at most MB (size_mb)")
+    export.add_argument("--max-params", type=_positive, metavar="N", help="the best trial of at most N parameters")
 
     predict = commands.add_parser("predict", help="label images (or predict values) with an exported bundle",
                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be more than 0")
+    return value
+
+
 def _at_least_1(text: str) -> int:
     try:
         value = int(text)
@@ -160,6 +176,11 @@ def _at_least_1(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value}: must be at least 1")
     return value
+
+
+def _limits(args) -> dict[str, float]:
+    given = {"latency_ms": args.max_latency_ms, "size_mb": args.max_size_mb, "params": args.max_params}
+    return {key: bound for key, bound in given.items() if bound is not None}
 
 
 def _size(option: str):
@@ -250,7 +271,8 @@ def _dispatch(args, console: Console) -> int:
             raise SweeperError("--trial and --top: choose one trial, or the K best")
         export_bundle(args.sweep, args.out, ExportOptions(trial=args.trial, top=args.top, int8=args.int8,
                                                           force=args.force, cache_dir=args.cache_dir,
-                                                          mlflow=args.mlflow and absolute_sqlite(args.mlflow, Path.cwd())),
+                                                          mlflow=args.mlflow and absolute_sqlite(args.mlflow, Path.cwd()),
+                                                          limits=_limits(args)),
                       console)
     elif args.command == "predict":
         from .predict import run_predict

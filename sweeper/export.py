@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +42,8 @@ class ExportOptions:
     force: bool = False  # replace an existing bundle
     cache_dir: Path | None = None  # default: the sweep's, <out>/.cache
     mlflow: str | None = None  # an MLflow tracking URI: the bundle is also logged there
+    # Upper bounds on leaderboard columns (latency_ms, size_mb, params): the best trials within them.
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOptions(),
@@ -62,6 +64,8 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
     rows = leaderboard.read(sweep_dir)
     objective = meta.get("objective") or leaderboard.objective_of(rows)
     members = _choose(rows, objective, options, sweep_dir)
+    if options.limits:
+        console.print(within_limits_line(rows, members, objective, options.limits), markup=False, highlight=False)
     index = _sweep_data(sweep_dir, meta)
 
     with quiet_native_stderr():
@@ -160,6 +164,14 @@ def _swap_in(new: Path, out: Path) -> None:
 def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir: Path) -> list[dict]:
     """The trials to export, best first: those that reported a value and kept a checkpoint."""
     usable = [r for r in leaderboard.scored(rows, objective) if _has_checkpoint(sweep_dir, r["trial_id"])]
+    if options.limits:
+        if options.trial:
+            raise SweeperError("--trial and the --max-* limits: choose one trial, or let the limits choose")
+        within = [r for r in usable if _within(r, options.limits)]
+        if not within:
+            raise SweeperError(f"no trial with a checkpoint is within {_limits_text(options.limits)} "
+                               f"(of {len(usable)}; {_closest(usable, options.limits)})")
+        usable = within
     if options.trial:
         chosen = [r for r in usable if r["trial_id"] == options.trial]
         if not chosen:
@@ -172,6 +184,39 @@ def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir:
     if options.top > len(usable):
         raise SweeperError(f"--top {options.top}: {sweep_dir} has {len(usable)} trials with a checkpoint")
     return usable[:options.top]
+
+
+def _within(row: dict, limits: dict[str, float]) -> bool:
+    """A row within every bound; a value not measured (a trial ASHA stopped has no latency) is not."""
+    return all(isinstance(row.get(key), (int, float)) and row[key] <= bound for key, bound in limits.items())
+
+
+def _limits_text(limits: dict[str, float]) -> str:
+    return ", ".join(f"{key} <= {bound:g}" for key, bound in limits.items())
+
+
+def _closest(rows: list[dict], limits: dict[str, float]) -> str:
+    """The smallest value each bound saw, so the user sees how far off the limits are."""
+    parts = []
+    for key in limits:
+        values = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        parts.append(f"the smallest {key}: {min(values):g}" if values else f"none has {key} measured")
+    return "; ".join(parts)
+
+
+def within_limits_line(rows: list[dict], members: list[dict], objective: str, limits: dict[str, float]) -> str:
+    """Which trial the limits chose, and why: its figures, and what the best trial overall missed."""
+    chosen = members[0]
+    figures = ", ".join(f"{key} {chosen[key]:g}" for key in limits)
+    line = (f"within {_limits_text(limits)}: trial {chosen['trial_id']} ({objective} "
+            f"{leaderboard.format_value(chosen[objective])}; {figures})")
+    best = next(iter(leaderboard.scored(rows, objective)), None)
+    if best is not None and best["trial_id"] != chosen["trial_id"]:
+        missed = [f"{key} {best[key]:g}" if isinstance(best.get(key), (int, float)) else f"no {key} measured"
+                  for key, bound in limits.items() if not _within(best, {key: bound})]
+        line += (f"; the best trial overall, {best['trial_id']} ({objective} "
+                 f"{leaderboard.format_value(best[objective])}), has {', '.join(missed)}")
+    return line
 
 
 def _has_checkpoint(sweep_dir: Path, trial_id: str) -> bool:

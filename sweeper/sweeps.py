@@ -123,18 +123,22 @@ class Sweep:
         return frame.sort_values(["trial_id", "epoch"], ignore_index=True) if len(frame) else frame
 
     def export(self, out: str | Path, *, top: int = 1, trial: str | None = None, int8: bool = False,
-               force: bool = False, mlflow: str | None = None, console=None):
-        """Export the best trial (or `trial`, or an ensemble of the `top` best) as a bundle, checked
-        against the leaderboard as `sweeper export` checks it; returns the loaded `Bundle`."""
+               force: bool = False, mlflow: str | None = None, max_latency_ms: float | None = None,
+               max_size_mb: float | None = None, max_params: float | None = None, console=None):
+        """Export the best trial (or `trial`, or an ensemble of the `top` best; with `max_*`, the best
+        within those bounds) as a bundle, checked against the leaderboard as `sweeper export` checks
+        it; returns the loaded `Bundle`."""
         from .bundle import load_bundle
         from .export import ExportOptions, export_bundle
 
+        limits = {key: bound for key, bound in (("latency_ms", max_latency_ms), ("size_mb", max_size_mb),
+                                                ("params", max_params)) if bound is not None}
         if trial and top > 1:
             from .errors import SweeperError
 
             raise SweeperError("trial and top: choose one trial, or the K best")
         folder = export_bundle(self.path, Path(out), ExportOptions(trial=trial, top=top, int8=int8, force=force,
-                                                                    mlflow=mlflow),
+                                                                    mlflow=mlflow, limits=limits),
                                console)
         return load_bundle(folder)
 

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +68,29 @@ def test_native_stderr_is_held_back_unless_something_unexpected_fails(capfd):
         os.write(2, b"why it broke\n")
         raise RuntimeError("unexpected")
     assert capfd.readouterr().err == "why it broke\n"
+
+
+def test_limits_choose_among_the_trials_they_allow_and_never_an_unmeasured_one(monkeypatch):
+    from sweeper import export
+    from sweeper.export import ExportOptions, _choose, within_limits_line
+
+    monkeypatch.setattr(export, "_has_checkpoint", lambda sweep_dir, trial_id: True)
+    rows = [{"trial_id": "a", "status": "stopped", "val_accuracy": 0.97, "latency_ms": None, "size_mb": 9.0},
+            {"trial_id": "b", "status": "completed", "val_accuracy": 0.95, "latency_ms": 7.4, "size_mb": 9.0},
+            {"trial_id": "c", "status": "completed", "val_accuracy": 0.93, "latency_ms": 3.1, "size_mb": 4.2},
+            {"trial_id": "d", "status": "completed", "val_accuracy": 0.90, "latency_ms": 2.0, "size_mb": 1.5}]
+    chosen = _choose(rows, "val_accuracy", ExportOptions(limits={"latency_ms": 5.0}), Path("s"))
+    assert [r["trial_id"] for r in chosen] == ["c"]
+    assert within_limits_line(rows, chosen, "val_accuracy", {"latency_ms": 5.0}) == (
+        "within latency_ms <= 5: trial c (val_accuracy 0.93; latency_ms 3.1); the best trial overall, a "
+        "(val_accuracy 0.97), has no latency_ms measured")
+    both = {"latency_ms": 5.0, "size_mb": 2.0}
+    assert [r["trial_id"] for r in _choose(rows, "val_accuracy", ExportOptions(limits=both, top=1), Path("s"))] == ["d"]
+    with pytest.raises(SweeperError, match=r"^no trial with a checkpoint is within latency_ms <= 1 \(of 4; the "
+                                           r"smallest latency_ms: 2\)$"):
+        _choose(rows, "val_accuracy", ExportOptions(limits={"latency_ms": 1.0}), Path("s"))
+    with pytest.raises(SweeperError, match="--trial and the --max-\\* limits"):
+        _choose(rows, "val_accuracy", ExportOptions(trial="b", limits={"latency_ms": 5.0}), Path("s"))
 
 
 # --- real sweeps ---------------------------------------------------------------------------------
@@ -185,6 +209,26 @@ def test_an_ensemble_of_the_top_2_predicts_end_to_end(cats_sweep, tmp_path):
     predicted = load_bundle(tmp_path / "top2").predict(sorted((CATS / "test_set" / "dogs").glob("*.jpg"))[:20])
     assert len(predicted) == 20 and all(p["label"] in ("cats", "dogs") and 0.5 <= p["confidence"] <= 1 for p in predicted)
     assert np.mean([p["label"] == "dogs" for p in predicted]) >= 0.6
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
+def test_limits_export_the_best_trial_within_them_and_say_why(cats_sweep, tmp_path, capsys):
+    rows = leaderboard.read(cats_sweep)
+    timed = [r for r in rows if r["latency_ms"] is not None]
+    bound = min(r["latency_ms"] for r in timed)  # the fastest architecture's: at least one trial is within
+    within = [r for r in leaderboard.scored(rows, "val_accuracy") if r["latency_ms"] is not None and r["latency_ms"] <= bound]
+    printed = _run("export", cats_sweep, "--out", tmp_path / "fast", "--max-latency-ms", str(bound))
+    chosen = json.loads((tmp_path / "fast" / MANIFEST).read_text())["members"][0]["trial_id"]
+    assert chosen == within[0]["trial_id"]
+    assert f"within latency_ms <= {bound:g}: trial {chosen}" in printed
+    if rows[0]["trial_id"] != chosen:  # the best overall is slower, or was stopped before its latency was measured
+        assert f"the best trial overall, {rows[0]['trial_id']}" in printed
+    assert main(["export", str(cats_sweep), "--out", str(tmp_path / "none"), "--max-size-mb", "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "no trial with a checkpoint is within size_mb <= 0.001" in err and "the smallest size_mb: " in err
+    assert not (tmp_path / "none").exists()
 
 
 @needs_assets
