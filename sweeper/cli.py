@@ -178,11 +178,6 @@ def _at_least_1(text: str) -> int:
     return value
 
 
-def _limits(args) -> dict[str, float]:
-    given = {"latency_ms": args.max_latency_ms, "size_mb": args.max_size_mb, "params": args.max_params}
-    return {key: bound for key, bound in given.items() if bound is not None}
-
-
 def _size(option: str):
     def parse(text: str) -> int:
         from .units import parse_size
@@ -264,16 +259,18 @@ def _dispatch(args, console: Console) -> int:
         html = write_report(args.sweep)
         console.print(f"report: {html}  (charts beside it in {html.parent})", markup=False)
     elif args.command == "export":
-        from .export import ExportOptions, export_bundle
+        from .export import ExportOptions, export_bundle, limits_of
         from .spec import absolute_sqlite
 
         if args.trial and args.top > 1:
             raise SweeperError("--trial and --top: choose one trial, or the K best")
-        export_bundle(args.sweep, args.out, ExportOptions(trial=args.trial, top=args.top, int8=args.int8,
-                                                          force=args.force, cache_dir=args.cache_dir,
-                                                          mlflow=args.mlflow and absolute_sqlite(args.mlflow, Path.cwd()),
-                                                          limits=_limits(args)),
-                      console)
+        options = ExportOptions(
+            trial=args.trial, top=args.top, int8=args.int8, force=args.force, cache_dir=args.cache_dir,
+            mlflow=args.mlflow and absolute_sqlite(args.mlflow, Path.cwd()),
+            limits=limits_of(max_latency_ms=args.max_latency_ms, max_size_mb=args.max_size_mb,
+                             max_params=args.max_params),
+        )
+        export_bundle(args.sweep, args.out, options, console)
     elif args.command == "predict":
         from .predict import run_predict
 

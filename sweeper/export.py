@@ -186,6 +186,13 @@ def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir:
     return usable[:options.top]
 
 
+def limits_of(*, max_latency_ms: float | None = None, max_size_mb: float | None = None,
+           max_params: float | None = None) -> dict[str, float]:
+    """`ExportOptions.limits` from the --max-* options (or Sweep.export's keywords) that were given."""
+    given = {"latency_ms": max_latency_ms, "size_mb": max_size_mb, "params": max_params}
+    return {key: bound for key, bound in given.items() if bound is not None}
+
+
 def _within(row: dict, limits: dict[str, float]) -> bool:
     """A row within every bound; a value not measured (a trial ASHA stopped has no latency) is not."""
     return all(isinstance(row.get(key), (int, float)) and row[key] <= bound for key, bound in limits.items())

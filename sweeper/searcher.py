@@ -3,9 +3,12 @@
 `DistinctOptunaSearch` never hands out a configuration it has handed out before. TPE on a finite
 space proposes ones it has tried once it is sure of a region: on 16 configurations (four choices
 of two, as tests/test_sweep.py's space), 12 trials of sweeper's TPE held 2.95 repeats on average
-over 20 seeds, each a trial spent learning nothing (measured with Optuna 5.1 on a made-up objective). `ExtendableSearch` is Tune's SearchGenerator with the total this driver asks for
-rather than the one saved with the experiment, so `sweeper resume --trials N` continues a sweep
-with the searcher's history (Optuna's study and its sampler, pickled by Tune) to N trials.
+over 20 seeds, each a trial spent learning nothing (measured with Optuna 5.1 on a made-up
+objective).
+
+`ExtendableSearch` is Tune's SearchGenerator with the total this driver asks for rather than the
+one saved with the experiment, so `sweeper resume --trials N` continues a sweep with the
+searcher's history (Optuna's study and its sampler, pickled by Tune) to N trials.
 """
 
 from __future__ import annotations

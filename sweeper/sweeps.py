@@ -129,17 +129,16 @@ class Sweep:
         within those bounds) as a bundle, checked against the leaderboard as `sweeper export` checks
         it; returns the loaded `Bundle`."""
         from .bundle import load_bundle
-        from .export import ExportOptions, export_bundle
+        from .export import ExportOptions, export_bundle, limits_of
 
-        limits = {key: bound for key, bound in (("latency_ms", max_latency_ms), ("size_mb", max_size_mb),
-                                                ("params", max_params)) if bound is not None}
         if trial and top > 1:
             from .errors import SweeperError
 
             raise SweeperError("trial and top: choose one trial, or the K best")
-        folder = export_bundle(self.path, Path(out), ExportOptions(trial=trial, top=top, int8=int8, force=force,
-                                                                    mlflow=mlflow, limits=limits),
-                               console)
+        options = ExportOptions(trial=trial, top=top, int8=int8, force=force, mlflow=mlflow,
+                                limits=limits_of(max_latency_ms=max_latency_ms, max_size_mb=max_size_mb,
+                                                 max_params=max_params))
+        folder = export_bundle(self.path, Path(out), options, console)
         return load_bundle(folder)
 
     def report(self) -> Path:
