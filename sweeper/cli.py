@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
     export.add_argument("--top", type=_at_least_1, default=1, metavar="K", help="average the K best trials into one model")
     export.add_argument("--int8", action="store_true", help="also write model_int8.tflite, calibrated on training images")
+    export.add_argument("--int8-max-drop", type=_not_negative, metavar="POINTS",
+                        help="refuse the bundle when the int8 model loses more than POINTS points of validation "
+                             "accuracy (for regression: percent of RMSE) against the float one (default 1.0)")
     export.add_argument("--force", action="store_true", help="replace the bundle at --out")
     export.add_argument("--cache-dir", type=Path, help="the sweep's cache folder (default: <results>/.cache)")
     export.add_argument("--mlflow", metavar="URI", help="also log the bundle to this MLflow tracking URI, as a run "
@@ -156,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     _add_common(demo)
     return parser
+
+
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -265,7 +278,8 @@ def _dispatch(args, console: Console) -> int:
         if args.trial and args.top > 1:
             raise SweeperError("--trial and --top: choose one trial, or the K best")
         options = ExportOptions(
-            trial=args.trial, top=args.top, int8=args.int8, force=args.force, cache_dir=args.cache_dir,
+            trial=args.trial, top=args.top, int8=args.int8, int8_max_drop=args.int8_max_drop, force=args.force,
+            cache_dir=args.cache_dir,
             mlflow=args.mlflow and absolute_sqlite(args.mlflow, Path.cwd()),
             limits=limits_of(max_latency_ms=args.max_latency_ms, max_size_mb=args.max_size_mb,
                              max_params=args.max_params),

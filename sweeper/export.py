@@ -32,6 +32,9 @@ from .files import fsync_dir, fsync_tree
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
 METRIC_AGREES = 1e-6  # relative: the Keras model against the trial's reported metric
 CALIBRATION_IMAGES = 100  # training images that calibrate the int8 model
+# What the int8 TFLite model may lose against the float one on the validation split, by default:
+# points of accuracy, or percent of RMSE (regression). More refuses the bundle (--int8-max-drop).
+INT8_MAX_DROP = 1.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ExportOptions:
     trial: str | None = None  # None: the best trial
     top: int = 1  # more than 1: an ensemble averaging the K best trials
     int8: bool = False  # also write model_int8.tflite, calibrated on training images
+    int8_max_drop: float | None = None  # None: INT8_MAX_DROP
     force: bool = False  # replace an existing bundle
     cache_dir: Path | None = None  # default: the sweep's, <out>/.cache
     mlflow: str | None = None  # an MLflow tracking URI: the bundle is also logged there
@@ -87,6 +91,7 @@ def export_bundle(sweep_dir: Path, out: Path, options: ExportOptions = ExportOpt
             calibration = pixels[index.indices("train")[:CALIBRATION_IMAGES]] if options.int8 else None
             write_models(model, tmp, size=size, task=index.task, classes=index.classes, calibration=calibration)
             checks = _check(model, tmp, index, pixels, members, objective, loaded[0][1], console)
+            _check_int8(checks, index.task, options.int8_max_drop)
             manifest = _manifest(sweep_dir, meta, index, members, loaded, size, objective, checks, tmp)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
             (tmp / "model_card.md").write_text(_model_card(sweep_dir, manifest))
@@ -399,10 +404,35 @@ def _print_checks(checks: dict, members: list[dict], console: Console) -> None:
     for name, row in checks["formats"].items():
         table.add_row(name, *(f"{row[m]:.6g}" for m in metrics), f"{row['max_abs_difference']:.2e}")
     console.print(table)
-    if "tflite_int8" in checks["formats"]:
-        metric = metrics[0]
-        change = checks["formats"]["tflite_int8"][metric] - checks["formats"]["model.keras"][metric]
-        console.print(f"int8 TFLite: {metric} {change:+.4f} against the float model", highlight=False)
+    task = "regression" if "val_rmse" in metrics else "classification"
+    drop = int8_drop(checks["formats"], task)
+    if drop is not None:
+        console.print(f"int8 TFLite: loses {drop:.2f} {_drop_unit(task)} against the float model on the "
+                      "validation split", highlight=False)
+
+
+def int8_drop(formats: dict, task: str) -> float | None:
+    """What the int8 TFLite model loses against the float one on the validation split: points of
+    accuracy, or the percentage by which its RMSE is higher (negative: it did better); None
+    without an int8 model."""
+    if "tflite_int8" not in formats:
+        return None
+    float_model, int8 = formats["model.keras"], formats["tflite_int8"]
+    if task == "regression":
+        return 100 * (int8["val_rmse"] - float_model["val_rmse"]) / float_model["val_rmse"] if float_model["val_rmse"] else 0.0
+    return 100 * (float_model["val_accuracy"] - int8["val_accuracy"])
+
+
+def _check_int8(checks: dict, task: str, max_drop: float | None) -> None:
+    max_drop = INT8_MAX_DROP if max_drop is None else max_drop
+    drop = int8_drop(checks["formats"], task)
+    if drop is not None and drop > max_drop:
+        raise ParityError(f"the int8 TFLite model loses {drop:.2f} {_drop_unit(task)} against the float model on the validation "
+                          f"split (allowed: {max_drop:g}, --int8-max-drop); the bundle was not written")
+
+
+def _drop_unit(task: str) -> str:
+    return "% of RMSE" if task == "regression" else "points of accuracy"
 
 
 # --- what the bundle says of itself --------------------------------------------------------------

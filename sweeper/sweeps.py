@@ -123,7 +123,7 @@ class Sweep:
         return frame.sort_values(["trial_id", "epoch"], ignore_index=True) if len(frame) else frame
 
     def export(self, out: str | Path, *, top: int = 1, trial: str | None = None, int8: bool = False,
-               force: bool = False, mlflow: str | None = None, max_latency_ms: float | None = None,
+               int8_max_drop: float | None = None, force: bool = False, mlflow: str | None = None, max_latency_ms: float | None = None,
                max_size_mb: float | None = None, max_params: float | None = None, console=None):
         """Export the best trial (or `trial`, or an ensemble of the `top` best; with `max_*`, the best
         within those bounds) as a bundle, checked against the leaderboard as `sweeper export` checks
@@ -135,7 +135,7 @@ class Sweep:
             from .errors import SweeperError
 
             raise SweeperError("trial and top: choose one trial, or the K best")
-        options = ExportOptions(trial=trial, top=top, int8=int8, force=force, mlflow=mlflow,
+        options = ExportOptions(trial=trial, top=top, int8=int8, int8_max_drop=int8_max_drop, force=force, mlflow=mlflow,
                                 limits=limits_of(max_latency_ms=max_latency_ms, max_size_mb=max_size_mb,
                                                  max_params=max_params))
         folder = export_bundle(self.path, Path(out), options, console)

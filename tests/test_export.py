@@ -93,6 +93,26 @@ def test_limits_choose_among_the_trials_they_allow_and_never_an_unmeasured_one(m
         _choose(rows, "val_accuracy", ExportOptions(trial="b", limits={"latency_ms": 5.0}), Path("s"))
 
 
+def test_an_int8_model_that_loses_too_much_is_refused():
+    from sweeper.errors import ParityError
+    from sweeper.export import _check_int8, int8_drop
+
+    formats = {"model.keras": {"val_accuracy": 0.95}, "tflite": {"val_accuracy": 0.95},
+               "tflite_int8": {"val_accuracy": 0.935}}
+    assert int8_drop(formats, "classification") == pytest.approx(1.5)
+    _check_int8({"formats": formats}, "classification", 2.0)
+    with pytest.raises(ParityError, match=r"^the int8 TFLite model loses 1.50 points of accuracy against the float "
+                                          r"model on the validation split \(allowed: 1, --int8-max-drop\); the "
+                                          r"bundle was not written$"):
+        _check_int8({"formats": formats}, "classification", None)  # the default, 1 point
+    regression = {"model.keras": {"val_rmse": 2.0}, "tflite_int8": {"val_rmse": 2.1}}
+    assert int8_drop(regression, "regression") == pytest.approx(5.0)
+    with pytest.raises(ParityError, match="loses 5.00 % of RMSE"):
+        _check_int8({"formats": regression}, "regression", 4.0)
+    assert int8_drop({"model.keras": {"val_accuracy": 0.9}}, "classification") is None  # no int8 model: no check
+    _check_int8({"formats": {"model.keras": {"val_accuracy": 0.9}}}, "classification", 0.0)
+
+
 # --- real sweeps ---------------------------------------------------------------------------------
 
 CATS_SPEC = f"""
@@ -229,6 +249,17 @@ def test_limits_export_the_best_trial_within_them_and_say_why(cats_sweep, tmp_pa
     err = capsys.readouterr().err
     assert "no trial with a checkpoint is within size_mb <= 0.001" in err and "the smallest size_mb: " in err
     assert not (tmp_path / "none").exists()
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
+def test_an_int8_export_measures_what_quantization_loses(cats_sweep, tmp_path):
+    printed = _run("export", cats_sweep, "--out", tmp_path / "int8", "--int8", "--int8-max-drop", "100")
+    formats = json.loads((tmp_path / "int8" / MANIFEST).read_text())["checks"]["formats"]
+    assert (tmp_path / "int8" / "model_int8.tflite").stat().st_size < (tmp_path / "int8" / "model.tflite").stat().st_size
+    drop = 100 * (formats["model.keras"]["val_accuracy"] - formats["tflite_int8"]["val_accuracy"])
+    assert f"int8 TFLite: loses {drop:.2f} points of accuracy against the float model on the validation split" in printed
 
 
 @needs_assets
