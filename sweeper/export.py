@@ -286,12 +286,22 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
         return {"probabilities": probabilities, "label": tf.gather(label_names, best),
                 "confidence": tf.reduce_max(probabilities, axis=-1)}
 
+    def resized(x):
+        shape = tf.shape(x)
+        return tf.cond(tf.logical_and(shape[-3] == size, shape[-2] == size), lambda: x,
+                       lambda: tf.image.resize(x, (size, size), method="bilinear", antialias=True))
+
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
     def serve(images_in):
-        x = tf.cast(images_in, tf.float32)
-        shape = tf.shape(x)
-        x = tf.cond(tf.logical_and(shape[1] == size, shape[2] == size), lambda: x,
-                    lambda: tf.image.resize(x, (size, size), method="bilinear", antialias=True))
+        return head(model(resized(tf.cast(images_in, tf.float32)), training=False))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(encoded):  # what TF Serving's REST clients send: the files' bytes
+        def decode(one):
+            image = tf.io.decode_image(one, channels=3, expand_animations=False)
+            return resized(tf.cast(tf.ensure_shape(image, [None, None, 3]), tf.float32))
+
+        x = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         return head(model(x, training=False))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")])
@@ -302,6 +312,7 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", serve)
+    archive.add_endpoint("serve_bytes", serve_bytes)
     archive.add_endpoint("tflite", fixed_size)
     archive.write_out(str(folder / "saved_model"), verbose=False)
 
@@ -322,6 +333,9 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
         "scaling": "inside the model: pass pixels as they are",
         "saved_model": "signature `serve`: images uint8 [N, H, W, 3] of any size, resized in the graph "
                        "(bilinear, antialiased; pass image_size images for results identical to sweeper's)",
+        "saved_model_bytes": "signature `serve_bytes`: image_bytes string [N], each the bytes of a JPEG, PNG, "
+                             "GIF or BMP file, decoded to RGB (EXIF orientation not applied) and resized in the "
+                             "graph as `serve` does",
         "tflite": f"signature `tflite`: images uint8 [N, {size}, {size}, 3]",
         "outputs": ("value: [N]" if regression else
                     "probabilities: [N, classes] in labels.json order; label and confidence (saved_model only)"),
@@ -369,7 +383,9 @@ def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members
 
 def format_outputs(folder: Path, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
     """What each written format (but the Keras file) outputs for the images `x`, as probabilities."""
-    outputs = {"saved_model": _saved_model_out(folder, x, task), "tflite": _tflite_out(folder / "model.tflite", x, task)}
+    outputs = {"saved_model": _saved_model_out(folder, x, task),
+               "saved_model_bytes": _saved_model_bytes_out(folder, x, task),
+               "tflite": _tflite_out(folder / "model.tflite", x, task)}
     if (folder / "model_int8.tflite").is_file():
         outputs["tflite_int8"] = _tflite_out(folder / "model_int8.tflite", x, task)
     return outputs
@@ -381,6 +397,24 @@ def _saved_model_out(folder: Path, x: np.ndarray, task: str) -> np.ndarray:
     loaded = tf.saved_model.load(str(folder / "saved_model"))  # held: `serve` needs its variables alive
     key = "value" if task == "regression" else "probabilities"
     return np.concatenate([loaded.serve(x[i:i + 64])[key].numpy() for i in range(0, len(x), 64)]).astype(np.float64)
+
+
+def _saved_model_bytes_out(folder: Path, x: np.ndarray, task: str) -> np.ndarray:
+    """`serve_bytes` on the images `x` sent as PNG files: lossless, so it must give `serve`'s outputs."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    def png(image: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    loaded = tf.saved_model.load(str(folder / "saved_model"))
+    key = "value" if task == "regression" else "probabilities"
+    return np.concatenate([loaded.serve_bytes(tf.constant([png(image) for image in x[i:i + 64]]))[key].numpy()
+                           for i in range(0, len(x), 64)]).astype(np.float64)
 
 
 def _tflite_out(path: Path, x: np.ndarray, task: str) -> np.ndarray:
