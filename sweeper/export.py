@@ -384,37 +384,34 @@ def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members
 def format_outputs(folder: Path, x: np.ndarray, task: str) -> dict[str, np.ndarray]:
     """What each written format (but the Keras file) outputs for the images `x`, as probabilities."""
     outputs = {"saved_model": _saved_model_out(folder, x, task),
-               "saved_model_bytes": _saved_model_bytes_out(folder, x, task),
+               "saved_model_bytes": _saved_model_out(folder, x, task, as_files=True),
                "tflite": _tflite_out(folder / "model.tflite", x, task)}
     if (folder / "model_int8.tflite").is_file():
         outputs["tflite_int8"] = _tflite_out(folder / "model_int8.tflite", x, task)
     return outputs
 
 
-def _saved_model_out(folder: Path, x: np.ndarray, task: str) -> np.ndarray:
+def _saved_model_out(folder: Path, x: np.ndarray, task: str, *, as_files: bool = False) -> np.ndarray:
+    """`serve` on the images `x`; with `as_files`, `serve_bytes` on them sent as PNG files, which
+    are lossless, so it must give the same outputs."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(folder / "saved_model"))  # held: `serve` needs its variables alive
     key = "value" if task == "regression" else "probabilities"
-    return np.concatenate([loaded.serve(x[i:i + 64])[key].numpy() for i in range(0, len(x), 64)]).astype(np.float64)
+    serve = loaded.serve_bytes if as_files else loaded.serve
+    batches = (x[i:i + 64] for i in range(0, len(x), 64))
+    return np.concatenate([serve(tf.constant([_png(image) for image in batch]) if as_files else batch)[key].numpy()
+                           for batch in batches]).astype(np.float64)
 
 
-def _saved_model_bytes_out(folder: Path, x: np.ndarray, task: str) -> np.ndarray:
-    """`serve_bytes` on the images `x` sent as PNG files: lossless, so it must give `serve`'s outputs."""
+def _png(image: np.ndarray) -> bytes:
     import io
 
-    import tensorflow as tf
     from PIL import Image
 
-    def png(image: np.ndarray) -> bytes:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="PNG")
-        return buffer.getvalue()
-
-    loaded = tf.saved_model.load(str(folder / "saved_model"))
-    key = "value" if task == "regression" else "probabilities"
-    return np.concatenate([loaded.serve_bytes(tf.constant([png(image) for image in x[i:i + 64]]))[key].numpy()
-                           for i in range(0, len(x), 64)]).astype(np.float64)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _tflite_out(path: Path, x: np.ndarray, task: str) -> np.ndarray:
