@@ -111,18 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
     export.add_argument("--top", type=_at_least_1, default=1, metavar="K", help="average the K best trials into one model")
     export.add_argument("--int8", action="store_true", help="also write model_int8.tflite, calibrated on training images")
-    export.add_argument("--int8-max-drop", type=_not_negative, metavar="POINTS",
+    export.add_argument("--int8-max-drop", type=_number(zero_allowed=True), metavar="POINTS",
                         help="refuse the bundle when the int8 model loses more than POINTS points of validation "
                              "accuracy (for regression: percent of RMSE) against the float one (default 1.0)")
     export.add_argument("--force", action="store_true", help="replace the bundle at --out")
     export.add_argument("--cache-dir", type=Path, help="the sweep's cache folder (default: <results>/.cache)")
     export.add_argument("--mlflow", metavar="URI", help="also log the bundle to this MLflow tracking URI, as a run "
                         "under the sweep's (pip install 'sweeper[mlflow]')")
-    export.add_argument("--max-latency-ms", type=_positive, metavar="MS",
+    export.add_argument("--max-latency-ms", type=_number(zero_allowed=False), metavar="MS",
                         help="the best trial whose latency_ms (CPU, one image) is at most MS; trials ASHA stopped "
                              "have none measured")
-    export.add_argument("--max-size-mb", type=_positive, metavar="MB", help="the best trial of at most MB (size_mb)")
-    export.add_argument("--max-params", type=_positive, metavar="N", help="the best trial of at most N parameters")
+    export.add_argument("--max-size-mb", type=_number(zero_allowed=False), metavar="MB", help="the best trial of at most MB (size_mb)")
+    export.add_argument("--max-params", type=_number(zero_allowed=False), metavar="N", help="the best trial of at most N parameters")
 
     predict = commands.add_parser("predict", help="label images (or predict values) with an exported bundle",
                                   epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -161,24 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _not_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be more than 0")
-    return value
+def _number(*, zero_allowed: bool):
+    """An argparse type: a number above 0, or from 0 with `zero_allowed`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not (value >= 0 if zero_allowed else value > 0):
+            raise argparse.ArgumentTypeError(f"{text}: must be {'0 or more' if zero_allowed else 'more than 0'}")
+        return value
+    return parse
 
 
 def _at_least_1(text: str) -> int:
@@ -275,8 +268,6 @@ def _dispatch(args, console: Console) -> int:
         from .export import ExportOptions, export_bundle, limits_of
         from .spec import absolute_sqlite
 
-        if args.trial and args.top > 1:
-            raise SweeperError("--trial and --top: choose one trial, or the K best")
         options = ExportOptions(
             trial=args.trial, top=args.top, int8=args.int8, int8_max_drop=args.int8_max_drop, force=args.force,
             cache_dir=args.cache_dir,

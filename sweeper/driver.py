@@ -386,7 +386,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
                            f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
-    said, warning = baseline.lines(baseline.compute(index, spec.objective),
+    said, warning = baseline.lines(results.read_meta(sweep_dir).get("baseline"),  # recorded as the sweep started
                                    next(iter(leaderboard.scored(rows, spec.objective)), None))
     for i, line in enumerate(said):
         console.print(line, style="yellow" if warning and i else None, markup=False, highlight=False)

@@ -168,6 +168,8 @@ def _swap_in(new: Path, out: Path) -> None:
 
 def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir: Path) -> list[dict]:
     """The trials to export, best first: those that reported a value and kept a checkpoint."""
+    if options.trial and options.top > 1:
+        raise SweeperError("--trial and --top: choose one trial, or the K best")
     usable = [r for r in leaderboard.scored(rows, objective) if _has_checkpoint(sweep_dir, r["trial_id"])]
     if options.limits:
         if options.trial:

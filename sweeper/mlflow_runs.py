@@ -22,7 +22,7 @@ from rich.console import Console
 
 from .errors import SweeperError, clip
 from .hyperparameters import CONFIG_KEYS
-from .tensorboard_logs import TRAINING_METRICS, is_number
+from .tensorboard_logs import epoch_curves, is_number
 
 SWEEP_TAG = "sweeper.sweep"  # on the parent run: the sweep folder
 TRIAL_TAG = "sweeper.trial_id"  # on a child run: the Tune trial id
@@ -122,9 +122,7 @@ class MlflowRuns(tune.Callback):
         self._safely(self._finish, Path(sweep_dir))
 
     def _log_epoch(self, trial, result: dict) -> None:
-        metrics = {key: value for key, value in result.items()
-                   if (key in TRAINING_METRICS or key.startswith("val_")) and is_number(value)}
-        self.mlflow.log_batch(self._run(trial), metrics=_metrics(metrics, step=result["epoch"]))
+        self.mlflow.log_batch(self._run(trial), metrics=_metrics(epoch_curves(result), step=result["epoch"]))
 
     def _end(self, trial, status: str) -> None:
         row = self.rows.get(trial.trial_id, {})

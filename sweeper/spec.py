@@ -198,8 +198,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
     objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
     ctx.one_of("objective", objective, tuple(BY_TASK[task]), f" for task {task}")
 
-    own = {**_parse_backbones(ctx, raw.get("backbones"), check_files=True),
-           **_hub_backbones(ctx, raw["space"], check_files=True)}
+    own = _own_backbones(ctx, raw, check_files=True)
     with declared(own):
         space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value), task)
     budget = _parse_budget(ctx, raw.get("budget") or {})
@@ -265,11 +264,16 @@ def read_search_setup(path: str | Path) -> tuple[Space, Budget]:
         raw = None
     if not isinstance(raw, dict) or "space" not in raw:
         ctx.fail("", "not a spec saved by `sweeper run` (no `space`)")
-    with declared({**_parse_backbones(ctx, raw.get("backbones"), check_files=False),
-                   **_hub_backbones(ctx, raw["space"], check_files=False)}):
+    with declared(_own_backbones(ctx, raw, check_files=False)):
         space = _parse_space(ctx, raw["space"], raw.get("image_size", Space.image_size.value),
                              raw.get("task", "classification"))
     return space, _parse_budget(ctx, raw.get("budget") or {})
+
+
+def _own_backbones(ctx: SpecChecks, raw: dict, *, check_files: bool) -> dict[str, Backbone]:
+    """The spec's models beside the registry: its `backbones:` and the KerasHub presets it names."""
+    return {**_parse_backbones(ctx, raw.get("backbones"), check_files=check_files),
+            **_hub_backbones(ctx, raw["space"], check_files=check_files)}
 
 
 def _parse_backbones(ctx: SpecChecks, raw: Any, *, check_files: bool) -> dict[str, Backbone]:

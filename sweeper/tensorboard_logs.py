@@ -15,9 +15,12 @@ from ray import tune
 
 from .hyperparameters import CONFIG_KEYS
 
-# The per-epoch numbers a trial reports that are curves: its training metrics, the learning rate,
-# and every validation metric (val_*).
-TRAINING_METRICS = ("loss", "accuracy", "rmse", "mae", "lr")
+
+def epoch_curves(result: dict) -> dict[str, float]:
+    """The numbers of a trial's epoch that are curves: the loss, the learning rate, every validation
+    metric (val_*) and the training metric beside each (accuracy beside val_accuracy, f1, auc ...)."""
+    return {key: float(value) for key, value in result.items() if is_number(value)
+            and (key in ("loss", "lr") or key.startswith("val_") or f"val_{key}" in result)}
 
 
 class TensorBoardLogs(tune.Callback):
@@ -32,8 +35,7 @@ class TensorBoardLogs(tune.Callback):
             return  # a resumed sweep's repeat of a result already written
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
-        values = [summary_pb2.Summary.Value(tag=key, simple_value=float(value)) for key, value in result.items()
-                  if (key in TRAINING_METRICS or key.startswith("val_")) and is_number(value)]
+        values = [summary_pb2.Summary.Value(tag=key, simple_value=value) for key, value in epoch_curves(result).items()]
         writer = self._writer(trial)
         writer.add_event(event_pb2.Event(wall_time=time.time(), step=result["epoch"],
                                          summary=summary_pb2.Summary(value=values)))
