@@ -72,8 +72,13 @@ space:
     assert [r["val_auc"] for r in rows] == sorted((r["val_auc"] for r in rows), reverse=True)
     best_epoch = json.loads(next((sweep / "experiment").glob(f"trial_{rows[0]['trial_id']}/checkpoint_*/trial.json"))
                             .read_text())["metrics"]
-    assert best_epoch["val_auc"] == pytest.approx(rows[0]["val_auc"]) and best_epoch["val_accuracy"] >= 0.85
-    assert 0.5 < best_epoch["val_f1"] <= 1
+    assert best_epoch["val_auc"] == pytest.approx(rows[0]["val_auc"])
+    assert 0.5 < best_epoch["val_f1"] <= 1 and 0.5 < best_epoch["val_accuracy"] <= 1
+    # What ranking by accuracy asserted before (its best trial's best epoch >= 0.85): the best
+    # accuracy of any epoch. The epoch with the best AUC need not be the one with the best accuracy.
+    accuracies = [json.loads(line)["val_accuracy"] for path in (sweep / "experiment").glob("trial_*/result.json")
+                  for line in path.read_text().splitlines()]
+    assert max(accuracies) >= 0.85
 
 
 def test_bccd_cell_counts_regression_beats_the_mean_by_15_percent(tmp_path, ray_session):
