@@ -317,6 +317,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         seed=spec.budget.seed,
         concurrent_trials=spec.budget.concurrent_trials,
         memory_budget=options.memory_budget,
+        constraints=spec.constraints,
         feature_cache=options.feature_cache,
         spatial_features=options.spatial_features,
         backbones=spec.backbones,
@@ -330,6 +331,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
             f"{'a continuous space' if size is None else f'{size} configurations'}, "
             f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
             f"objective {spec.objective} ({spec.mode})"
+            + (f"; constraints {escape(spec.constraints.summary())}" if spec.constraints else "")
         )
     else:
         console.print(f"[bold]{escape(spec.name)}[/]: resuming; {len(ended)} of {trials} trials had ended, "
@@ -366,8 +368,12 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         ray.kill(board)
 
     rows = leaderboard.read(sweep_dir)
+    # Infeasible trials do not count against the budget; as many of them as it has trials may run on top.
+    infeasible = sum(r["status"] == TrialStatus.INFEASIBLE for r in rows)
+    counted = len(rows) - infeasible
     # Tune returns normally after Ctrl+C too, with the trials it cut off still `running` (or not started).
-    if any(r["status"] == TrialStatus.RUNNING for r in rows) or (len(rows) < trials and not early_end()):
+    if any(r["status"] == TrialStatus.RUNNING for r in rows) or (counted < trials and infeasible < trials
+                                                                    and not early_end()):
         results.mark(sweep_dir, SweepState.INTERRUPTED)
         leaderboard.render(rows, spec.objective, console, title=f"{spec.name} so far — best {spec.objective} first")
         raise KeyboardInterrupt(f"continue it with: sweeper resume {sweep_dir}")
@@ -386,6 +392,10 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
                            f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
+    if counted < trials and infeasible >= trials:
+        console.print(f"[yellow]only {counted} of {trials} trials trained: {infeasible} proposals broke the "
+                      f"constraints ({escape(spec.constraints.summary())}), and at most {trials} may run beyond the "
+                      "budget; loosen them or narrow the space[/]")
     said, warning = baseline.lines(results.read_meta(sweep_dir).get("baseline"),  # recorded as the sweep started
                                    next(iter(leaderboard.scored(rows, spec.objective)), None))
     for i, line in enumerate(said):

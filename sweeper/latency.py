@@ -72,18 +72,29 @@ def _version(package: str) -> str | None:
         return None
 
 
-def measured_once(cache_dir: Path, key: str, measure: Callable[[], Latency]) -> Latency:
-    """The latency stored for `key`, or `measure()`'s, stored for the next trial; the lock makes
-    concurrent trials of one architecture wait for a single measurement instead of racing."""
-    folder = Path(cache_dir) / "latency"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{key}.json"
+def remembered(cache_dir: Path, key: str, kind: str, compute: Callable[[], dict]) -> dict:
+    """`compute()`'s record of `kind` for the architecture `key`, computed once per cache folder: the
+    lock makes concurrent trials of one architecture wait for a single measurement instead of racing.
+    Kinds: "" (TensorFlow latency, a `Latency`), "tflite" (LiteRT latency), "sizes" (parameters)."""
+    path = _record(cache_dir, key, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         if path.is_file():
-            return Latency(**json.loads(path.read_text()))
-        value = measure()
-        write_atomic(path, json.dumps(asdict(value)))
+            return json.loads(path.read_text())
+        value = compute()
+        write_atomic(path, json.dumps(value))
         return value
+
+
+def recorded(cache_dir: Path, key: str, kind: str = "") -> dict | None:
+    """What `remembered` stored for the architecture, or None: read without a lock, as records are
+    written whole (write_atomic) and never changed."""
+    path = _record(cache_dir, key, kind)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _record(cache_dir: Path, key: str, kind: str) -> Path:
+    return Path(cache_dir) / "latency" / (f"{key}-{kind}.json" if kind else f"{key}.json")
 
 
 def inference_latency(model):
@@ -101,6 +112,42 @@ def inference_latency(model):
         for _ in range(RUNS):
             started = time.perf_counter()
             predict(image).numpy()
+            times.append(time.perf_counter() - started)
+        return times
+
+    return measure(time_runs)
+
+
+def tflite_latency(model) -> Latency:
+    """The time for one image through the model converted as the export converts it (float TFLite),
+    run by LiteRT on 1 thread, the way a phone app runs it. The conversion takes about 7 s on 2 cores
+    whatever the model's size (measured on MobileNetV2 at 32-96 px), so callers cache the figure."""
+    import tempfile
+
+    import keras
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    shape = (1, *model.inputs[0].shape[1:])
+    archive = keras.export.ExportArchive()  # as the export writes it: from a SavedModel signature
+    archive.track(model)
+    archive.add_endpoint("tflite", tf.function(lambda x: model(x, training=False),
+                                               input_signature=[tf.TensorSpec(shape, tf.float32)]))
+    with tempfile.TemporaryDirectory(prefix="sweeper-tflite-") as folder:
+        archive.write_out(folder, verbose=False)
+        converted = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["tflite"]).convert()
+    interpreter = Interpreter(model_content=converted, num_threads=1)
+    interpreter.allocate_tensors()
+    image = interpreter.get_input_details()[0]["index"]
+    interpreter.set_tensor(image, np.zeros(shape, np.float32))
+    for _ in range(WARMUP):
+        interpreter.invoke()
+
+    def time_runs() -> list[float]:
+        times = []
+        for _ in range(RUNS):
+            started = time.perf_counter()
+            interpreter.invoke()
             times.append(time.perf_counter() - started)
         return times
 

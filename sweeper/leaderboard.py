@@ -28,7 +28,7 @@ from .objective import BY_TASK, Objective
 from .status import SweepState, TrialStatus
 
 MODES = {name: mode for objectives in BY_TASK.values() for name, mode in objectives.items()}
-COST_KEYS = ("params", "trainable_params", "size_mb", "latency_ms")
+COST_KEYS = ("params", "trainable_params", "size_mb", "latency_ms", "tflite_ms")
 
 
 def columns(objective: str) -> list[str]:
@@ -252,7 +252,7 @@ def to_markdown(rows: list[dict], cols: list[str]) -> str:
 
 # The terminal table shows what people choose by, compactly; the files hold every column.
 STATUS_STYLE = {TrialStatus.COMPLETED: "green", TrialStatus.STOPPED: "yellow", TrialStatus.ERROR: "red", TrialStatus.DIVERGED: "magenta",
-                TrialStatus.RUNNING: "cyan"}
+                TrialStatus.RUNNING: "cyan", TrialStatus.INFEASIBLE: "dim"}
 
 
 def render(rows: list[dict], objective: str, console: Console, title: str = "") -> None:
@@ -292,7 +292,8 @@ def render(rows: list[dict], objective: str, console: Console, title: str = "") 
     if fits < len(shown):
         console.print(f"({', '.join(h for h, _, _ in shown[fits:])} left out to fit {console.width} columns; "
                       "--format csv or json has every column)", style="dim", highlight=False)
-    for row in [r for r in rows if r.get("error")][:5]:
+    failed = [r for r in rows if r.get("error") and r.get("status") != TrialStatus.INFEASIBLE]
+    for row in failed[:5]:
         console.print(f"[red]trial {escape(str(row['trial_id']))} failed:[/] {escape(str(row['error']))}", highlight=False)
 
 
@@ -303,7 +304,8 @@ def _table_columns(objective: str, rows: list[dict]) -> list[tuple[str, Callable
         ("#", _cell("rank"), True), ("trial", _cell("trial_id"), False), ("status", status_label, False),
         (objective, _cell(objective), True), *config_columns(rows),
         ("params", _cell("params"), True), ("MB", _cell("size_mb"), True), ("ms", _cell("latency_ms"), True),
-    ]
+    ] + [("lite ms", _cell("tflite_ms"), True)] * any(row.get("tflite_ms") is not None for row in rows) + [
+        ("infeasible: why", _cell("error"), False)] * any(row.get("status") == TrialStatus.INFEASIBLE for row in rows)
 
 
 def config_columns(rows: Iterable[dict]) -> list[tuple[str, Callable[[dict], str], bool]]:

@@ -123,8 +123,12 @@ class LiveView(tune.Callback):
         self._note_best(trial_id)
         if not self.interactive:
             row = self.rows.get(trial_id, {})
-            self._line(ended_line(row, len(self.ended), self.info))
+            self._line(ended_line(row, self.counted(), self.info))
         self._redraw(force=True)
+
+    def counted(self) -> int:
+        """Ended trials that count against the budget: not those that ended infeasible."""
+        return sum(self.rows.get(t, {}).get("status") != TrialStatus.INFEASIBLE for t in self.ended)
 
     def _note_best(self, trial_id: str) -> None:
         row = self.rows.get(trial_id)
@@ -193,7 +197,7 @@ class LiveView(tune.Callback):
 
         Trials ASHA stops end early, so the pace already counts them; the estimate firms up as trials end.
         """
-        done = len(self.ended) + sum(
+        done = self.counted() + sum(
             min(row.get("epochs") or 0, self.info.max_epochs) / self.info.max_epochs
             for trial_id, row in self.rows.items() if row.get("status") == TrialStatus.RUNNING
         )
@@ -210,8 +214,8 @@ class LiveView(tune.Callback):
         head = Table.grid(padding=(0, 1))
         head.add_row(
             Text(f"{info.name}", style="bold"),
-            ProgressBar(total=info.trials, completed=len(self.ended), width=30),
-            Text(f"{len(self.ended)}/{info.trials} trials"),
+            ProgressBar(total=info.trials, completed=self.counted(), width=30),
+            Text(f"{self.counted()}/{info.trials} trials"),
             Text(f"elapsed {_clock(time.time() - self.started)}"),
             Text(f"left ~{_clock(eta)}" if (eta := self.eta_seconds()) is not None else "left: after the first epochs",
                  style="dim"),
@@ -257,13 +261,17 @@ class LiveView(tune.Callback):
 
     def summary(self) -> str:
         statuses = [self.rows[t].get("status") for t in self.ended if t in self.rows]
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ENDED if s in statuses)
-        return (f"{self.info.name}: {len(self.ended)} of {self.info.trials} trials ended"
-                + (f" ({counts})" if counts else "") + f" in {_clock(time.time() - self.started)}")
+        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ENDED if s in statuses and s != TrialStatus.INFEASIBLE)
+        infeasible = statuses.count(TrialStatus.INFEASIBLE)
+        return (f"{self.info.name}: {self.counted()} of {self.info.trials} trials ended"
+                + (f" ({counts})" if counts else "") + f" in {_clock(time.time() - self.started)}"
+                + (f"; {infeasible} more broke the constraints and never trained" if infeasible else ""))
 
 
 def ended_line(row: dict, ended: int, info: SweepInfo) -> str:
     """`[3/20] trial 1a2b3c4d stopped@1: val_accuracy 0.8100 at epoch 1 (...)`, and the error if it failed."""
+    if row.get("status") == TrialStatus.INFEASIBLE:  # not one of the budget's trials: no number
+        return f"trial {row.get('trial_id')} infeasible, not trained: {row.get('error')}  ({config_summary(row)})"
     value = row.get(info.objective)
     shown = f"{info.objective} {value:.4f} at epoch {row.get('best_epoch')}" if value is not None else "no result"
     line = f"[{ended}/{info.trials}] trial {row.get('trial_id')} {status_label(row)}: {shown}  ({config_summary(row)})"

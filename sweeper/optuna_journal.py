@@ -3,7 +3,8 @@
 Optuna's JournalStorage keeps a study as a file of JSON lines (no pickle), appended to as each
 trial ends, so `optuna-dashboard results/<sweep>/optuna.journal` shows the sweep live: every
 trial's parameters (as the search sampled them), its best value, its objective after each epoch,
-and whether it completed, was stopped by ASHA (pruned) or failed. The searcher's own study stays
+and whether it completed, was stopped by ASHA (pruned) or failed (an infeasible trial, which broke
+the spec's constraints, fails with the reason in its `infeasible` attribute). The searcher's own study stays
 in memory, inside Tune's saved state; this one is written by the driver beside the sweep.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ray import tune
 
+from .constraints import INFEASIBLE
 from .hyperparameters import CONFIG_KEYS
 from .objective import Objective
 from .space import Space
@@ -51,6 +53,7 @@ class OptunaJournal(tune.Callback):
         recorder = TrialRecorder({k: trial.config.get(k) for k in CONFIG_KEYS})
         DefineByRun(self.space)(recorder)
         values = self.values.get(trial.trial_id, {})
+        infeasible = (trial.last_result or {}).get(INFEASIBLE)
         best = (max if self.mode == "max" else min)(values.values()) if values else None
         if failed or best is None:
             state = optuna.trial.TrialState.FAIL
@@ -62,7 +65,8 @@ class OptunaJournal(tune.Callback):
             study.add_trial(optuna.trial.create_trial(
                 params=recorder.params, distributions=recorder.distributions, state=state,
                 value=best if state == optuna.trial.TrialState.COMPLETE else None,
-                intermediate_values=values, user_attrs={"trial_id": trial.trial_id}))
+                intermediate_values=values,
+                user_attrs={"trial_id": trial.trial_id, **({INFEASIBLE: infeasible} if infeasible else {})}))
         self._written.add(trial.trial_id)
 
     def _open(self):

@@ -20,7 +20,8 @@ from ray.tune.schedulers import ASHAScheduler
 
 from .private_apis import trial_checkpoint_name, trial_staging_folder, trial_storage
 from .results import RESULTS_FILE, filesystem, listing, read_results, trial_results
-from .status import ENDED, FAILED
+from .constraints import INFEASIBLE, KEYS
+from .status import ENDED, FAILED, TrialStatus
 
 
 def ended_trials(saved: list[dict], experiment: str, objective: str) -> dict[str, dict]:
@@ -33,6 +34,9 @@ def _how_it_ended(row: dict, experiment: str, objective: str) -> dict:
     """What a resumed trial that had ended tells Tune again: its error, or its last result."""
     if row["status"] in FAILED:
         return {"error": row.get("error") or row["status"]}
+    if row["status"] == TrialStatus.INFEASIBLE:  # told again as it was, costs and all
+        return {"result": {**{k: row[k] for k in KEYS if row.get(k) is not None}, objective: float("nan"), "epoch": 0,
+                           INFEASIBLE: row.get("error") or "infeasible"}}
     history = [r for r in trial_results(experiment, row["trial_id"]) if r.get(objective) is not None]
     if not history:  # ended before it reported: Tune's searcher can only count it as failed
         return {"error": f"the trial {row['status']} before it reported a value"}
@@ -41,7 +45,19 @@ def _how_it_ended(row: dict, experiment: str, objective: str) -> dict:
 
 
 class ResumableASHA(ASHAScheduler):
-    """ASHA whose rungs survive a resume: a restored trial's past results are recorded again."""
+    """ASHA whose rungs survive a resume: a restored trial's past results are recorded again.
+    An infeasible trial's one result (no value, 0 epochs) is no rung's business."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if result.get(INFEASIBLE):
+            return self.CONTINUE  # it ends by itself, at once
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result):
+        if result.get(INFEASIBLE):
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
 
     def on_trial_add(self, tune_controller, trial):
         super().on_trial_add(tune_controller, trial)
@@ -49,7 +65,7 @@ class ResumableASHA(ASHAScheduler):
             fs, folder = trial_storage(trial)
             for result in read_results(folder, fs):
                 # Decisions were taken when these results first came; only the rungs' records matter.
-                super().on_trial_result(tune_controller, trial, result)
+                self.on_trial_result(tune_controller, trial, result)
 
 
 FORGOTTEN = ".forgotten"  # in the experiment: folders of trials a resume could not take back

@@ -8,7 +8,12 @@ objective).
 
 `ExtendableSearch` is Tune's SearchGenerator with the total this driver asks for rather than the
 one saved with the experiment, so `sweeper resume --trials N` continues a sweep with the
-searcher's history (Optuna's study and its sampler, pickled by Tune) to N trials.
+searcher's history (Optuna's study and its sampler, pickled by Tune) to N trials. It also adds a
+trial for each one that ended infeasible (`constraints.py`), which does not count against the
+budget, up to as many as the budget's trials.
+
+Each trial's costs are told to Optuna as constraint values (`Trial.set_constraint`): TPE ranks
+the trials that broke a bound below every other, by how far they broke it.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from __future__ import annotations
 import optuna
 from ray.tune.search import SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
+
+from .constraints import INFEASIBLE, Constraints
+from .trial import REPLAYED
 
 # A repeat is told to Optuna as failed, marked REPEAT (TPE learns from complete and pruned trials
 # only), and the searcher asks again; after TPE_RETRIES repeats in a row it draws uniformly at
@@ -28,6 +36,24 @@ REPEAT = "sweeper_repeat"  # the user attribute of a proposal refused as a repea
 
 
 class DistinctOptunaSearch(OptunaSearch):
+    def __init__(self, *args, constraints: Constraints = Constraints(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.constraints = constraints
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if not result.get(INFEASIBLE):  # it has no value to report
+            super().on_trial_result(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        ot_trial = self._ot_trials.get(trial_id)
+        constraints = getattr(self, "constraints", None)  # searchers pickled before constraints have none
+        if constraints and result and ot_trial is not None and trial_id not in self._completed_trials:
+            for name, value in constraints.violations(result).items():
+                ot_trial.set_constraint(name, value)
+        if result and result.get(INFEASIBLE):  # told without a value: PRUNED, and infeasible by its constraints
+            result = {k: v for k, v in result.items() if k != self.metric}
+        super().on_trial_complete(trial_id, result, error)
+
     def suggest(self, trial_id: str):
         tried = {_key(t.params) for t in self._ot_study.get_trials(deepcopy=False) if not t.user_attrs.get(REPEAT)}
         config = super().suggest(trial_id)
@@ -61,8 +87,20 @@ class ExtendableSearch(SearchGenerator):
     def __init__(self, searcher, total: int):
         super().__init__(searcher)
         self.wanted_total = total
+        self.infeasible = 0  # trials that ended infeasible, each replaced by another
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        super().on_trial_complete(trial_id, result, error)
+        if result and result.get(INFEASIBLE) and not result.get(REPLAYED) and self.infeasible < self.wanted_total:
+            self.infeasible += 1
+            self._total_samples += 1
+            self._finished = False
+
+    def get_state(self) -> dict:
+        return {**super().get_state(), "infeasible": self.infeasible}
 
     def set_state(self, state: dict):
         super().set_state(state)
-        if self.wanted_total > self._total_samples:
-            self._total_samples, self._finished = self.wanted_total, False
+        self.infeasible = state.get("infeasible", 0)
+        if self.wanted_total + self.infeasible > self._total_samples:
+            self._total_samples, self._finished = self.wanted_total + self.infeasible, False

@@ -27,6 +27,8 @@ from .backbones import (
     is_known,
     names_hint,
 )
+from .constraints import KEYS as CONSTRAINT_KEYS
+from .constraints import Constraints
 from .errors import SpecError, quote
 from .hyperparameters import FULL, HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
 from .objective import BY_TASK
@@ -40,7 +42,8 @@ DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
 BAD_IMAGE_POLICIES = ("skip", "error")
 
 # The keys a spec may hold (docs/spec.md lists each; tests/test_spec_reference.py keeps them in step).
-TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "backbones", "space", "tracking")
+TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "backbones", "space", "tracking",
+            "constraints")
 TRACKING_KEYS = ("mlflow",)
 OWN_BACKBONE_KEYS = ("file", "factory", "scaling")
 SPACE_KEYS = tuple(dict.fromkeys(h.spec_key.split(".")[0] for h in HYPERPARAMETERS))
@@ -116,6 +119,7 @@ class Spec:
     budget: Budget = field(default_factory=Budget)
     backbones: dict[str, Backbone] = field(default_factory=dict)  # the spec's own models, by name
     tracking: Tracking = field(default_factory=Tracking)
+    constraints: Constraints = field(default_factory=Constraints)
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # as written, plus overrides
 
     @property
@@ -223,8 +227,23 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         budget=budget,
         backbones=own,
         tracking=_parse_tracking(ctx, raw.get("tracking")),
+        constraints=_parse_constraints(ctx, raw.get("constraints")),
         raw=raw,
     )
+
+
+def _parse_constraints(ctx: SpecChecks, raw: Any) -> Constraints:
+    if raw is None:
+        return Constraints()
+    if not isinstance(raw, dict):
+        ctx.fail("constraints", "must be a mapping of upper bounds, e.g. {latency_ms: 5.0, size_mb: 4.0}")
+    ctx.no_unknown_keys("constraints", raw, CONSTRAINT_KEYS)
+    bounds = {}
+    for key, value in raw.items():
+        bounds[key] = float(ctx.number(f"constraints.{key}", value))
+        if bounds[key] <= 0:
+            ctx.fail(f"constraints.{key}", f"{value} must be above 0 (an upper bound)")
+    return Constraints(**bounds)
 
 
 def _parse_tracking(ctx: SpecChecks, raw: Any) -> Tracking:

@@ -23,12 +23,14 @@ class TrialStatus(_Word):
     STOPPED = "stopped"  # ASHA stopped it at a rung
     DIVERGED = "diverged"  # its loss became NaN or infinite
     ERROR = "error"  # it raised
+    INFEASIBLE = "infeasible"  # its architecture breaks one of the spec's constraints: it never trained
 
 
 FINISHED = (TrialStatus.COMPLETED, TrialStatus.STOPPED)  # ended with a value that is final
 FAILED = (TrialStatus.DIVERGED, TrialStatus.ERROR)
-ENDED = (*FINISHED, *FAILED)  # will not run again
-ORDER = (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.RUNNING, TrialStatus.DIVERGED, TrialStatus.ERROR)
+ENDED = (*FINISHED, *FAILED, TrialStatus.INFEASIBLE)  # will not run again
+ORDER = (TrialStatus.COMPLETED, TrialStatus.STOPPED, TrialStatus.RUNNING, TrialStatus.DIVERGED, TrialStatus.ERROR,
+         TrialStatus.INFEASIBLE)
 
 
 class SweepState(_Word):

@@ -16,6 +16,7 @@ from . import leaderboard
 from .objective import Objective
 from .resumable import move_trial_folder_aside
 from .spec import Spec
+from .constraints import INFEASIBLE
 from .status import ENDED, FAILED, TrialStatus
 
 
@@ -112,8 +113,11 @@ class LeaderboardCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.trial_id not in self.ended_before:
             result = trial.last_result or {}
-            ran_all = result.get("epoch", 0) >= self.spec.budget.max_epochs
-            self._update(trial, TrialStatus.COMPLETED if ran_all else TrialStatus.STOPPED, result)
+            if result.get(INFEASIBLE):
+                self._update(trial, TrialStatus.INFEASIBLE, result, result[INFEASIBLE])
+            else:
+                ran_all = result.get("epoch", 0) >= self.spec.budget.max_epochs
+                self._update(trial, TrialStatus.COMPLETED if ran_all else TrialStatus.STOPPED, result)
         self._tell("on_trial_complete", iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration, trials, trial, **info):

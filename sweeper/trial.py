@@ -13,11 +13,12 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import environment, latency
 from .backbones import declared, get_backbone
+from .constraints import INFEASIBLE, Constraints
 from .data import DatasetIndex
 from .objective import Objective
 
@@ -44,6 +45,7 @@ class TrialContext:
     spatial_features: str = "float32"  # how cached activations inside a backbone are stored (float16 halves them)
     backbones: dict = field(default_factory=dict)  # the spec's own models, {name: backbones.Backbone}
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
+    constraints: Constraints = field(default_factory=Constraints)  # the spec's: checked before a trial trains
     # On `sweeper resume`: trials the leaderboard saw end, {trial_id: {"error": message}} or
     # {trial_id: {"result": last result}}. Tune's saved state can lag behind the leaderboard by a
     # moment, and then offers such a trial to run again.
@@ -83,6 +85,11 @@ def _train(config: dict, context: TrialContext) -> None:
         tune.report({**ended["result"], REPLAYED: True})  # what Tune and the searcher missed; no training
         return
 
+    # An architecture's costs are measured before its first trial trains: a trial of one known to
+    # break a constraint ends before it loads a single image.
+    costs = _architecture_costs(trial_config, context)
+    if costs is not None and context.constraints.broken(costs):
+        return _report_infeasible(costs, context)
     index, pixels = images.load_images(context.index, trial_config.image_size, Path(context.cache_dir))
     train_idx, val_idx = index.indices("train"), index.indices("validation")
     y_train, y_val = index.targets[train_idx], index.targets[val_idx]
@@ -94,6 +101,10 @@ def _train(config: dict, context: TrialContext) -> None:
     )
     # Frozen layers: train what follows them on their cached output. `split.trained` shares the
     # model's layers, so `warm.model` holds the trained weights and is what the checkpoint saves.
+    if costs is None:
+        costs = _architecture_costs(trial_config, context, model=warm.model)
+        if context.constraints.broken(costs):
+            return _report_infeasible(costs, context)
     split = warm.split
     if split is None:  # read from the cache's file as needed
         x_train, x_val = Rows(pixels, train_idx), Rows(pixels, val_idx)
@@ -121,7 +132,7 @@ def _train(config: dict, context: TrialContext) -> None:
     held = nbytes(x_train) + nbytes(x_val) <= memory_budget(context.concurrent_trials, context.memory_budget)
     if held:
         (x_train, y_train), (x_val, y_val) = hold(x_train, y_train), hold(x_val, y_val)
-    reporter = EpochReporter(warm.model, trial_config, context, target_stats, {**warm.sizes, "inputs_held": held},
+    reporter = EpochReporter(warm.model, trial_config, context, target_stats, {**warm.sizes, **costs, "inputs_held": held},
                              started=started, worker_trials=_trials_in_worker)
     first = 1 + _resume_from_checkpoint(warm.model, reporter)
     for epoch in range(first, context.max_epochs + 1):
@@ -136,9 +147,6 @@ def _train(config: dict, context: TrialContext) -> None:
         if not all(math.isfinite(logs[key]) for key in ("loss", context.objective) if key in logs):
             _diverged(f"the loss became {logs['loss']} at epoch {epoch} "
                       f"(learning rate {learning_rate:g}, {trial_config.optimizer})")
-        if epoch == context.max_epochs:  # a completed trial's cost, for the leaderboard
-            measured = _latency(warm.model, trial_config, context, outputs=len(index.classes) or 1)
-            logs.update(latency_ms=measured.ms, latency_spread_ms=measured.spread_ms)
         reporter.report(epoch, logs)
 
 
@@ -185,12 +193,40 @@ def _diverged(message: str):
     raise TrialDiverged(message)
 
 
-def _latency(model, config, context: TrialContext, outputs: int) -> latency.Latency:
+def _architecture_costs(config, context: TrialContext, model=None) -> dict | None:
+    """What the trial's architecture costs to deploy (`constraints.KEYS`, and the latency's spread),
+    from the cache; measured on `model` and cached when not there yet; None when not there and no
+    model was given. `tflite_ms` takes a TFLite conversion, so only sweeps that bound it measure it."""
     key = latency.architecture_key(
-        backbone=get_backbone(config.backbone).identity(), cut=config.cut, head_pooling=config.head_pooling, head_units=config.head_units,
-        image_size=config.image_size, task=context.task, outputs=outputs, threads=context.cpus,
+        backbone=get_backbone(config.backbone).identity(), cut=config.cut, head_pooling=config.head_pooling,
+        head_units=config.head_units, image_size=config.image_size, task=context.task,
+        outputs=len(context.index.classes) or 1, threads=context.cpus,
     )
-    return latency.measured_once(Path(context.cache_dir), key, lambda: latency.inference_latency(model))
+    kinds = ("", "sizes", "tflite") if context.constraints.tflite_ms is not None else ("", "sizes")
+    cache = Path(context.cache_dir)
+    if model is None:
+        records = [latency.recorded(cache, key, kind) for kind in kinds]
+        if any(record is None for record in records):
+            return None
+    else:
+        from .model import count_params
+
+        measure = {"": lambda: asdict(latency.inference_latency(model)),
+                   "sizes": lambda: {k: v for k, v in count_params(model).items() if k != "trainable_params"},
+                   "tflite": lambda: asdict(latency.tflite_latency(model))}
+        records = [latency.remembered(cache, key, kind, measure[kind]) for kind in kinds]
+    costs = {"latency_ms": records[0]["ms"], "latency_spread_ms": records[0]["spread_ms"], **records[1]}
+    if len(records) > 2:
+        costs.update(tflite_ms=records[2]["ms"], tflite_spread_ms=records[2]["spread_ms"])
+    return costs
+
+
+def _report_infeasible(costs: dict, context: TrialContext) -> None:
+    """The one result of a trial whose architecture breaks a constraint: its costs and why, no value.
+    The objective is NaN, as Tune wants it in every result; nothing ranks a NaN."""
+    from ray import tune
+
+    tune.report({**costs, context.objective: float("nan"), "epoch": 0, INFEASIBLE: context.constraints.why(costs)})
 
 
 class EpochReporter:

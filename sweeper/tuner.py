@@ -34,7 +34,7 @@ def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: li
 
     budget = spec.budget
     searcher = DistinctOptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode,
-                                    sampler=sampler_for(spec))
+                                    sampler=sampler_for(spec), constraints=spec.constraints)
     # The limiter inside the generator, as Tune would wrap them itself from max_concurrent_trials.
     search = ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=budget.concurrent_trials),
                               total=trial_count(spec))

@@ -4,6 +4,7 @@ architecture (and machine, threads, library versions) and shared through the cac
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from concurrent.futures import ThreadPoolExecutor
 
 from sweeper import latency
@@ -19,19 +20,27 @@ def test_one_measurement_per_architecture_even_when_trials_ask_at_once(tmp_path)
     def measure(value):
         def run():
             calls.append(value)
-            return Latency(ms=value, spread_ms=0.1, runs=30, rounds=1)
+            return asdict(Latency(ms=value, spread_ms=0.1, runs=30, rounds=1))
         return run
+
+    def measured_once(key, run, kind=""):
+        return latency.remembered(tmp_path, key, kind, run)["ms"]
 
     key = latency.architecture_key(**ARCH)
     with ThreadPoolExecutor(4) as pool:
-        values = list(pool.map(lambda v: latency.measured_once(tmp_path, key, measure(v)), [1.5, 2.5, 3.5, 4.5]))
-    assert len(calls) == 1 and [v.ms for v in values] == [calls[0]] * 4
-    assert latency.measured_once(tmp_path, key, measure(9.0)).ms == calls[0]  # a later sweep reuses it too
+        values = list(pool.map(lambda v: measured_once(key, measure(v)), [1.5, 2.5, 3.5, 4.5]))
+    assert len(calls) == 1 and values == [calls[0]] * 4
+    assert measured_once(key, measure(9.0)) == calls[0]  # a later sweep reuses it too
     stored = json.loads((tmp_path / "latency" / f"{key}.json").read_text())
     assert stored == {"ms": calls[0], "spread_ms": 0.1, "runs": 30, "rounds": 1}
+    assert latency.recorded(tmp_path, key) == stored
+    # Another kind of figure for the same architecture is another record.
+    assert latency.recorded(tmp_path, key, "tflite") is None
+    assert measured_once(key, measure(0.5), "tflite") == 0.5 and latency.recorded(tmp_path, key, "tflite")["ms"] == 0.5
+    assert measured_once(key, measure(9.0)) == calls[0]
 
     bigger = latency.architecture_key(**{**ARCH, "image_size": 128})
-    assert bigger != key and latency.measured_once(tmp_path, bigger, measure(7.0)).ms == 7.0
+    assert bigger != key and measured_once(bigger, measure(7.0)) == 7.0
     assert latency.architecture_key(**ARCH) == key
     assert latency.architecture_key(**{**ARCH, "threads": 2}) != key
 

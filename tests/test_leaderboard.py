@@ -20,7 +20,7 @@ DESIGN_COLUMNS = (
     "rank, trial_id, status, epochs, best_epoch, val_accuracy, backbone, cut, unfreeze, head_pooling, "
     "head_units, head_dropout, optimizer, learning_rate, batch_size, augment, image_size, schedule, warmup_epochs, "
     "weight_decay, label_smoothing, unfreeze_blocks, params, "
-    "trainable_params, size_mb, latency_ms, wall_s, error"
+    "trainable_params, size_mb, latency_ms, tflite_ms, wall_s, error"
 ).split(", ")
 
 

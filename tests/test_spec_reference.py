@@ -6,6 +6,7 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+from sweeper.constraints import KEYS as CONSTRAINT_KEYS
 from sweeper.hyperparameters import DEFAULTS, SPEC_KEYS
 from sweeper.spec import (
     HEAD_KEYS,
@@ -31,7 +32,7 @@ def test_the_reference_lists_every_key_the_code_accepts_and_no_other():
     accepted = {*TOP_KEYS, *(f"data.{f.name}" for f in fields(DataSpec)), *(f"budget.{f.name}" for f in fields(Budget)),
                 *(f"space.{k}" for k in SPACE_KEYS), *(f"space.head.{k}" for k in HEAD_KEYS), *RANGE_KEYS,
                 *(f"backbones.<name>.{k}" for k in OWN_BACKBONE_KEYS), "space.unfreeze.blocks",
-                *(f"tracking.{k}" for k in TRACKING_KEYS)}
+                *(f"tracking.{k}" for k in TRACKING_KEYS), *(f"constraints.{k}" for k in CONSTRAINT_KEYS)}
     assert set(_documented()) == accepted
 
 

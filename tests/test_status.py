@@ -15,7 +15,7 @@ def test_a_status_is_its_word_in_json_in_text_and_as_a_key():
     assert read_back == TrialStatus.STOPPED and TrialStatus(read_back) is TrialStatus.STOPPED
     assert f"{TrialStatus.ERROR}" == str(TrialStatus.ERROR) == "error" and f"{TrialStatus.ERROR:>6}" == " error"
     assert {TrialStatus.RUNNING: "cyan"}.get("running") == "cyan"  # a row read from JSON finds its style
-    assert set(ENDED) == set(FINISHED) | set(FAILED) and TrialStatus.RUNNING not in ENDED
+    assert set(ENDED) == {*FINISHED, *FAILED, TrialStatus.INFEASIBLE} and TrialStatus.RUNNING not in ENDED
 
 
 def test_the_recorded_state_of_a_sweep_is_a_sweep_state(tmp_path):

@@ -58,8 +58,9 @@ def test_cli_runs_a_real_sweep_with_asha_and_best_epoch_checkpoints(tmp_path, di
         assert row["epochs"] == 3 if row["status"] == "completed" else row["epochs"] < 3
         assert 1 <= row["best_epoch"] <= row["epochs"]
         assert row["backbone"] == "simple_cnn" and row["params"] > row["trainable_params"] - 1 > 0
-        # Completed trials carry their measured inference latency; trials ASHA stopped do not.
-        assert (0 < row["latency_ms"] < 1000) if row["status"] == "completed" else row["latency_ms"] is None
+        # Every trial carries its architecture's latency, measured before it trained; LiteRT's only
+        # where the spec bounds it (a TFLite conversion per architecture).
+        assert 0 < row["latency_ms"] < 1000 and row["tflite_ms"] is None
     assert any(r["status"] == "stopped" for r in rows), "ASHA stopped no trial"
     assert rows[0]["val_accuracy"] >= 0.85  # a small CNN learns the digits in 3 epochs
     values = [r["val_accuracy"] for r in rows]
@@ -202,3 +203,40 @@ space:
     predictions = (sweep / "evaluation" / "predictions.csv").read_text().splitlines()
     assert predictions[0] == "true,predicted" and len(predictions) - 1 == metrics["test_images"]
     assert (sweep / "evaluation" / "predicted_vs_true.png").stat().st_size > 1000
+
+
+def test_constraints_rule_out_architectures_before_they_train_and_do_not_count_against_trials(
+        tmp_path, digits_dir, ray_session, capsys):
+    """At 16 px simple_cnn has 94,538 parameters with an average-pooled head, 97,706 with a hidden
+    layer of 32, 98,378 flattened and 109,994 flattened with 32: a bound of 98,000 rules out half."""
+    spec = write_spec(tmp_path, SMALL.format(digits=digits_dir, trials=4, extra="", test_split=0.0)
+                      + "constraints: {params: 98000, tflite_ms: 100}\n")
+    out = tmp_path / "results"
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = leaderboard.read(out / "small")
+    trained = [r for r in rows if r["status"] != "infeasible"]
+    infeasible = [r for r in rows if r["status"] == "infeasible"]
+    assert infeasible, "TPE's random start drew no flattened head in 4 trials"
+    for row in infeasible:  # measured, never trained, and why in words
+        assert row["head_pooling"] == "flatten" and row["params"] > 98_000
+        assert row["epochs"] == 0 and row["val_accuracy"] is None and row["best_epoch"] is None
+        assert row["error"] == f"params {row['params']:,} > 98,000"
+        assert f"trial {row['trial_id']} infeasible, not trained: params" in printed
+        assert not list((out / "small" / "experiment" / f"trial_{row['trial_id']}").glob("checkpoint_*"))
+    for row in trained:
+        assert row["params"] <= 98_000 and row["epochs"] >= 1 and row["val_accuracy"] is not None
+    assert 0 < rows[0]["tflite_ms"] < 100 and all(r["tflite_ms"] is not None for r in rows)  # bounded, so measured
+    # The budget's 4 trials trained, unless more than 4 proposals broke the bound (each is said).
+    assert len(trained) == 4 or (len(infeasible) > 4 and "proposals broke the constraints" in printed)
+    assert f"{len(trained)} of 4 trials ended" in printed and f"{len(infeasible)} more broke the constraints" in printed
+    assert [r["status"] for r in rows[:len(trained)]] == [r["status"] for r in trained]  # ranked below every trained one
+    # The dashboard's journal says which failed for being infeasible, and why.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = optuna.load_study(study_name="small", storage=JournalStorage(JournalFileBackend(
+        str(results.SweepFolder(out / "small").optuna_journal))))
+    said = {t.user_attrs["trial_id"]: t.user_attrs.get("infeasible") for t in journal.get_trials()}
+    assert {k for k, v in said.items() if v} == {r["trial_id"] for r in infeasible}

@@ -273,3 +273,13 @@ def test_inference_latency_is_a_median_of_real_timings():
     fast, slow = inference_latency(small), inference_latency(large)
     assert 0 < fast.ms < slow.ms < 1000  # two 4096x4096 matrix products take longer than a 12x8 one
     assert fast.runs == slow.runs == 30 and 1 <= fast.rounds <= 3 and fast.spread_ms >= 0
+
+
+def test_tflite_latency_times_the_converted_model_in_litert():
+    from sweeper.latency import tflite_latency
+
+    small, large = _head(), keras.Sequential([keras.Input((12,)), keras.layers.Dense(4096), keras.layers.Dense(4096),
+                                              keras.layers.Dense(1)])
+    fast, slow = tflite_latency(small), tflite_latency(large)
+    assert 0 < fast.ms < slow.ms < 1000  # on 1 thread, 2 x 4096 x 4096 multiply-adds take longer than 12 x 8
+    assert slow.runs == 30 and 1 <= slow.rounds <= 3 and slow.spread_ms >= 0
