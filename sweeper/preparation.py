@@ -75,11 +75,13 @@ def check_cache_dir(cache_dir: Path) -> None:
         raise SweeperError(f"--cache-dir {cache_dir}: cannot be the cache folder ({exc.strerror})") from None
 
 
-def preview(spec: Spec, weights_dirs: tuple[str, ...], console: Console) -> None:
+def preview(spec: Spec, weights_dirs: tuple[str, ...], console: Console) -> DatasetIndex:
     """What `run --dry-run` checks without training: the data as it would be indexed (not decoded)
-    and the weight files each pretrained backbone in the space would use."""
-    print_data_summary(build_index(spec.data, spec.task), console)
+    and the weight files each pretrained backbone in the space would use. Returns the index."""
+    index = build_index(spec.data, spec.task)
+    print_data_summary(index, console)
     warn_missing_weights(weight_files_of(spec, weights_dirs), console)
+    return index
 
 
 def weight_files_of(spec: Spec, weights_dirs: tuple[str, ...]) -> dict[str, str | None]:

@@ -124,8 +124,8 @@ class Sweep:
 
     def export(self, out: str | Path, *, top: int = 1, trial: str | None = None, int8: bool = False,
                int8_max_drop: float | None = None, force: bool = False, mlflow: str | None = None,
-               max_latency_ms: float | None = None, max_size_mb: float | None = None, max_params: float | None = None,
-               console=None):
+               max_latency_ms: float | None = None, max_tflite_ms: float | None = None,
+               max_size_mb: float | None = None, max_params: float | None = None, console=None):
         """Export the best trial (or `trial`, or an ensemble of the `top` best; with `max_*`, the best
         within those bounds) as a bundle, checked against the leaderboard as `sweeper export` checks
         it; returns the loaded `Bundle`."""
@@ -133,8 +133,8 @@ class Sweep:
         from .export import ExportOptions, export_bundle, limits_of
 
         options = ExportOptions(trial=trial, top=top, int8=int8, int8_max_drop=int8_max_drop, force=force, mlflow=mlflow,
-                                limits=limits_of(max_latency_ms=max_latency_ms, max_size_mb=max_size_mb,
-                                                 max_params=max_params))
+                                limits=limits_of(max_latency_ms=max_latency_ms, max_tflite_ms=max_tflite_ms,
+                                                 max_size_mb=max_size_mb, max_params=max_params))
         folder = export_bundle(self.path, Path(out), options, console)
         return load_bundle(folder)
 

@@ -13,11 +13,12 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from . import environment, latency
-from .backbones import declared, get_backbone
+from . import environment
+from .backbones import declared
+from .costs import architecture_costs
 from .constraints import INFEASIBLE, Constraints
 from .data import DatasetIndex
 from .objective import Objective
@@ -194,31 +195,9 @@ def _diverged(message: str):
 
 
 def _architecture_costs(config, context: TrialContext, model=None) -> dict | None:
-    """What the trial's architecture costs to deploy (`constraints.KEYS`, and the latency's spread),
-    from the cache; measured on `model` and cached when not there yet; None when not there and no
-    model was given. `tflite_ms` takes a TFLite conversion, so only sweeps that bound it measure it."""
-    key = latency.architecture_key(
-        backbone=get_backbone(config.backbone).identity(), cut=config.cut, head_pooling=config.head_pooling,
-        head_units=config.head_units, image_size=config.image_size, task=context.task,
-        outputs=len(context.index.classes) or 1, threads=context.cpus,
-    )
-    kinds = ("", "sizes", "tflite") if context.constraints.tflite_ms is not None else ("", "sizes")
-    cache = Path(context.cache_dir)
-    if model is None:
-        records = [latency.recorded(cache, key, kind) for kind in kinds]
-        if any(record is None for record in records):
-            return None
-    else:
-        from .model import count_params
-
-        measure = {"": lambda: asdict(latency.inference_latency(model)),
-                   "sizes": lambda: {k: v for k, v in count_params(model).items() if k != "trainable_params"},
-                   "tflite": lambda: asdict(latency.tflite_latency(model))}
-        records = [latency.remembered(cache, key, kind, measure[kind]) for kind in kinds]
-    costs = {"latency_ms": records[0]["ms"], "latency_spread_ms": records[0]["spread_ms"], **records[1]}
-    if len(records) > 2:
-        costs.update(tflite_ms=records[2]["ms"], tflite_spread_ms=records[2]["spread_ms"])
-    return costs
+    return architecture_costs(config, task=context.task, outputs=len(context.index.classes) or 1,
+                              threads=context.cpus, cache_dir=Path(context.cache_dir),
+                              tflite=context.constraints.tflite_ms is not None, model=model)
 
 
 def _report_infeasible(costs: dict, context: TrialContext) -> None:

@@ -94,3 +94,46 @@ def test_an_infeasible_trial_adds_one_to_the_total_up_to_the_budget_s_trials_aga
                                 total=2)
     replayed.set_state(search.get_state())  # a resumed sweep keeps the count, and the total it made
     assert (replayed.total_samples, replayed.infeasible) == (4, 2)
+
+
+def test_a_dry_run_measures_every_architecture_and_says_which_fit(tmp_path, digits_dir, capsys):
+    """The figures go to the cache, where the sweep's trials find them (tests/test_sweep.py runs one)."""
+    from sweeper import latency
+    from sweeper.cli import main
+
+    spec = write_spec(tmp_path, f"""
+name: small
+data: {{train: {digits_dir}}}
+image_size: 16
+weights: none
+constraints: {{params: 98000}}
+space: {{backbone: simple_cnn, head: {{pooling: [avg, flatten], units: [[], [32]]}}}}
+""")
+    out = tmp_path / "results"
+    assert main(["run", str(spec), "--out", str(out), "--dry-run"]) == 0
+    printed = capsys.readouterr()
+    lines = [line for line in printed.out.splitlines() if "simple_cnn" in line]
+    assert len(lines) == 4 and "feasibility under params <= 98,000 (CPU on 1 thread; LiteRT on 1)" in printed.out
+    assert [("yes" in line, "flatten" in line) for line in lines] == [(True, False), (True, False), (False, True),
+                                                                     (False, True)]
+    assert "no: params 109,994 > 98,000" in lines[3] and "2 of 4 architectures within the constraints" in printed.out
+    assert "oneDNN" not in printed.err  # TensorFlow's start-up lines held back
+    records = sorted(p.name for p in (out / ".cache" / "latency").glob("*.json"))
+    assert len(records) == 8  # latency and sizes, for each of the four
+    key = records[0].split("-")[0].removesuffix(".json")
+    assert latency.recorded(out / ".cache", key)["ms"] > 0
+    assert main(["run", str(spec), "--out", str(out), "--dry-run"]) == 0  # read back, not measured again
+    assert sorted(p.name for p in (out / ".cache" / "latency").glob("*.json")) == records
+    assert [line for line in capsys.readouterr().out.splitlines() if "simple_cnn" in line] == lines
+
+
+def test_a_resumed_sweep_tells_an_infeasible_trial_again_as_it_ended():
+    """Tune's saved state can lag behind the leaderboard: such a trial reports the same again, untrained."""
+    from sweeper.resumable import ended_trials
+
+    row = {"trial_id": "a1", "status": "infeasible", "params": 109_994, "size_mb": 0.42, "latency_ms": 0.46,
+           "tflite_ms": None, "error": "params 109,994 > 98,000"}
+    told = ended_trials([row], "results/small/experiment", "val_accuracy")["a1"]["result"]
+    assert math.isnan(told.pop("val_accuracy"))
+    assert told == {"params": 109_994, "size_mb": 0.42, "latency_ms": 0.46, "epoch": 0,
+                    INFEASIBLE: "params 109,994 > 98,000"}

@@ -261,6 +261,29 @@ def test_limits_export_the_best_trial_within_them_and_say_why(cats_sweep, tmp_pa
 @needs_assets
 @pytest.mark.ray
 @pytest.mark.assets
+def test_max_tflite_ms_measures_the_best_trials_in_litert_until_one_is_within(cats_sweep):
+    """The sweep did not bound tflite_ms, so it has none: the export measures the best trial's first."""
+    from rich.console import Console
+
+    from sweeper import export, results
+    from sweeper.export import ExportOptions
+
+    rows = leaderboard.read(cats_sweep)
+    before = results.SweepFolder(cats_sweep).leaderboard.read_bytes()
+    assert all(r.get("tflite_ms") is None for r in rows)
+    best = leaderboard.scored(rows, "val_accuracy")[0]
+    index = export._sweep_data(cats_sweep, results.read_meta(cats_sweep))
+    export._measure_tflite_where_missing(rows, "val_accuracy", {"tflite_ms": 1000.0}, cats_sweep, index, Console())
+    assert [r["trial_id"] for r in rows if r.get("tflite_ms") is not None] == [best["trial_id"]]
+    assert 0 < best["tflite_ms"] < 1000  # a MobileNetV2 at the sweep's size, on one thread
+    chosen = export._choose(rows, "val_accuracy", ExportOptions(limits={"tflite_ms": 1000.0}), cats_sweep)
+    assert chosen[0]["trial_id"] == best["trial_id"]
+    assert results.SweepFolder(cats_sweep).leaderboard.read_bytes() == before  # the sweep's files as they were
+
+
+@needs_assets
+@pytest.mark.ray
+@pytest.mark.assets
 def test_an_int8_export_measures_what_quantization_loses(cats_sweep, tmp_path):
     printed = _run("export", cats_sweep, "--out", tmp_path / "int8", "--int8", "--int8-max-drop", "100")
     formats = json.loads((tmp_path / "int8" / MANIFEST).read_text())["checks"]["formats"]
