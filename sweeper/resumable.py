@@ -18,9 +18,9 @@ from pathlib import Path
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from .constraints import INFEASIBLE, KEYS
 from .private_apis import trial_checkpoint_name, trial_staging_folder, trial_storage
 from .results import RESULTS_FILE, filesystem, listing, read_results, trial_results
-from .constraints import INFEASIBLE, KEYS
 from .status import ENDED, FAILED, TrialStatus
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from ray import tune
 
 from . import leaderboard
+from .constraints import INFEASIBLE
 from .objective import Objective
 from .resumable import move_trial_folder_aside
 from .spec import Spec
-from .constraints import INFEASIBLE
 from .status import ENDED, FAILED, TrialStatus
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from . import environment
 from .backbones import declared
-from .costs import architecture_costs
 from .constraints import INFEASIBLE, Constraints
+from .costs import architecture_costs
 from .data import DatasetIndex
 from .objective import Objective
 

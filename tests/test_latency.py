@@ -4,8 +4,8 @@ architecture (and machine, threads, library versions) and shared through the cac
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 
 from sweeper import latency
 from sweeper.latency import Latency
