@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import results
-from .objective import Objective
+from .objective import Objective, nondominated
 from .plan import rung_epochs
 from .spec import Budget, Space
 from .status import FINISHED, ORDER
@@ -135,14 +135,7 @@ def importances(rows: list[dict], space: Space, objective: str, mode: str) -> tu
 
 
 def pareto_front(points: list[tuple[str, float, float]], mode: str) -> list[str]:
-    """The ids of the (id, latency, objective) points no other point beats, fastest first.
-
-    A point is beaten when another is at least as fast and at least as good, and strictly one of the two.
-    """
+    """The ids of the (id, latency, objective) points no other point beats, fastest first."""
     sign = Objective("", mode).sign
-
-    def beats(a: tuple[str, float, float], b: tuple[str, float, float]) -> bool:
-        return a[1] <= b[1] and sign * a[2] >= sign * b[2] and (a[1] < b[1] or a[2] != b[2])
-
-    front = [p for p in points if not any(beats(q, p) for q in points)]
-    return [p[0] for p in sorted(front, key=lambda p: (p[1], sign * p[2]))]
+    front = nondominated([(p[0], (-p[1], sign * p[2])) for p in points])
+    return [p[0] for p in sorted((p for p in points if p[0] in front), key=lambda p: (p[1], sign * p[2]))]

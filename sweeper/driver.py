@@ -318,6 +318,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         concurrent_trials=spec.budget.concurrent_trials,
         memory_budget=options.memory_budget,
         constraints=spec.constraints,
+        measure_tflite=spec.measures_tflite,
         feature_cache=options.feature_cache,
         spatial_features=options.spatial_features,
         backbones=spec.backbones,
@@ -330,7 +331,8 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
             f"[bold]{escape(spec.name)}[/]: {trials} trials ({spec.budget.search} search) over "
             f"{'a continuous space' if size is None else f'{size} configurations'}, "
             f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
-            f"objective {spec.objective} ({spec.mode})"
+            + (f"objective {spec.objective} ({spec.mode})" if len(spec.objectives) == 1 else
+               f"the Pareto front of {' and '.join(f'{o} ({m})' for o, m in zip(spec.objectives, spec.modes))}")
             + (f"; constraints {escape(spec.constraints.summary())}" if spec.constraints else "")
         )
     else:
@@ -392,6 +394,11 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
                            f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
+    if len(spec.objectives) > 1:
+        front = [r["trial_id"] for r in rows if r.get("pareto")]
+        console.print(f"Pareto front of {' and '.join(spec.objectives)}: {len(front)} trial{'s' * (len(front) != 1)} "
+                      f"({', '.join(front)})",
+                      markup=False, highlight=False)
     if counted < trials and infeasible >= trials:
         console.print(f"[yellow]only {counted} of {trials} trials trained: {infeasible} proposals broke the "
                       f"constraints ({escape(spec.constraints.summary())}), and at most {trials} may run beyond the "
@@ -472,6 +479,7 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
         "spec_path": str(spec.path),
         "objective": spec.objective,
         "mode": spec.mode,
+        **({"objectives": list(spec.objectives), "modes": list(spec.modes)} if len(spec.objectives) > 1 else {}),
         "task": spec.task,
         "classes": list(index.classes),
         "data_fingerprint": index.fingerprint,

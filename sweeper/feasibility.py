@@ -48,7 +48,7 @@ def print_feasibility(spec, *, n_classes: int, cache_dir: Path, console: Console
     threads = max(1, int(spec.budget.cpus_per_trial))
     table = Table(title=f"feasibility under {bounds.summary()} (CPU on {threads} thread{'s' * (threads > 1)}; LiteRT on 1)",
                   title_justify="left")
-    for column in (*ARCHITECTURE, "params", "MB", "ms", *(["lite ms"] if bounds.tflite_ms else []), "feasible"):
+    for column in (*ARCHITECTURE, "params", "MB", "ms", *(["lite ms"] if spec.measures_tflite else []), "feasible"):
         table.add_column(column, justify="right" if column in ("params", "MB", "ms", "lite ms", "image_size") else "left")
     feasible = 0
     with declared(spec.backbones), quiet_native_stderr():  # TensorFlow's start-up lines
@@ -61,7 +61,7 @@ def print_feasibility(spec, *, n_classes: int, cache_dir: Path, console: Console
             config = TrialConfig(**architecture)
             shown = [encode_units(v) if k == "head_units" else str(v) for k, v in architecture.items()]
             measure = dict(task=spec.task, outputs=n_classes or 1, threads=threads, cache_dir=cache_dir,
-                           tflite=bounds.tflite_ms is not None)
+                           tflite=spec.measures_tflite)
             costs = architecture_costs(config, **measure)
             if costs is None:
                 with console.status(f"measuring {' '.join(shown)} ({i} of {len(found)})"):
@@ -72,7 +72,7 @@ def print_feasibility(spec, *, n_classes: int, cache_dir: Path, console: Console
             why = bounds.why(costs)
             feasible += not why
             table.add_row(*shown, f"{costs['params']:,}", f"{costs['size_mb']:.3g}",
-                          f"{costs['latency_ms']:.3g}", *([f"{costs['tflite_ms']:.3g}"] if bounds.tflite_ms else []),
+                          f"{costs['latency_ms']:.3g}", *([f"{costs['tflite_ms']:.3g}"] if spec.measures_tflite else []),
                           "yes" if not why else f"no: {why}")
     console.print(table)
     console.print(f"{feasible} of {len(found)} architectures within the constraints"

@@ -24,7 +24,7 @@ from . import baseline, results
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS, DEFAULTS, HEAD, HYPERPARAMETERS
-from .objective import BY_TASK, Objective
+from .objective import BY_TASK, Objective, nondominated
 from .status import SweepState, TrialStatus
 
 MODES = {name: mode for objectives in BY_TASK.values() for name, mode in objectives.items()}
@@ -69,13 +69,28 @@ def ranked(rows: Iterable[dict], objective: str, mode: str) -> list[dict]:
     return out
 
 
+def mark_pareto(rows: list[dict], objectives: tuple[str, ...], modes: tuple[str, ...]) -> list[dict]:
+    """With several objectives, each row gains `pareto`: whether no other trial is at least as good
+    in every objective and better in one. Trials without every value (running before their first
+    epoch, failed, infeasible) are not on the front."""
+    if len(objectives) < 2:
+        return rows
+    signs = [Objective(name, mode).sign for name, mode in zip(objectives, modes)]
+    points = [(row["trial_id"], tuple(sign * row[name] for sign, name in zip(signs, objectives)))
+              for row in scored(rows, objectives[0]) if all(_is_number(row.get(name)) for name in objectives)]
+    front = nondominated(points)
+    for row in rows:
+        row["pareto"] = row["trial_id"] in front
+    return rows
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
 def scored(rows: Iterable[dict], objective: str) -> list[dict]:
     """The rows that earned a value and did not fail, in their order: `scored(rows)[0]` is the best trial."""
-    def has_value(row):
-        value = row.get(objective)
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-    return [row for row in rows if has_value(row) and row.get("status") != TrialStatus.ERROR]
+    return [row for row in rows if _is_number(row.get(objective)) and row.get("status") != TrialStatus.ERROR]
 
 
 def all_columns(rows: list[dict], objective: str) -> list[str]:
@@ -302,7 +317,9 @@ def _table_columns(objective: str, rows: list[dict]) -> list[tuple[str, Callable
     merged = any("sweep" in row for row in rows)
     return [("sweep", _cell("sweep"), False)] * merged + [
         ("#", _cell("rank"), True), ("trial", _cell("trial_id"), False), ("status", status_label, False),
-        (objective, _cell(objective), True), *config_columns(rows),
+        (objective, _cell(objective), True),
+        *[("Pareto", lambda row: "yes" if row.get("pareto") else "", False)] * any("pareto" in row for row in rows),
+        *config_columns(rows),
         ("params", _cell("params"), True), ("MB", _cell("size_mb"), True), ("ms", _cell("latency_ms"), True),
     ] + [("lite ms", _cell("tflite_ms"), True)] * any(row.get("tflite_ms") is not None for row in rows) + [
         ("infeasible: why", _cell("error"), False)] * any(row.get("status") == TrialStatus.INFEASIBLE for row in rows)

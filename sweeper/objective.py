@@ -58,7 +58,23 @@ BY_TASK = {
 }
 
 
+# What a model costs to deploy (costs.py measures each architecture's), which a sweep may minimize
+# beside its objective: `objective: [val_accuracy, latency_ms]` searches the Pareto front.
+COSTS = ("latency_ms", "tflite_ms", "size_mb", "params")
+
+
 def available(task: str, n_classes: int) -> dict[str, str]:
     """The objectives a data set allows: AUC needs exactly two classes, top-5 accuracy more than five."""
     return {name: mode for name, mode in BY_TASK[task].items()
             if not (name == "val_auc" and n_classes != 2) and not (name == f"val_top{TOP_K}_accuracy" and n_classes <= TOP_K)}
+
+
+def nondominated(points: list[tuple[str, tuple[float, ...]]]) -> set[str]:
+    """The ids of the (id, values) points no other point beats, every value higher-is-better.
+
+    A point is beaten when another is at least as good in every value and better in one.
+    """
+    def beats(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and a != b
+
+    return {name for name, values in points if not any(beats(other, values) for _, other in points)}

@@ -51,7 +51,7 @@ class DistinctOptunaSearch(OptunaSearch):
             for name, value in constraints.violations(result).items():
                 ot_trial.set_constraint(name, value)
         if result and result.get(INFEASIBLE):  # told without a value: PRUNED, and infeasible by its constraints
-            result = {k: v for k, v in result.items() if k != self.metric}
+            result = None
         super().on_trial_complete(trial_id, result, error)
 
     def suggest(self, trial_id: str):

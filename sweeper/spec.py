@@ -31,7 +31,7 @@ from .constraints import KEYS as CONSTRAINT_KEYS
 from .constraints import Constraints
 from .errors import SpecError, quote
 from .hyperparameters import FULL, HYPERPARAMETERS, SPEC_KEYS, Hyperparameter
-from .objective import BY_TASK
+from .objective import BY_TASK, COSTS
 
 # Re-exported: Ray pickles these under `sweeper.spec` (sweeps saved before space.py existed resume).
 from .space import Choice, Fixed, Param, Range, Space, decode_units, encode_units, grid_space, values_of  # noqa: F401
@@ -116,6 +116,9 @@ class Spec:
     weights: str = "imagenet"  # "imagenet" or "none"
     weights_dir: Path | None = None  # set when the spec's `weights` names a folder
     objective: str = "val_accuracy"
+    # Costs minimized beside the objective (`objective: [val_accuracy, latency_ms]`): Optuna's
+    # multi-objective TPE searches the Pareto front; ASHA, ranks and the export follow `objective`.
+    cost_objectives: tuple[str, ...] = ()
     budget: Budget = field(default_factory=Budget)
     backbones: dict[str, Backbone] = field(default_factory=dict)  # the spec's own models, by name
     tracking: Tracking = field(default_factory=Tracking)
@@ -125,6 +128,19 @@ class Spec:
     @property
     def mode(self) -> str:
         return BY_TASK[self.task][self.objective]
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return (self.objective, *self.cost_objectives)
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return (self.mode, *("min" for _ in self.cost_objectives))
+
+    @property
+    def measures_tflite(self) -> bool:
+        """tflite_ms takes a TFLite conversion per architecture: measured where bounded or minimized."""
+        return self.constraints.tflite_ms is not None or "tflite_ms" in self.cost_objectives
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -199,8 +215,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
             ctx.fail("weights", f"{quote(weights)} is neither imagenet, none, nor an existing folder")
         weights = "imagenet"
 
-    objective = raw.get("objective", DEFAULT_OBJECTIVE[task])
-    ctx.one_of("objective", objective, tuple(BY_TASK[task]), f" for task {task}")
+    objective, *cost_objectives = _parse_objective(ctx, raw.get("objective", DEFAULT_OBJECTIVE[task]), task)
 
     own = _own_backbones(ctx, raw, check_files=True)
     with declared(own):
@@ -224,12 +239,28 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         weights=weights,
         weights_dir=weights_dir,
         objective=objective,
+        cost_objectives=tuple(cost_objectives),
         budget=budget,
         backbones=own,
         tracking=_parse_tracking(ctx, raw.get("tracking")),
         constraints=_parse_constraints(ctx, raw.get("constraints")),
         raw=raw,
     )
+
+
+def _parse_objective(ctx: SpecChecks, raw: Any, task: str) -> list[str]:
+    """A validation metric, or a list of one and the costs to minimize beside it."""
+    if not isinstance(raw, list):
+        return [ctx.one_of("objective", raw, tuple(BY_TASK[task]), f" for task {task}")]
+    if len(raw) < 2:
+        ctx.fail("objective", "a list names the objective and the costs to minimize beside it, e.g. "
+                              "[val_accuracy, latency_ms]; for one objective give its name alone")
+    first = ctx.one_of("objective[0]", raw[0], tuple(BY_TASK[task]), f" for task {task} (a validation metric comes first)")
+    costs = [ctx.one_of(f"objective[{i}]", name, COSTS, " (after the first, costs to minimize)")
+             for i, name in enumerate(raw[1:], start=1)]
+    if len(set(costs)) < len(costs):
+        ctx.fail("objective", f"{quote(raw)} names a cost twice")
+    return [first, *costs]
 
 
 def _parse_constraints(ctx: SpecChecks, raw: Any) -> Constraints:

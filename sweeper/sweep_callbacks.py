@@ -152,7 +152,8 @@ class LeaderboardCallback(tune.Callback):
         self._write()
 
     def _write(self) -> None:
-        rows = leaderboard.ranked(self.rows.values(), self.spec.objective, self.spec.mode)
+        rows = leaderboard.mark_pareto(leaderboard.ranked(self.rows.values(), self.spec.objective, self.spec.mode),
+                                       self.spec.objectives, self.spec.modes)
         leaderboard.write(self.sweep_dir, rows, self.spec.objective)
 
 

@@ -47,6 +47,7 @@ class TrialContext:
     backbones: dict = field(default_factory=dict)  # the spec's own models, {name: backbones.Backbone}
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
     constraints: Constraints = field(default_factory=Constraints)  # the spec's: checked before a trial trains
+    measure_tflite: bool = False  # Spec.measures_tflite
     # On `sweeper resume`: trials the leaderboard saw end, {trial_id: {"error": message}} or
     # {trial_id: {"result": last result}}. Tune's saved state can lag behind the leaderboard by a
     # moment, and then offers such a trial to run again.
@@ -197,7 +198,7 @@ def _diverged(message: str):
 def _architecture_costs(config, context: TrialContext, model=None) -> dict | None:
     return architecture_costs(config, task=context.task, outputs=len(context.index.classes) or 1,
                               threads=context.cpus, cache_dir=Path(context.cache_dir),
-                              tflite=context.constraints.tflite_ms is not None, model=model)
+                              tflite=context.measure_tflite, model=model)
 
 
 def _report_infeasible(costs: dict, context: TrialContext) -> None:

@@ -33,8 +33,10 @@ def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: li
     from .searcher import DistinctOptunaSearch, ExtendableSearch
 
     budget = spec.budget
-    searcher = DistinctOptunaSearch(DefineByRun(spec.space), metric=spec.objective, mode=spec.mode,
-                                    sampler=sampler_for(spec), constraints=spec.constraints)
+    several = len(spec.objectives) > 1  # Optuna's multi-objective study: lists of metrics and modes
+    searcher = DistinctOptunaSearch(DefineByRun(spec.space), metric=list(spec.objectives) if several else spec.objective,
+                                    mode=list(spec.modes) if several else spec.mode, sampler=sampler_for(spec),
+                                    constraints=spec.constraints)
     # The limiter inside the generator, as Tune would wrap them itself from max_concurrent_trials.
     search = ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=budget.concurrent_trials),
                               total=trial_count(spec))

@@ -137,3 +137,58 @@ def test_a_resumed_sweep_tells_an_infeasible_trial_again_as_it_ended():
     assert math.isnan(told.pop("val_accuracy"))
     assert told == {"params": 109_994, "size_mb": 0.42, "latency_ms": 0.46, "epoch": 0,
                     INFEASIBLE: "params 109,994 > 98,000"}
+
+
+def test_an_objective_list_is_a_validation_metric_then_costs_to_minimize(tmp_path):
+    spec = _spec(tmp_path, "objective: [val_accuracy, latency_ms, size_mb]")
+    assert spec.objective == "val_accuracy" and spec.objectives == ("val_accuracy", "latency_ms", "size_mb")
+    assert spec.modes == ("max", "min", "min") and spec.mode == "max" and not spec.measures_tflite
+    assert _spec(tmp_path, "objective: [val_f1, tflite_ms]").measures_tflite  # a conversion per architecture
+    assert _spec(tmp_path, "objective: val_f1").objectives == ("val_f1",)
+    for text, message in (("objective: [val_accuracy]", r"objective: a list names the objective and the costs"),
+                          ("objective: [latency_ms, val_accuracy]", r"objective\[0\]: 'latency_ms' is not allowed for "
+                                                                   r"task classification \(a validation metric comes first\)"),
+                          ("objective: [val_accuracy, val_loss]", r"objective\[1\]: 'val_loss' is not allowed \(after "
+                                                                 r"the first, costs to minimize\); allowed: latency_ms, "
+                                                                 r"tflite_ms, size_mb, params$"),
+                          ("objective: [val_accuracy, params, params]", r"objective: .* names a cost twice")):
+        with pytest.raises(SpecError, match=r"spec\.yaml: " + message):
+            _spec(tmp_path, text)
+
+
+def test_several_objectives_make_a_multi_objective_study_and_infeasible_trials_stay_out_of_it(tmp_path):
+    space = _spec(tmp_path, "").space
+    searcher = DistinctOptunaSearch(DefineByRun(space), metric=["val_accuracy", "params"], mode=["max", "min"],
+                                    constraints=Constraints(params=1.0e6),
+                                    sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=2))
+    for i in range(6):
+        config = searcher.suggest(f"t{i}")
+        params = 4.1e5 if config["backbone"] == "mobilenet_v2_0.35" else 2.36e7
+        result = {"val_accuracy": 0.7 + 0.01 * i, "params": params, "epoch": 1}
+        if params > 1.0e6:
+            result = {**result, "val_accuracy": math.nan, "epoch": 0, INFEASIBLE: "params > 1,000,000"}
+        searcher.on_trial_complete(f"t{i}", result)
+    study = searcher._ot_study
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    trials = [t for t in study.get_trials() if not t.user_attrs.get(REPEAT)]
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    for trial in trials:
+        if trial.state.name == "COMPLETE":
+            assert trial.params["backbone"] == "mobilenet_v2_0.35" and trial.values[1] == 4.1e5
+        else:
+            assert trial.params["backbone"] == "resnet50" and trial.constraints["params"] > 0
+
+
+def test_the_pareto_mark_is_on_rows_no_other_row_beats_in_every_objective():
+    from sweeper import leaderboard
+
+    rows = [{"trial_id": "a", "status": "completed", "val_accuracy": 0.90, "latency_ms": 3.0},
+            {"trial_id": "b", "status": "completed", "val_accuracy": 0.95, "latency_ms": 6.0},
+            {"trial_id": "c", "status": "stopped", "val_accuracy": 0.85, "latency_ms": 3.0},  # a beats it
+            {"trial_id": "d", "status": "completed", "val_accuracy": 0.80, "latency_ms": 1.0},
+            {"trial_id": "e", "status": "infeasible", "val_accuracy": None, "latency_ms": 0.5},
+            {"trial_id": "f", "status": "error", "val_accuracy": 0.99, "latency_ms": 0.1}]
+    marked = leaderboard.mark_pareto(rows, ("val_accuracy", "latency_ms"), ("max", "min"))
+    assert {r["trial_id"] for r in marked if r["pareto"]} == {"a", "b", "d"}
+    one = {"trial_id": "a", "status": "completed", "val_accuracy": 0.90, "latency_ms": 3.0}
+    assert "pareto" not in leaderboard.mark_pareto([one], ("val_accuracy",), ("max",))[0]  # one objective: no mark

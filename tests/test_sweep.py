@@ -240,3 +240,24 @@ def test_constraints_rule_out_architectures_before_they_train_and_do_not_count_a
         str(results.SweepFolder(out / "small").optuna_journal))))
     said = {t.user_attrs["trial_id"]: t.user_attrs.get("infeasible") for t in journal.get_trials()}
     assert {k for k, v in said.items() if v} == {r["trial_id"] for r in infeasible}
+
+
+def test_an_objective_list_searches_the_pareto_front_and_marks_it(tmp_path, digits_dir, ray_session, capsys):
+    spec = write_spec(tmp_path, SMALL.format(digits=digits_dir, trials=4, extra="", test_split=0.0)
+                      + "objective: [val_accuracy, params]\n")
+    out = tmp_path / "results"
+    assert main(["run", str(spec), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = leaderboard.read(out / "small")
+    assert len(rows) == 4 and all(isinstance(r["pareto"], bool) for r in rows)
+    scored = [r for r in rows if r["val_accuracy"] is not None]
+    beaten = {r["trial_id"] for r in scored for o in scored
+              if o["val_accuracy"] >= r["val_accuracy"] and o["params"] <= r["params"]
+              and (o["val_accuracy"], o["params"]) != (r["val_accuracy"], r["params"])}
+    front = [r["trial_id"] for r in rows if r["pareto"]]
+    assert front and set(front) == {r["trial_id"] for r in scored} - beaten
+    assert rows[0]["pareto"]  # the most accurate is on the front, whatever it costs
+    assert f"Pareto front of val_accuracy and params: {len(front)} trial" in printed and "Pareto" in printed
+    meta = json.loads((out / "small" / "sweep.json").read_text())
+    assert meta["objective"] == "val_accuracy" and meta["objectives"] == ["val_accuracy", "params"]
+    assert meta["modes"] == ["max", "min"]
