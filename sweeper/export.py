@@ -312,13 +312,14 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
     label_names = tf.constant(labels or [""])
     regression = task == "regression"
 
-    def head(raw):
+    def head(raw, labelled=True):
         if regression:
             return {"value": tf.reshape(raw, [-1])}
         probabilities = tf.concat([1 - raw, raw], axis=1) if raw.shape[-1] == 1 else raw
-        best = tf.argmax(probabilities, axis=-1)
-        return {"probabilities": probabilities, "label": tf.gather(label_names, best),
-                "confidence": tf.reduce_max(probabilities, axis=-1)}
+        out = {"probabilities": probabilities, "confidence": tf.reduce_max(probabilities, axis=-1)}
+        if labelled:
+            out["label"] = tf.gather(label_names, tf.argmax(probabilities, axis=-1))
+        return out
 
     def resized(x):
         shape = tf.shape(x)
@@ -338,10 +339,19 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
         x = tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
         return head(model(x, training=False))
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")])
-    def fixed_size(images_in):  # TFLite: numbers only, at the bundle's size
-        out = head(model(tf.cast(images_in, tf.float32), training=False))
-        return {k: v for k, v in out.items() if k != "label"}
+    images_at_size = tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")
+
+    @tf.function(input_signature=[images_at_size])
+    def fixed_size(images_in):  # TFLite: at the bundle's size; the labels travel inside the model
+        return head(model(tf.cast(images_in, tf.float32), training=False))
+
+    @tf.function(input_signature=[images_at_size])
+    def numbers(images_in):  # ONNX: numbers only (the labels are in its metadata)
+        return head(model(tf.cast(images_in, tf.float32), training=False), labelled=False)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="class_ids")])
+    def class_names(class_ids):  # a TFLite signature: the model alone says what its outputs mean
+        return {"labels": tf.gather(label_names, class_ids)}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -350,13 +360,24 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
     archive.add_endpoint("tflite", fixed_size)
     archive.write_out(str(folder / "saved_model"), verbose=False)
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved_model"), signature_keys=["tflite"])
-    (folder / "model.tflite").write_bytes(converter.convert())
-    if calibration is not None:
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(folder / "saved_model"), signature_keys=["tflite"])
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
-        (folder / "model_int8.tflite").write_bytes(converter.convert())
+    # TFLite from a SavedModel of its own signatures: converting two signatures of the bundle's
+    # SavedModel pulls `serve` in too (TF 2.21), whose resize has no TFLite kernel.
+    signatures = {"tflite": fixed_size, **({} if regression else {"labels": class_names})}
+    lite = keras.export.ExportArchive()
+    lite.track(model)
+    for name, function in signatures.items():
+        lite.add_endpoint(name, function)
+    with tempfile.TemporaryDirectory(prefix="sweeper-tflite-") as source:
+        lite.write_out(source, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(source, signature_keys=list(signatures))
+        (folder / "model.tflite").write_bytes(converter.convert())
+        if calibration is not None:
+            converter = tf.lite.TFLiteConverter.from_saved_model(source, signature_keys=list(signatures))
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (("tflite", {"images": calibration[i:i + 1]})
+                                                        for i in range(len(calibration)))
+            (folder / "model_int8.tflite").write_bytes(converter.convert())
+    _write_onnx(numbers, folder / "model.onnx", task=task, classes=labels)
 
     (folder / "labels.json").write_text(json.dumps({"task": task, "classes": labels}, indent=2))
     preprocessing = {
@@ -370,11 +391,27 @@ def write_models(model, folder: Path, *, size: int, task: str, classes, calibrat
         "saved_model_bytes": "signature `serve_bytes`: image_bytes string [N], each the bytes of a JPEG, PNG, "
                              "GIF or BMP file, decoded to RGB (EXIF orientation not applied) and resized in the "
                              "graph as `serve` does",
-        "tflite": f"signature `tflite`: images uint8 [N, {size}, {size}, 3]",
+        "tflite": f"signature `tflite`: images uint8 [N, {size}, {size}, 3]"
+                  + ("" if regression else "; signature `labels`: class_ids int32 [K] -> their names"),
+        "onnx": f"input `images`: uint8 [N, {size}, {size}, 3]; metadata `task` and `labels` (a JSON list)",
         "outputs": ("value: [N]" if regression else
-                    "probabilities: [N, classes] in labels.json order; label and confidence (saved_model only)"),
+                    "probabilities: [N, classes] in labels.json order; label (not in ONNX) and confidence"),
     }
     (folder / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
+
+
+ONNX_OPSET = 17  # onnxruntime runs it; tf2onnx 1.17 writes up to 18
+
+
+def _write_onnx(function, path: Path, *, task: str, classes: list[str]) -> None:
+    """`function` (uint8 images at the bundle's size -> numbers) as an ONNX model; the task and the
+    class names go in its metadata (onnxruntime: `session.get_modelmeta().custom_metadata_map`)."""
+    import onnx
+    import tf2onnx
+
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=ONNX_OPSET)
+    onnx.helper.set_model_props(proto, {"task": task, "labels": json.dumps(classes)})
+    path.write_bytes(proto.SerializeToString())
 
 
 # --- the check ---------------------------------------------------------------------------------
@@ -407,6 +444,11 @@ def _check(model, folder: Path, index: DatasetIndex, pixels: np.ndarray, members
         if name != "tflite_int8" and difference > FORMATS_AGREE:
             raise ParityError(f"{name} differs from the Keras model by up to {difference:.2e} on the validation "
                               f"split (allowed {FORMATS_AGREE:.0e}); the bundle was not written")
+    if task == "classification":
+        for name, names in labels_inside(folder, len(index.classes)).items():
+            if names != list(index.classes):
+                raise ParityError(f"{name} carries the labels {names}, not the data's {list(index.classes)}; "
+                                  "the bundle was not written")
     test = index.indices("test")
     if len(test):
         out = to_probabilities(np.asarray(model.predict(pixels[test], batch_size=64, verbose=0), np.float64), task)
@@ -419,7 +461,8 @@ def format_outputs(folder: Path, x: np.ndarray, task: str) -> dict[str, np.ndarr
     """What each written format (but the Keras file) outputs for the images `x`, as probabilities."""
     outputs = {"saved_model": _saved_model_out(folder, x, task),
                "saved_model_bytes": _saved_model_out(folder, x, task, as_files=True),
-               "tflite": _tflite_out(folder / "model.tflite", x, task)}
+               "tflite": _tflite_out(folder / "model.tflite", x, task),
+               "onnx": _onnx_out(folder / "model.onnx", x, task)}
     if (folder / "model_int8.tflite").is_file():
         outputs["tflite_int8"] = _tflite_out(folder / "model_int8.tflite", x, task)
     return outputs
@@ -454,6 +497,31 @@ def _tflite_out(path: Path, x: np.ndarray, task: str) -> np.ndarray:
     runner = Interpreter(model_path=str(path)).get_signature_runner("tflite")
     key = "value" if task == "regression" else "probabilities"
     return np.concatenate([runner(images=x[i:i + 32])[key] for i in range(0, len(x), 32)]).astype(np.float64)
+
+
+def _onnx_out(path: Path, x: np.ndarray, task: str) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    key = "value" if task == "regression" else "probabilities"
+    return np.concatenate([session.run([key], {"images": x[i:i + 64]})[0] for i in range(0, len(x), 64)]).astype(np.float64)
+
+
+def labels_inside(folder: Path, classes: int) -> dict[str, list[str]]:
+    """The names of the first `classes` classes as each model file carries them: {file: names}."""
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+
+    inside = {}
+    for name in ("model.tflite", "model_int8.tflite"):
+        if (folder / name).is_file():
+            interpreter = Interpreter(model_path=str(folder / name))
+            if "labels" in interpreter.get_signature_list():
+                names = interpreter.get_signature_runner("labels")(class_ids=np.arange(classes, dtype=np.int32))
+                inside[name] = [b.decode() for b in names["labels"]]
+    meta = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"]).get_modelmeta()
+    inside["model.onnx"] = json.loads(meta.custom_metadata_map.get("labels", "[]"))
+    return inside
 
 
 def _print_checks(checks: dict, members: list[dict], console: Console) -> None:
@@ -529,7 +597,8 @@ def _manifest(sweep_dir: Path, meta: dict, index: DatasetIndex, members: list[di
 def _versions() -> dict[str, str]:
     versions = {"sweeper": __version__}
     for name, dist in (("tensorflow", "tensorflow-cpu"), ("tensorflow", "tensorflow"), ("keras", "keras"),
-                       ("ray", "ray"), ("optuna", "optuna"), ("numpy", "numpy"), ("ai-edge-litert", "ai-edge-litert")):
+                       ("ray", "ray"), ("optuna", "optuna"), ("numpy", "numpy"), ("ai-edge-litert", "ai-edge-litert"),
+                       ("tf2onnx", "tf2onnx"), ("onnxruntime", "onnxruntime")):
         if name not in versions:
             try:
                 versions[name] = metadata.version(dist)
@@ -552,7 +621,8 @@ def _model_card(sweep_dir: Path, manifest: dict) -> str:
         f"- Task: {manifest['task']}" + (f", classes: {', '.join(manifest['classes'])}" if manifest["classes"] else ""),
         f"- Input: RGB images, {manifest['image_size']} x {manifest['image_size']} px (see preprocessing.json)",
         f"- Data fingerprint: `{manifest['data_fingerprint']}`",
-        "- Loading: `saved_model/` needs TensorFlow alone and `model.tflite` LiteRT alone; `model.keras` holds "
+        "- Loading: `saved_model/` needs TensorFlow alone, `model.tflite` LiteRT alone (its `labels` signature "
+        "gives the class names) and `model.onnx` onnxruntime alone (its metadata `labels`); `model.keras` holds "
         "sweeper's `Preprocess` layer, so load it with `sweeper.load_bundle(folder)` (or `import sweeper.model` "
         "before `keras.saving.load_model`)",
         "",

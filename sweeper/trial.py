@@ -101,12 +101,12 @@ def _train(config: dict, context: TrialContext) -> None:
         trial_config, seed=seed, task=context.task, n_classes=len(index.classes), weights=context.weights,
         weights_dir=context.weights_dirs, target_stats=target_stats, use_feature_cache=context.feature_cache,
     )
-    # Frozen layers: train what follows them on their cached output. `split.trained` shares the
-    # model's layers, so `warm.model` holds the trained weights and is what the checkpoint saves.
-    if costs is None:
+    if costs is None:  # the first trial of its architecture measures it, before any frozen features
         costs = _architecture_costs(trial_config, context, model=warm.model)
         if context.constraints.broken(costs):
             return _report_infeasible(costs, context)
+    # Frozen layers: train what follows them on their cached output. `split.trained` shares the
+    # model's layers, so `warm.model` holds the trained weights and is what the checkpoint saves.
     split = warm.split
     if split is None:  # read from the cache's file as needed
         x_train, x_val = Rows(pixels, train_idx), Rows(pixels, val_idx)

@@ -152,14 +152,14 @@ def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_
     printed = _run("export", cats_sweep, "--out", tmp_path / "bundle", "--int8", "--int8-max-drop", "5")
     assert f"trial {best['trial_id']} reported" in printed and "int8 TFLite: loses " in printed
     bundle = tmp_path / "bundle"
-    for name in ("model.keras", "saved_model/saved_model.pb", "model.tflite", "model_int8.tflite", "labels.json",
-                 "preprocessing.json", "model_card.md", MANIFEST):
+    for name in ("model.keras", "saved_model/saved_model.pb", "model.tflite", "model_int8.tflite", "model.onnx",
+                 "labels.json", "preprocessing.json", "model_card.md", MANIFEST):
         assert (bundle / name).exists(), name
     manifest = json.loads((bundle / MANIFEST).read_text())
     checks = manifest["checks"]
     assert manifest["members"][0]["trial_id"] == best["trial_id"] and manifest["classes"] == ["cats", "dogs"]
     assert checks["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
-    for name in ("saved_model", "saved_model_bytes", "tflite"):
+    for name in ("saved_model", "saved_model_bytes", "tflite", "onnx"):
         assert checks["formats"][name]["max_abs_difference"] <= 1e-4
         assert checks["formats"][name]["val_accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
     assert checks["test"]["test_accuracy"] == pytest.approx(best["test_accuracy"], abs=1e-6)
@@ -201,6 +201,21 @@ def test_the_best_trial_exports_exactly_and_predict_matches_the_evaluation(cats_
     from_bytes = saved_model.serve_bytes(tf.constant(jpegs))["probabilities"].numpy()
     decoded = [saved_model.serve(tf.io.decode_jpeg(jpeg, channels=3)[None])["probabilities"].numpy()[0] for jpeg in jpegs]
     np.testing.assert_allclose(from_bytes, decoded, atol=1e-6)
+
+    # The TFLite and ONNX files carry the class names: each is enough alone on a device.
+    from ai_edge_litert.interpreter import Interpreter
+
+    from sweeper.export import labels_inside
+
+    assert labels_inside(bundle, 2) == {name: ["cats", "dogs"] for name in ("model.tflite", "model_int8.tflite", "model.onnx")}
+    lite = Interpreter(model_path=str(bundle / "model.tflite")).get_signature_runner("tflite")(
+        images=decode(first, manifest["image_size"])[None])
+    assert lite["label"][0].decode() == ["cats", "dogs"][int(np.argmax(lite["probabilities"][0]))]
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map["task"] == "classification"
+    assert "onnx" in json.loads((bundle / "preprocessing.json").read_text())
 
     # An existing bundle is not overwritten without --force.
     assert main(["export", str(cats_sweep), "--out", str(bundle)]) == 2
