@@ -135,7 +135,7 @@ def importances(rows: list[dict], space: Space, objective: str, mode: str) -> tu
 
 
 def pareto_front(points: list[tuple[str, float, float]], mode: str) -> list[str]:
-    """The ids of the (id, latency, objective) points no other point beats, fastest first."""
+    """The ids of the (id, cost, objective) points no other point beats, cheapest first."""
     sign = Objective("", mode).sign
     front = nondominated([(p[0], (-p[1], sign * p[2])) for p in points])
     return [p[0] for p in sorted((p for p in points if p[0] in front), key=lambda p: (p[1], sign * p[2]))]

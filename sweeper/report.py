@@ -2,7 +2,8 @@
 
 The leaderboard says which trial won; the report says why and how far to trust it: how every trial
 learned and where ASHA stopped it, how many trials survived each rung, which hyperparameters mattered
-(fANOVA, as Optuna computes it) and what accuracy costs in CPU latency. Everything lands in
+(fANOVA, as Optuna computes it) and what accuracy costs in CPU latency (or in the cost a
+multi-objective sweep searched: TFLite latency, size or parameters). Everything lands in
 `results/<sweep>/report/`: four PNG charts and `report.html`, which embeds them so it can be mailed.
 This module draws and writes; the numbers it draws (curves, rungs, importances, the Pareto front)
 come from `analysis`.
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 
 DPI = 110
 STATUS_WORDS = {TrialStatus.STOPPED: "stopped by ASHA"}
+# The cost the front is drawn against: (chart file, axis label, what it is in a sentence).
+COST_CHARTS = {
+    "latency_ms": ("objective_vs_latency.png", "CPU latency per image (ms, batch 1)", "CPU latency"),
+    "tflite_ms": ("objective_vs_tflite_latency.png", "TFLite latency per image (ms, LiteRT, 1 thread)",
+                  "TFLite latency"),
+    "size_mb": ("objective_vs_size.png", "model size (MB)", "model size"),
+    "params": ("objective_vs_params.png", "parameters", "parameter count"),
+}
 
 
 
@@ -51,6 +60,9 @@ def write_report(sweep_dir: Path | str) -> Path:
     space, budget = read_search_setup(results.SweepFolder(sweep_dir).spec)
     histories = load_histories(sweep_dir, rows, objective)
     label = _objective_label(objective, sweep.get("task", "classification"))
+    # A multi-objective sweep is drawn against the cost it searched; any other against CPU latency.
+    cost = next(iter(sweep.get("objectives", [])[1:]), "latency_ms")
+    cost_chart = COST_CHARTS[cost][0]
 
     folder = results.SweepFolder(sweep_dir).report
     folder.mkdir(exist_ok=True)
@@ -62,11 +74,10 @@ def write_report(sweep_dir: Path | str) -> Path:
         "param_importance.png": _save(
             _plot_param_importance(*importances(rows, space, objective, mode), objective),
             folder / "param_importance.png"),
-        "objective_vs_latency.png": _save(
-            _plot_objective_vs_latency(rows, objective, label, mode), folder / "objective_vs_latency.png"),
+        cost_chart: _save(_plot_objective_vs_cost(rows, objective, label, mode, cost), folder / cost_chart),
     }
     page = folder / "report.html"
-    write_atomic(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs,
+    write_atomic(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs, cost,
                              sweep.get("baseline")).encode())
     return page
 
@@ -219,17 +230,19 @@ def _plot_param_importance(importances: dict[str, float], trials: int, why: str,
     return fig
 
 
-def _plot_objective_vs_latency(rows: list[dict], objective: str, label: str, mode: str) -> Figure:
+def _plot_objective_vs_cost(rows: list[dict], objective: str, label: str, mode: str, cost: str) -> Figure:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
-    ax.set_xlabel("CPU latency per image (ms, batch 1)")
+    _, axis, words = COST_CHARTS[cost]
+    ax.set_xlabel(axis)
     ax.set_ylabel(label)
-    points = [(r["trial_id"], number(r, "latency_ms"), number(r, objective)) for r in rows
-              if number(r, "latency_ms") is not None and number(r, objective) is not None]
+    points = [(r["trial_id"], number(r, cost), number(r, objective)) for r in rows
+              if number(r, cost) is not None and number(r, objective) is not None]
     if not points:
-        ax.set_title(f"{objective} against latency: no latency measured")
-        _say(ax, f"None of the {len(rows)} trials has a latency_ms. Latency is measured when a trial completes "
-                 "its last epoch; stopped, failed and running trials have none.")
+        ax.set_title(f"{objective} against {words}: none measured")
+        _say(ax, f"None of the {len(rows)} trials has both a {cost} and a {objective}. Costs are measured before "
+                 "an architecture's first trial trains; trials of older sweeps, failed trials and trials still "
+                 "before their first epoch have none.")
         return fig
     front = pareto_front(points, mode)
     on_front = [next(p for p in points if p[0] == trial_id) for trial_id in front]
@@ -239,16 +252,16 @@ def _plot_objective_vs_latency(rows: list[dict], objective: str, label: str, mod
                    label=f"other trials ({len(others)})")
     ax.step([p[1] for p in on_front], [p[2] for p in on_front], where="post", color="tab:red", linewidth=1.2)
     ax.scatter([p[1] for p in on_front], [p[2] for p in on_front], s=64, color="tab:red", edgecolor="black",
-               zorder=3, label=f"Pareto front ({len(front)}): best {objective} for its latency")
-    for trial_id, latency, value in on_front:
-        ax.annotate(trial_id, (latency, value), xytext=(5, 5), textcoords="offset points", fontsize=8)
-    latencies = [p[1] for p in points]
-    if min(latencies) > 0 and max(latencies) / min(latencies) > 20:  # backbones span orders of magnitude
+               zorder=3, label=f"Pareto front ({len(front)}): best {objective} for its {words}")
+    for trial_id, spent, value in on_front:
+        ax.annotate(trial_id, (spent, value), xytext=(5, 5), textcoords="offset points", fontsize=8)
+    costs = [p[1] for p in points]
+    if min(costs) > 0 and max(costs) / min(costs) > 20:  # backbones span orders of magnitude
         ax.set_xscale("log")
     ax.margins(x=0.12, y=0.12)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
-    ax.set_title(f"{objective} against CPU latency: {len(points)} trials, {len(front)} on the Pareto front")
+    ax.set_title(f"{objective} against {words}: {len(points)} trials, {len(front)} on the Pareto front")
     return fig
 
 
@@ -290,7 +303,7 @@ tr.stopped td { color: #777; } tr.error td { background: #fff4f4; } tr.running t
 
 
 def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget, pngs: dict[str, bytes],
-          recorded_baseline: dict | None = None) -> str:
+          cost: str, recorded_baseline: dict | None = None) -> str:
     e = html.escape
     best = next(iter(leaderboard.scored(rows, objective)), None)
     said, warning = baseline.lines(recorded_baseline, best)
@@ -323,10 +336,10 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
             f"How much of the spread in {objective} across the finished trials each hyperparameter explains "
             "(fANOVA on a random forest, as Optuna computes it; the bars sum to 1). With few trials, read it "
             "as a hint of where to search next, not a measurement."),
-        "objective_vs_latency.png": (
-            "Objective against CPU latency",
-            f"Each point is a trial with a measured CPU latency. The red points joined by the step line are the "
-            f"Pareto front: no other trial is both as fast and as good ({better}); pick the fastest one that is "
+        COST_CHARTS[cost][0]: (
+            f"Objective against {COST_CHARTS[cost][2]}",
+            f"Each point is a trial with a measured {COST_CHARTS[cost][2]}. The red points joined by the step line are the "
+            f"Pareto front: no other trial is both as cheap and as good ({better}); pick the cheapest one that is "
             "good enough."),
     }
     figures = "\n".join(

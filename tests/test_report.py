@@ -237,6 +237,20 @@ def test_a_sweep_with_one_finished_trial_and_no_latency_still_gets_a_report(tmp_
         "all 2 finished trials scored the same val_accuracy")
 
 
+def test_a_multi_objective_sweep_draws_its_front_against_the_cost_it_searched(tmp_path):
+    config = {"backbone": "mobilenet_0.25", "optimizer": "adam", "head_units": "[]", "learning_rate": 1e-3}
+    folder = _write_sweep(tmp_path / "sized", [("a", "completed", 9, 0.8, config, 3.0),
+                                                 ("b", "completed", 9, 0.9, config, 5.0)])
+    meta = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps(
+        {**meta, "objectives": ["val_accuracy", "size_mb"], "modes": ["max", "min"]}))
+    page = write_report(folder).read_text()
+    charts = (*CHARTS[:3], "objective_vs_size.png")
+    assert sorted(_embedded(page)) == sorted(charts)
+    assert sorted(p.name for p in (folder / "report").glob("*.png")) == sorted(charts)
+    assert "Each point is a trial with a measured model size." in page
+
+
 def test_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
     with pytest.raises(SweeperError, match="no leaderboard.json"):
         write_report(tmp_path)
