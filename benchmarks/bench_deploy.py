@@ -73,8 +73,14 @@ def measure_architectures(folder: Path, cache: Path) -> list[float]:
     if done.returncode != 0:
         raise SystemExit(f"the dry run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     print(done.stdout[done.stdout.index("feasibility"):], flush=True)
-    return sorted(json.loads(p.read_text())["ms"] for p in (cache / "latency").glob("*.json")
-                  if p.stem.count("-") == 0)
+    from sweeper.costs import architecture_costs
+    from sweeper.feasibility import architectures
+    from sweeper.model import TrialConfig
+    from sweeper.spec import load_spec
+
+    loaded = load_spec(folder / "measure.yaml")  # the dry run measured with the task's outputs and the trials' threads
+    measure = dict(task=loaded.task, outputs=2, threads=int(loaded.budget.cpus_per_trial), cache_dir=cache, tflite=False)
+    return sorted(architecture_costs(TrialConfig(**a), **measure)["latency_ms"] for a in architectures(loaded.space))
 
 
 def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
