@@ -20,6 +20,7 @@ examples:
   sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4
   sweeper run my_spec.yaml --dry-run             # the space, ASHA's rungs, the epochs it would train
   sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379 --storage /shared/sweeps
+  sweeper triage my_spec.yaml                    # rank backbones and cuts on frozen features, training nothing
   sweeper resume results/cats-vs-dogs            # after Ctrl+C, a crash or a lost driver
   sweeper resume results/cats-vs-dogs --trials 40   # a finished sweep goes on to 40 trials in all
   sweeper leaderboard results/cats-vs-dogs --top 5 --format md
@@ -80,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep the cache within SIZE (e.g. 50GB) when the sweep starts and ends, removing the "
                           "least recently used entries no running sweep uses")
     _add_common(run)
+
+    triage = commands.add_parser("triage", help="rank the space's (backbone, cut, image size) pairs on their frozen "
+                                 "features, training nothing", epilog=EXAMPLES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    triage.add_argument("spec", type=Path, help="the spec file (YAML)")
+    triage.add_argument("--out", type=Path, default=Path("results"),
+                        help="the results folder whose cache it fills (default: results/)")
+    _add_common(triage)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped, or extend a "
                                  "finished one", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -309,6 +318,12 @@ def _dispatch(args, console: Console) -> int:
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,
                                    reuse_workers=args.reuse_workers, cache_max_size=args.cache_max_size,
                                    spatial_features=args.spatial_features), console)
+    elif args.command == "triage":
+        from .spec import load_spec
+        from .triage import run_triage
+
+        run_triage(load_spec(args.spec), out=args.out, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
+                   console=console)
     elif args.command == "resume":
         from .driver import resume_sweep
 

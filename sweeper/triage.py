@@ -1,0 +1,171 @@
+"""`sweeper triage`: rank the space's (backbone, cut, image size) pairs before anything trains.
+
+Which backbone and where to cut it matter most in transfer learning, and the frozen features
+they give are exactly what the feature cache already holds: triage computes them once per pair
+(or finds them in the cache, where trials of `unfreeze: 0` then find them too) and scores each
+in closed form (transferability.py). It trains nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from . import transferability
+from .data import DatasetIndex
+
+SCORES = ("logme", "probe")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """What decides a trial's frozen features, apart from training: triage ranks these."""
+
+    backbone: str
+    cut: str
+    image_size: int
+
+    def label(self) -> str:
+        return f"{self.backbone} {self.cut} at {self.image_size} px"
+
+
+@dataclass(frozen=True)
+class Ranked:
+    pair: Pair
+    logme: float  # higher is better
+    probe: float  # held-in accuracy (higher is better) or RMSE (lower is better)
+    seconds: float  # features (unless cached) and both scores
+    cached: bool  # the features were in the cache already
+
+
+def pairs_of(space, sizes: list[int]) -> list[Pair]:
+    """Every (backbone, cut, image size) of a space; `sizes` are the image sizes the sweep decodes."""
+    from .space import Range, values_of
+
+    found = []
+    for backbone in values_of(space.backbone):
+        cut = space.cut_for(backbone)
+        if isinstance(cut, Range):
+            raise ValueError("space.cut is a range")
+        found += [Pair(backbone, c, size) for c in values_of(cut) for size in sizes]
+    return found
+
+
+def triage(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[str, ...], spatial_dtype: str,
+           threads: int, progress=None) -> list[Ranked]:
+    """Every pair of the spec's space scored on its frozen features of the training images, best first.
+
+    `progress(pair, i, n)` is called before each pair.
+    """
+    from .backbones import declared
+    from .bundle import quiet_native_stderr
+    from .preparation import decode_sizes
+
+    pairs = pairs_of(spec.space, decode_sizes(spec))
+    pooling = _pooling(spec.space)
+    found = []
+    with declared(spec.backbones), quiet_native_stderr():  # TensorFlow's start-up lines
+        from .trial import init_tensorflow
+
+        init_tensorflow(threads)
+        for i, pair in enumerate(pairs, start=1):
+            if progress:
+                progress(pair, i, len(pairs))
+            started = time.perf_counter()
+            features, cached = pooled_features(pair, pooling, spec=spec, index=index, cache_dir=cache_dir,
+                                               weights_dirs=weights_dirs, spatial_dtype=spatial_dtype)
+            rows = index.indices("train")
+            x, y = np.asarray(features[rows], np.float32), index.targets[rows]
+            scores = {"logme": transferability.logme(x, y, task=spec.task),
+                      "probe": transferability.probe(x, y, task=spec.task, seed=spec.budget.seed or 0)}
+            found.append(Ranked(pair, **scores, seconds=round(time.perf_counter() - started, 2), cached=cached))
+    return sorted(found, key=lambda r: -r.logme)
+
+
+def _pooling(space) -> str:
+    """Triage scores pooled vectors: average pooling where the space has it (the default head)."""
+    from .space import Range, values_of
+
+    if isinstance(space.head_pooling, Range):
+        return "avg"
+    poolings = values_of(space.head_pooling)
+    return "avg" if "avg" in poolings else poolings[0]
+
+
+def pooled_features(pair: Pair, pooling: str, *, spec, index: DatasetIndex, cache_dir: Path,
+                    weights_dirs: tuple[str, ...], spatial_dtype: str) -> tuple[np.ndarray, bool]:
+    """The frozen, pooled features of every image for `pair`, and whether the cache held them.
+
+    Built and keyed exactly as a trial of `unfreeze: 0` builds and keys them, so each finds the
+    other's entry."""
+    import keras
+
+    from . import feature_cache, images
+    from .model import TrialConfig, build_trial_model
+
+    config = TrialConfig(backbone=pair.backbone, cut=pair.cut, image_size=pair.image_size, head_pooling=pooling,
+                         unfreeze=0, unfreeze_blocks=0, augment=False)
+    index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
+    model, weights_used = build_trial_model(config, task=spec.task, n_classes=len(index.classes),
+                                            weights=spec.weights, weights_dir=weights_dirs)
+    split = feature_cache.split_model(model)
+    key = feature_cache.cache_key(
+        backbone=pair.backbone, weights=str(weights_used), cut=pair.cut, boundary=split.boundary,
+        image_size=pair.image_size, preprocess=model.get_layer("preprocess").mode, fingerprint=index.fingerprint,
+        spatial_dtype=spatial_dtype,
+    )
+    cached = (Path(cache_dir) / "features" / key).is_dir()
+    about = {"data": index.folder, "backbone": pair.backbone, "cut": pair.cut, "unfreeze": "0",
+             "image_size": pair.image_size}
+    features = feature_cache.frozen_features(split.prefix, pixels, Path(cache_dir), key, about=about,
+                                             spatial_dtype=spatial_dtype)
+    keras.backend.clear_session()  # the next pair starts from nothing held
+    return features[0], cached
+
+
+def print_ranking(ranked: list[Ranked], *, task: str, seconds: float, console: Console) -> None:
+    probe = "probe accuracy" if task == "classification" else "probe RMSE"
+    table = Table(title="triage: frozen features of the training images, best first (nothing trained)",
+                  title_justify="left")
+    for column in ("rank", "backbone", "cut", "image_size", "LogME", probe, "seconds", "features"):
+        table.add_column(column, justify="left" if column in ("backbone", "cut", "features") else "right")
+    for rank, r in enumerate(ranked, start=1):
+        table.add_row(str(rank), r.pair.backbone, r.pair.cut, str(r.pair.image_size), f"{r.logme:.4f}",
+                      f"{r.probe:.4f}" if task == "classification" else f"{r.probe:.4g}", f"{r.seconds:.1f}",
+                      "cached" if r.cached else "computed")
+    console.print(table)
+    computed = sum(not r.cached for r in ranked)
+    console.print(f"triage: {len(ranked)} pairs ranked in {seconds:.1f} s ({computed} computed, "
+                  f"{len(ranked) - computed} from the cache)", markup=False, highlight=False)
+
+
+def run_triage(spec, *, out: Path, weights_dir: Path | None, cache_dir: Path | None, console: Console) -> list[Ranked]:
+    """`sweeper triage SPEC`: the data indexed and decoded (into the cache `run` uses), then every pair ranked."""
+    from .driver import RunOptions
+    from .preparation import check_cache_dir, prepare_data
+
+    options = RunOptions(out=out, weights_dir=weights_dir, cache_dir=cache_dir).resolved(spec)
+    check_cache_dir(options.cache_dir)
+    index = prepare_data(spec, options.cache_dir, console)
+    started = time.perf_counter()
+    with console.status("triage") as status:
+        ranked = triage(spec, index, cache_dir=options.cache_dir, weights_dirs=options.weights_dirs,
+                        spatial_dtype=options.spatial_features, threads=max(1, int(spec.budget.cpus_per_trial)),
+                        progress=lambda pair, i, n: status.update(f"triage: {pair.label()} ({i} of {n})"))
+    print_ranking(ranked, task=spec.task, seconds=time.perf_counter() - started, console=console)
+    return ranked
+
+
+def write_ranking(ranked: list[Ranked], path: Path) -> None:
+    from .files import write_atomic
+
+    rows = [{**asdict(r.pair), **{k: v for k, v in asdict(r).items() if k != "pair"}, "rank": i}
+            for i, r in enumerate(ranked, start=1)]
+    write_atomic(path, json.dumps(rows, indent=1))
+
