@@ -319,11 +319,17 @@ def _dispatch(args, console: Console) -> int:
                                    reuse_workers=args.reuse_workers, cache_max_size=args.cache_max_size,
                                    spatial_features=args.spatial_features), console)
     elif args.command == "triage":
+        from .backbones import declared
+        from .driver import RunOptions
+        from .own_models import inspect
         from .spec import load_spec
         from .triage import run_triage
 
-        run_triage(load_spec(args.spec), out=args.out, weights_dir=args.weights_dir, cache_dir=args.cache_dir,
-                   console=console)
+        spec = inspect(load_spec(args.spec))
+        options = RunOptions(out=args.out, weights_dir=args.weights_dir, cache_dir=args.cache_dir).resolved(spec)
+        with declared(spec.backbones):
+            run_triage(spec, cache_dir=options.cache_dir, weights_dirs=options.weights_dirs,
+                       spatial_dtype=options.spatial_features, console=console)
     elif args.command == "resume":
         from .driver import resume_sweep
 

@@ -38,6 +38,7 @@ from . import (
     mlflow_runs,
     own_models,
     results,
+    triage,
 )
 from .backbones import declared
 from .data import DatasetIndex
@@ -59,7 +60,7 @@ from .preparation import (
 from .progress import ProgressBoard
 from .resumable import CheckpointPruner, KeepEndedResults, ended_trials
 from .saved_state import check_experiment_state
-from .search_space import quiet_optuna
+from .search_space import quiet_optuna, startup_trials
 from .space import space_size, trial_count
 from .spec import Spec, parse_spec
 from .status import SweepState, TrialStatus
@@ -196,7 +197,8 @@ def _run(spec: Spec, options: RunOptions, console: Console, stages: Stages) -> P
                                                          options.weights_dirs, console)
                     cache_sizes = check_feature_disk(spec, index, options.cache_dir, estimate, console)
             _save_run_files(spec, sweep_dir, index, options, weight_files, ray_session, cache_sizes)
-            return _tune(spec, sweep_dir, index, options, console, stages=stages)
+            spec, ranked = _triaged(spec, sweep_dir, index, options, console, stages)
+            return _tune(spec, sweep_dir, index, options, console, stages=stages, ranked=ranked)
     except BaseException:
         if created:  # stopped before it wrote anything: the folder it made would block a rerun
             _remove_if_only_lock(sweep_dir)
@@ -243,9 +245,10 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
     with DriverLock(sweep_dir):
         spec = results.saved_spec(sweep_dir)
         meta = results.read_meta(sweep_dir)
-        before = trial_count(spec)
+        ranked = triage.read_ranking(results.SweepFolder(sweep_dir).triage)
+        before = trial_count(_as_triaged(spec, ranked))
         if trials is not None:
-            spec = _extended(spec, trials)
+            spec = _extended(spec, trials, ranked)
         elif results.state_of(sweep_dir) == SweepState.FINISHED:
             ran = len(leaderboard.read(sweep_dir))  # fewer than the budget when time_limit or stop_at ended it
             raise SweeperError(f"{sweep_dir}: this sweep has finished, with {ran} trials; nothing to resume "
@@ -272,6 +275,10 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
         with stages("Ray's start"):
             results.update(sweep_dir, ray_session=init_ray(options.address))  # at once: a kill may come next
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+        if ranked is None and spec.budget.triage != "off":  # stopped while it ranked them, before any trial
+            spec, ranked = _triaged(spec, sweep_dir, index, options, console, stages)
+            before = trial_count(spec)
+        spec = _as_triaged(spec, ranked)
         if trial_count(spec) != before:  # recorded before any trial runs: a plain resume goes on to the new total
             _write_spec(sweep_dir, spec)
             results.mark(sweep_dir, SweepState.INTERRUPTED)  # not finished, whatever stops it before Tune starts
@@ -279,12 +286,34 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
                 "from": before, "to": trial_count(spec), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
             console.print(f"adding {trial_count(spec) - before} trials to {before}; the searcher goes on from "
                           "its history", markup=False)
-        return _tune(spec, sweep_dir, index, options, console, stages=stages, saved=saved)
+        return _tune(spec, sweep_dir, index, options, console, stages=stages, saved=saved, ranked=ranked)
 
 
-def _extended(spec: Spec, trials: int) -> Spec:
-    """The spec with `trials` in all; refused when that is not more than it has, or than its space holds."""
-    have, size = trial_count(spec), space_size(spec.space)
+def _triaged(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console,
+             stages: Stages) -> tuple[Spec, list | None]:
+    """`budget.triage`: every (backbone, cut, image size) ranked on frozen features before the
+    first trial, kept in triage.json; and the spec as the search sees it (pruned with `prune`)."""
+    if spec.budget.triage == "off":
+        return spec, None
+    with stages("triage"):
+        ranked = triage.rank_for_sweep(spec, index, cache_dir=options.cache_dir, weights_dirs=options.weights_dirs,
+                                       spatial_dtype=options.spatial_features, console=console)
+    triage.write_ranking(ranked, results.SweepFolder(sweep_dir).triage)
+    return _as_triaged(spec, ranked), ranked
+
+
+def _as_triaged(spec: Spec, ranked: list | None) -> Spec:
+    """The space the search draws from: the spec's, less what `budget.triage: prune` dropped."""
+    if ranked is None or spec.budget.triage != "prune":
+        return spec
+    return triage.pruned(spec, ranked)
+
+
+def _extended(spec: Spec, trials: int, ranked: list | None = None) -> Spec:
+    """The spec with `trials` in all; refused when that is not more than it has, or than its space
+    (as triage left it) holds."""
+    searched = _as_triaged(spec, ranked)
+    have, size = trial_count(searched), space_size(searched.space)
     if trials <= have:
         raise SweeperError(f"--trials {trials}: the sweep has {have} trials already; give the new total, more than {have}")
     if size is not None and trials > size:
@@ -294,7 +323,7 @@ def _extended(spec: Spec, trials: int) -> Spec:
 
 
 def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console, *,
-          stages: Stages, saved: list[dict] | None = None) -> Path:
+          stages: Stages, saved: list[dict] | None = None, ranked: list | None = None) -> Path:
     """Run (or, given the `saved` leaderboard rows, resume) the Tune experiment, then evaluate and summarise."""
     board = ProgressBoard.options(  # on the driver's node: on a cluster, a worker node may be lost
         runtime_env={"env_vars": {environment.COLD_WORKER: "1"}},
@@ -341,7 +370,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     guard = FailureGuard(min(trials, max(3, spec.budget.concurrent_trials + 1)), saved or [])
     stop_at = StopAt(spec.objective, spec.mode, spec.budget.stop_at) if spec.budget.stop_at is not None else None
     early_end = EarlyEnd([guard, *([stop_at] if stop_at else [])], spec.budget.time_limit)
-    files = LeaderboardCallback(sweep_dir, spec, saved, experiment, early_end)
+    files = LeaderboardCallback(sweep_dir, spec, saved, experiment, early_end, triage=ranked and triage.scores(ranked))
     info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=trials,
                      max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
     pruner = CheckpointPruner()
@@ -355,8 +384,10 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):
+            # The best-ranked pairs first, in place of TPE's random start-up; a resumed search has them already.
+            first = triage.first_points(spec, ranked, startup_trials(spec)) if ranked and saved is None else []
             tuner = make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
-                               reuse_workers=options.reuse_workers, resume=saved is not None)
+                               reuse_workers=options.reuse_workers, resume=saved is not None, first=first)
             with stages("trials"):
                 tuner.fit()
         pruner.prune_all()

@@ -319,6 +319,7 @@ def _table_columns(objective: str, rows: list[dict]) -> list[tuple[str, Callable
         ("#", _cell("rank"), True), ("trial", _cell("trial_id"), False), ("status", status_label, False),
         (objective, _cell(objective), True),
         *[("Pareto", lambda row: "yes" if row.get("pareto") else "", False)] * any("pareto" in row for row in rows),
+        *[("triage", _cell("triage"), True)] * any(row.get("triage") is not None for row in rows),  # triage.py
         *config_columns(rows),
         ("params", _cell("params"), True), ("MB", _cell("size_mb"), True), ("ms", _cell("latency_ms"), True),
     ] + [("lite ms", _cell("tflite_ms"), True)] * any(row.get("tflite_ms") is not None for row in rows) + [

@@ -15,12 +15,13 @@ import base64
 import html
 import io
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import baseline, leaderboard, results
+from . import baseline, leaderboard, results, triage
 from .analysis import History, importances, load_histories, number, pareto_front, reaching, rungs, status_counts
 from .errors import SweeperError
 from .files import write_atomic
@@ -77,8 +78,9 @@ def write_report(sweep_dir: Path | str) -> Path:
         cost_chart: _save(_plot_objective_vs_cost(rows, objective, label, mode, cost), folder / cost_chart),
     }
     page = folder / "report.html"
+    ranking = triage.read_ranking(results.SweepFolder(sweep_dir).triage)
     write_atomic(page, _html(sweep.get("name", sweep_dir.name), rows, objective, mode, budget, pngs, cost,
-                             sweep.get("baseline")).encode())
+                             sweep.get("baseline"), _triage_html(ranking, sweep.get("task", "classification"))).encode())
     return page
 
 
@@ -303,7 +305,7 @@ tr.stopped td { color: #777; } tr.error td { background: #fff4f4; } tr.running t
 
 
 def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget, pngs: dict[str, bytes],
-          cost: str, recorded_baseline: dict | None = None) -> str:
+          cost: str, recorded_baseline: dict | None = None, triage_html: str = "") -> str:
     e = html.escape
     best = next(iter(leaderboard.scored(rows, objective)), None)
     said, warning = baseline.lines(recorded_baseline, best)
@@ -347,7 +349,8 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
         f'alt="{e(captions[file][0])}"><figcaption>{e(captions[file][1])}</figcaption></figure>'
         for file, data in pngs.items()
     )
-    columns = ["rank", "trial_id", "status", objective, *CONFIG_KEYS, *leaderboard.COST_KEYS, "wall_s", "error"]
+    columns = ["rank", "trial_id", "status", objective, *["triage"] * any(row.get("triage") is not None for row in rows),
+               *CONFIG_KEYS, *leaderboard.COST_KEYS, "wall_s", "error"]
     header = "".join(f"<th>{e(c)}</th>" for c in columns)
     body = "\n".join(
         f'<tr class="{e(str(row.get("status", "")))}">' + "".join(_cell(row, c) for c in columns) + "</tr>"
@@ -376,9 +379,26 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
 {body}
 </tbody>
 </table></div>
+{triage_html}
 </body>
 </html>
 """
+
+
+def _triage_html(ranking: list | None, task: str) -> str:
+    """The sweep's triage ranking (`budget.triage`), as `sweeper triage` prints it; empty without one."""
+    if not ranking:
+        return ""
+    e = html.escape
+    probe = "probe accuracy" if task == "classification" else "probe RMSE"
+    header = "".join(f"<th>{e(c)}</th>" for c in ("rank", "backbone", "cut", "image_size", "LogME", probe))
+    body = "\n".join(
+        "<tr>" + "".join(_cell(row, c) for c in ("rank", "backbone", "cut", "image_size", "logme", "probe")) + "</tr>"
+        for row in ({"rank": i, **asdict(r.pair), "logme": r.logme, "probe": r.probe} for i, r in enumerate(ranking, 1)))
+    return (f"<h2>Triage</h2>\n<p>Before the first trial, each (backbone, cut, image size) was scored on the frozen "
+            f"features of the training images, training nothing; the leaderboard's <code>triage</code> column is a "
+            f"trial's {e(triage.RANKED_BY)} from this table.</p>\n"
+            f'<div class="table"><table>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>')
 
 
 def _cell(row: dict, column: str) -> str:

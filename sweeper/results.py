@@ -69,6 +69,10 @@ class SweepFolder:
         return self.path / "data_summary.json"  # the classes and splits, as indexed when the sweep started
 
     @property
+    def triage(self) -> Path:
+        return self.path / "triage.json"  # `budget.triage`'s ranking of (backbone, cut, image size), best first
+
+    @property
     def ray_log(self) -> Path:
         return self.path / "ray.log"  # what Ray and Tune print, kept out of the terminal
 

@@ -65,9 +65,13 @@ def sampler_for(spec: Spec) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=budget.seed)
     with warnings.catch_warnings():  # `group` (experimental) lets multivariate TPE model the conditional `cut@<backbone>`
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=budget.seed, multivariate=True, group=True, n_startup_trials=min(10, max(4, trial_count(spec) // 3))
-        )
+        return optuna.samplers.TPESampler(seed=budget.seed, multivariate=True, group=True,
+                                          n_startup_trials=startup_trials(spec))
+
+
+def startup_trials(spec: Spec) -> int:
+    """TPE's random start-up: the trials it draws before it models anything."""
+    return min(10, max(4, trial_count(spec) // 3))
 
 
 class AskTellGrid(optuna.samplers.GridSampler):

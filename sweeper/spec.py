@@ -78,6 +78,7 @@ class DataSpec:
 
 
 SEARCHES = ("tpe", "random", "grid")
+TRIAGES = ("off", "order", "prune")  # triage.py
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ class Budget:
     max_failures: int = 1
     seed: int = 0
     search: str = "tpe"  # tpe (Optuna's TPE); random; grid (every configuration once, in a random order)
+    # Rank the (backbone, cut, image size) pairs on frozen features before the first trial
+    # (triage.py): `order` proposes the best-ranked first, `prune` also drops the worst half.
+    triage: str = "off"
 
 
 @dataclass(frozen=True)
@@ -226,6 +230,9 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
             grid_space(space)
         except ValueError as exc:
             ctx.fail("budget.search", f"grid: {exc}")
+        if budget.triage != "off":
+            ctx.fail("budget.triage", f"{budget.triage}: a grid trains every configuration; triage orders or "
+                                      "prunes the proposals of tpe or random search")
     warmup = _largest(space.warmup_epochs)
     if warmup >= budget.max_epochs:
         ctx.fail("space.warmup_epochs", f"{warmup} warm-up epochs leave none of budget.max_epochs "
@@ -462,6 +469,7 @@ def _parse_budget(ctx: SpecChecks, raw: Any) -> Budget:
     values["cpus_per_trial"] = ctx.number("budget.cpus_per_trial", raw.get("cpus_per_trial", Budget.cpus_per_trial), low=0.1)
     values["gpus_per_trial"] = ctx.number("budget.gpus_per_trial", raw.get("gpus_per_trial", Budget.gpus_per_trial), low=0.0)
     values["search"] = ctx.one_of("budget.search", raw.get("search", Budget.search), SEARCHES)
+    values["triage"] = ctx.one_of("budget.triage", raw.get("triage", Budget.triage), TRIAGES)
     if values["grace_epochs"] > values["max_epochs"]:
         ctx.fail("budget.grace_epochs", f"{values['grace_epochs']} must not exceed max_epochs ({values['max_epochs']})")
     if raw.get("time_limit") is not None:

@@ -79,8 +79,10 @@ class LeaderboardCallback(tune.Callback):
     event once the rows are current, so it always draws what the files hold.
     """
 
-    def __init__(self, sweep_dir: Path, spec: Spec, saved: list[dict] | None, experiment: str, early_end: EarlyEnd):
+    def __init__(self, sweep_dir: Path, spec: Spec, saved: list[dict] | None, experiment: str, early_end: EarlyEnd,
+                 triage: dict[tuple, float] | None = None):
         self.sweep_dir, self.spec, self.experiment, self.early_end = sweep_dir, spec, experiment, early_end
+        self.triage = triage  # {(backbone, cut, image_size): score}, from triage.py
         self.rows: dict[str, dict] = {r["trial_id"]: r for r in saved or []}
         self.ended_before = {trial_id for trial_id, r in self.rows.items() if r["status"] in ENDED}
         self.reconciled = saved is None
@@ -149,6 +151,10 @@ class LeaderboardCallback(tune.Callback):
             trial_id=trial.trial_id, status=status, config=trial.config, result=result,
             objective=self.spec.objective, error=error,
         )
+        if self.triage:
+            config = trial.config
+            self.rows[trial.trial_id]["triage"] = self.triage.get((config.get("backbone"), config.get("cut"),
+                                                                   config.get("image_size")))
         self._write()
 
     def _write(self) -> None:

@@ -20,7 +20,8 @@ from rich.table import Table
 from . import transferability
 from .data import DatasetIndex
 
-SCORES = ("logme", "probe")
+RANKED_BY = "logme"  # higher is better, in every task; see benchmarks/README.md (bench_search.py, triage)
+PRUNE_KEEP = 0.5  # `budget.triage: prune` keeps the better half of the (backbone, cut) pairs, at least one
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,8 @@ def triage(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[st
     """
     from .backbones import declared
     from .bundle import quiet_native_stderr
-    from .preparation import decode_sizes
 
-    pairs = pairs_of(spec.space, decode_sizes(spec))
+    pairs = pairs_of(spec.space, _sizes(spec))
     pooling = _pooling(spec.space)
     found = []
     with declared(spec.backbones), quiet_native_stderr():  # TensorFlow's start-up lines
@@ -85,7 +85,7 @@ def triage(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[st
             scores = {"logme": transferability.logme(x, y, task=spec.task),
                       "probe": transferability.probe(x, y, task=spec.task, seed=spec.budget.seed or 0)}
             found.append(Ranked(pair, **scores, seconds=round(time.perf_counter() - started, 2), cached=cached))
-    return sorted(found, key=lambda r: -r.logme)
+    return sorted(found, key=lambda r: -getattr(r, RANKED_BY))
 
 
 def _pooling(space) -> str:
@@ -145,27 +145,113 @@ def print_ranking(ranked: list[Ranked], *, task: str, seconds: float, console: C
                   f"{len(ranked) - computed} from the cache)", markup=False, highlight=False)
 
 
-def run_triage(spec, *, out: Path, weights_dir: Path | None, cache_dir: Path | None, console: Console) -> list[Ranked]:
+def run_triage(spec, *, cache_dir: Path, weights_dirs: tuple[str, ...], spatial_dtype: str,
+               console: Console) -> list[Ranked]:
     """`sweeper triage SPEC`: the data indexed and decoded (into the cache `run` uses), then every pair ranked."""
-    from .driver import RunOptions
     from .preparation import check_cache_dir, prepare_data
 
-    options = RunOptions(out=out, weights_dir=weights_dir, cache_dir=cache_dir).resolved(spec)
-    check_cache_dir(options.cache_dir)
-    index = prepare_data(spec, options.cache_dir, console)
+    check_cache_dir(cache_dir)
+    index = prepare_data(spec, cache_dir, console)
     started = time.perf_counter()
     with console.status("triage") as status:
-        ranked = triage(spec, index, cache_dir=options.cache_dir, weights_dirs=options.weights_dirs,
-                        spatial_dtype=options.spatial_features, threads=max(1, int(spec.budget.cpus_per_trial)),
+        ranked = triage(spec, index, cache_dir=cache_dir, weights_dirs=weights_dirs, spatial_dtype=spatial_dtype,
+                        threads=max(1, int(spec.budget.cpus_per_trial)),
                         progress=lambda pair, i, n: status.update(f"triage: {pair.label()} ({i} of {n})"))
     print_ranking(ranked, task=spec.task, seconds=time.perf_counter() - started, console=console)
     return ranked
 
 
+# --- in a sweep (`budget.triage`) --------------------------------------------------------------
+
+
+def rank_for_sweep(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[str, ...], spatial_dtype: str,
+                   console: Console) -> list[Ranked]:
+    """`triage` in a Ray task of the trials' size: the driver never imports TensorFlow."""
+    import ray
+
+    pairs = pairs_of(spec.space, _sizes(spec))
+    threads = max(1, int(spec.budget.cpus_per_trial))
+    started = time.perf_counter()
+    task = ray.remote(num_cpus=spec.budget.cpus_per_trial)(triage)
+    with console.status(f"triage: scoring {len(pairs)} (backbone, cut, image size) pairs on frozen features"):
+        ranked = ray.get(task.remote(spec, index, cache_dir=cache_dir, weights_dirs=weights_dirs,
+                                     spatial_dtype=spatial_dtype, threads=threads))
+    print_ranking(ranked, task=spec.task, seconds=time.perf_counter() - started, console=console)
+    return ranked
+
+
+def _sizes(spec) -> list[int]:
+    from .preparation import decode_sizes
+
+    return decode_sizes(spec)
+
+
 def write_ranking(ranked: list[Ranked], path: Path) -> None:
     from .files import write_atomic
 
-    rows = [{**asdict(r.pair), **{k: v for k, v in asdict(r).items() if k != "pair"}, "rank": i}
+    rows = [{"rank": i, **asdict(r.pair), **{k: v for k, v in asdict(r).items() if k != "pair"}}
             for i, r in enumerate(ranked, start=1)]
     write_atomic(path, json.dumps(rows, indent=1))
+
+
+def read_ranking(path: Path) -> list[Ranked] | None:
+    """The ranking a sweep wrote (triage.json), best first; None when it has none."""
+    if not path.is_file():
+        return None
+    rows = sorted(json.loads(path.read_text()), key=lambda row: row["rank"])
+    return [Ranked(Pair(r["backbone"], r["cut"], r["image_size"]), logme=r["logme"], probe=r["probe"],
+                   seconds=r["seconds"], cached=r["cached"]) for r in rows]
+
+
+def scores(ranked: list[Ranked]) -> dict[tuple, float]:
+    """{(backbone, cut, image_size): the score the ranking is by}, for the leaderboard's `triage` column."""
+    return {(r.pair.backbone, r.pair.cut, r.pair.image_size): getattr(r, RANKED_BY) for r in ranked}
+
+
+def pruned(spec, ranked: list[Ranked]):
+    """The spec with the worse (backbone, cut) pairs out of its space (`budget.triage: prune`).
+
+    A pair's place is its best over the image sizes: a cut leaves its backbone's list, and a
+    backbone with no cut left leaves the space. Run and resume apply it alike to the same ranking."""
+    from dataclasses import replace
+
+    from .space import Choice, Fixed, values_of
+
+    best: dict[tuple[str, str], float] = {}
+    for r in ranked:
+        key = (r.pair.backbone, r.pair.cut)
+        best[key] = max(best.get(key, -np.inf), getattr(r, RANKED_BY))
+    keep = set(sorted(best, key=lambda k: -best[k])[:max(1, int(np.ceil(len(best) * PRUNE_KEEP)))])
+    space = spec.space
+    backbones = [b for b in values_of(space.backbone) if any(k[0] == b for k in keep)]
+    cuts = dict(space.cut)
+    for backbone in backbones:
+        kept = [c for c in values_of(space.cut_for(backbone)) if (backbone, c) in keep]
+        cuts[backbone] = Fixed(kept[0]) if len(kept) == 1 else Choice(tuple(kept))
+    space = replace(space, backbone=Fixed(backbones[0]) if len(backbones) == 1 else Choice(tuple(backbones)),
+                    cut={b: cuts[b] for b in backbones})
+    return replace(spec, space=space)
+
+
+def first_points(spec, ranked: list[Ranked], count: int) -> list[dict]:
+    """Optuna parameters fixing the best `count` pairs still in the spec's space, best first, to
+    enqueue: the searcher draws everything else. Only the sampled parameters are named (fixed ones
+    never reach Optuna)."""
+    from .space import Fixed, values_of
+
+    space, points = spec.space, []
+    for r in ranked:
+        pair = r.pair
+        if pair.backbone not in values_of(space.backbone) or pair.cut not in values_of(space.cut_for(pair.backbone)):
+            continue  # pruned
+        point = {}
+        if not isinstance(space.backbone, Fixed):
+            point["backbone"] = pair.backbone
+        if not isinstance(space.cut_for(pair.backbone), Fixed):
+            point[f"cut@{pair.backbone}"] = pair.cut
+        if not isinstance(space.image_size, Fixed):
+            point["image_size"] = pair.image_size
+        if point and point not in points:
+            points.append(point)
+    return points[:count]
 

@@ -21,8 +21,10 @@ from .trial import TrialContext, run_trial
 
 
 def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: list[tune.Callback],
-               stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False):
+               stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False,
+               first: list[dict] = ()):
     """The Tune experiment at `experiment`; with `resume`, the same experiment continued from its saved state.
+    `first`: Optuna parameters the searcher proposes first (each fixes some; it draws the rest).
 
     A resumed sweep is built exactly like a new one, rather than unpickled by `Tuner.restore`: the
     callbacks must talk to this driver's display and progress board, not the killed driver's.
@@ -36,7 +38,7 @@ def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: li
     several = len(spec.objectives) > 1  # Optuna's multi-objective study: lists of metrics and modes
     searcher = DistinctOptunaSearch(DefineByRun(spec.space), metric=list(spec.objectives) if several else spec.objective,
                                     mode=list(spec.modes) if several else spec.mode, sampler=sampler_for(spec),
-                                    constraints=spec.constraints)
+                                    constraints=spec.constraints, points_to_evaluate=list(first) or None)
     # The limiter inside the generator, as Tune would wrap them itself from max_concurrent_trials.
     search = ExtendableSearch(ConcurrencyLimiter(searcher, max_concurrent=budget.concurrent_trials),
                               total=trial_count(spec))
