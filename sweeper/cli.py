@@ -313,6 +313,7 @@ def _dispatch(args, console: Console) -> int:
                 from .feasibility import print_feasibility
 
                 print_feasibility(spec, n_classes=len(index.classes), cache_dir=options.cache_dir, console=console)
+            _print_triage_if_cached(spec, index, options, console)
             return 0
         run_sweep(spec, RunOptions(out=args.out, address=args.address, weights_dir=args.weights_dir,
                                    cache_dir=args.cache_dir, feature_cache=args.feature_cache, storage=args.storage,
@@ -340,6 +341,22 @@ def _dispatch(args, console: Console) -> int:
 
         run_demo(RunOptions(out=args.out, weights_dir=args.weights_dir, cache_dir=args.cache_dir), console)
     return 0
+
+
+def _print_triage_if_cached(spec, index, options, console: Console) -> None:
+    """The dry run shows the triage ranking (`sweeper triage`) of a space with several pairs, when cached."""
+    from .backbones import declared
+    from .preparation import decode_sizes
+    from .triage import pairs_of, print_cached_ranking
+
+    try:
+        several = len(pairs_of(spec.space, decode_sizes(spec))) > 1
+    except ValueError:  # a range of cuts: nothing to rank
+        return
+    if several or spec.budget.triage != "off":
+        with declared(spec.backbones):
+            print_cached_ranking(spec, index, cache_dir=options.cache_dir, weights_dirs=options.weights_dirs,
+                                 spatial_dtype=options.spatial_features, console=console)
 
 
 def _backbone_names(names: list[str]) -> list[str]:

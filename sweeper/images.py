@@ -140,6 +140,12 @@ def cache_path(cache_dir: Path, index: DatasetIndex, size: int) -> Path:
     return Path(cache_dir) / "images" / f"{index.fingerprint}-{size}px{cap}.npy"
 
 
+def is_decoded(cache_dir: Path, index: DatasetIndex, size: int) -> bool:
+    """Whether `load_images` would read these images from the cache rather than decode them."""
+    path = cache_path(cache_dir, index, size)
+    return path.is_file() or path.with_suffix(".skipped.json").is_file()
+
+
 def load_images(
     index: DatasetIndex, size: int, cache_dir: Path, on_bad_image: str = "skip", progress=None
 ) -> tuple[DatasetIndex, np.ndarray]:

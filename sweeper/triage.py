@@ -59,10 +59,11 @@ def pairs_of(space, sizes: list[int]) -> list[Pair]:
 
 
 def triage(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[str, ...], spatial_dtype: str,
-           threads: int, progress=None) -> list[Ranked]:
+           threads: int, progress=None, compute: bool = True) -> list[Ranked] | None:
     """Every pair of the spec's space scored on its frozen features of the training images, best first.
 
-    `progress(pair, i, n)` is called before each pair.
+    `progress(pair, i, n)` is called before each pair. Without `compute`, from the cache alone:
+    None as soon as a pair's features are not there.
     """
     from .backbones import declared
     from .bundle import quiet_native_stderr
@@ -78,10 +79,13 @@ def triage(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[st
             if progress:
                 progress(pair, i, len(pairs))
             started = time.perf_counter()
-            features, cached = pooled_features(pair, pooling, spec=spec, index=index, cache_dir=cache_dir,
-                                               weights_dirs=weights_dirs, spatial_dtype=spatial_dtype)
-            rows = index.indices("train")
-            x, y = np.asarray(features[rows], np.float32), index.targets[rows]
+            features, cached, rows_of = pooled_features(pair, pooling, spec=spec, index=index, cache_dir=cache_dir,
+                                                        weights_dirs=weights_dirs, spatial_dtype=spatial_dtype,
+                                                        compute=compute)
+            if features is None:
+                return None
+            rows = rows_of.indices("train")
+            x, y = np.asarray(features[rows], np.float32), rows_of.targets[rows]
             scores = {"logme": transferability.logme(x, y, task=spec.task),
                       "probe": transferability.probe(x, y, task=spec.task, seed=spec.budget.seed or 0)}
             found.append(Ranked(pair, **scores, seconds=round(time.perf_counter() - started, 2), cached=cached))
@@ -99,21 +103,32 @@ def _pooling(space) -> str:
 
 
 def pooled_features(pair: Pair, pooling: str, *, spec, index: DatasetIndex, cache_dir: Path,
-                    weights_dirs: tuple[str, ...], spatial_dtype: str) -> tuple[np.ndarray, bool]:
-    """The frozen, pooled features of every image for `pair`, and whether the cache held them.
+                    weights_dirs: tuple[str, ...], spatial_dtype: str,
+                    compute: bool = True) -> tuple[np.ndarray | None, bool, DatasetIndex]:
+    """The frozen, pooled features of every image for `pair`, whether the cache held them, and the
+    index they are rows of (unreadable images left out); without `compute`, no features where the
+    cache lacks them (nothing is decoded, downloaded or computed).
 
     Built and keyed exactly as a trial of `unfreeze: 0` builds and keys them, so each finds the
     other's entry."""
     import keras
 
-    from . import feature_cache, images
-    from .model import TrialConfig, build_trial_model
+    from . import feature_cache, images, weight_files
+    from .backbones import get_backbone
+    from .model import TrialConfig, build_model, build_trial_model
 
     config = TrialConfig(backbone=pair.backbone, cut=pair.cut, image_size=pair.image_size, head_pooling=pooling,
                          unfreeze=0, unfreeze_blocks=0, augment=False)
-    index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
-    model, weights_used = build_trial_model(config, task=spec.task, n_classes=len(index.classes),
-                                            weights=spec.weights, weights_dir=weights_dirs)
+    if compute:
+        index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
+        model, weights_used = build_trial_model(config, task=spec.task, n_classes=len(index.classes),
+                                                weights=spec.weights, weights_dir=weights_dirs)
+    else:
+        weights_used = weight_files.resolve(get_backbone(pair.backbone), pair.image_size, spec.weights, weights_dirs)
+        if weights_used == "imagenet" or not images.is_decoded(cache_dir, index, pair.image_size):
+            return None, False, index  # weights still to download (their file is part of the key), or images to decode
+        index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
+        model = build_model(config, task=spec.task, n_classes=len(index.classes), weights=weights_used)
     split = feature_cache.split_model(model)
     key = feature_cache.cache_key(
         backbone=pair.backbone, weights=str(weights_used), cut=pair.cut, boundary=split.boundary,
@@ -121,12 +136,15 @@ def pooled_features(pair: Pair, pooling: str, *, spec, index: DatasetIndex, cach
         spatial_dtype=spatial_dtype,
     )
     cached = (Path(cache_dir) / "features" / key).is_dir()
+    if not (cached or compute):
+        keras.backend.clear_session()
+        return None, False, index
     about = {"data": index.folder, "backbone": pair.backbone, "cut": pair.cut, "unfreeze": "0",
              "image_size": pair.image_size}
     features = feature_cache.frozen_features(split.prefix, pixels, Path(cache_dir), key, about=about,
                                              spatial_dtype=spatial_dtype)
     keras.backend.clear_session()  # the next pair starts from nothing held
-    return features[0], cached
+    return features[0], cached, index
 
 
 def print_ranking(ranked: list[Ranked], *, task: str, seconds: float, console: Console) -> None:
@@ -159,6 +177,24 @@ def run_triage(spec, *, cache_dir: Path, weights_dirs: tuple[str, ...], spatial_
                         progress=lambda pair, i, n: status.update(f"triage: {pair.label()} ({i} of {n})"))
     print_ranking(ranked, task=spec.task, seconds=time.perf_counter() - started, console=console)
     return ranked
+
+
+def print_cached_ranking(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[str, ...],
+                         spatial_dtype: str, console: Console) -> None:
+    """`sweeper run --dry-run`: the ranking when every pair's features are in the cache, else one line."""
+    from .images import is_decoded
+
+    started = time.perf_counter()
+    ranked = None
+    if all(is_decoded(cache_dir, index, size) for size in _sizes(spec)):  # else no features either: no TensorFlow
+        with console.status("triage: reading the cached frozen features"):
+            ranked = triage(spec, index, cache_dir=cache_dir, weights_dirs=weights_dirs, spatial_dtype=spatial_dtype,
+                            threads=max(1, int(spec.budget.cpus_per_trial)), compute=False)
+    if ranked is None:
+        console.print(f"triage: not every pair's frozen features are cached yet; `sweeper triage {spec.path}` "
+                      "computes them and ranks the pairs", markup=False, highlight=False)
+        return
+    print_ranking(ranked, task=spec.task, seconds=time.perf_counter() - started, console=console)
 
 
 # --- in a sweep (`budget.triage`) --------------------------------------------------------------

@@ -199,6 +199,16 @@ def test_a_triaged_sweep_trains_the_best_ranked_pairs_first_and_shows_each_trial
         scores = {(r["backbone"], r["cut"]): r["logme"] for r in ranking}
         assert all(row["triage"] == scores[(row["backbone"], row["cut"])] for row in rows)
 
+    # The dry run shows the ranking from the cache alone, and says when it cannot.
+    prune_spec = tmp_path / "prune.yaml"
+    assert main(["run", str(prune_spec), "--out", str(out), "--weights-dir", str(WEIGHTS), "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "(0 computed, 4 from the cache)" in dry
+    shown = [line.split("│")[2:4] for line in dry.splitlines() if line.count("│") == 9]
+    assert [(b.strip(), c.strip()) for b, c in shown] == [(r["backbone"], r["cut"]) for r in ranking]
+    assert main(["run", str(prune_spec), "--out", str(tmp_path / "elsewhere"), "--dry-run"]) == 0
+    assert f"not every pair's frozen features are cached yet; `sweeper triage {prune_spec}`" in capsys.readouterr().out
+
     # A resumed sweep searches the pruned space again: 2 more trials fill it, a third would not fit.
     assert main(["resume", str(out / "prune"), "--trials", "5"]) == 2
     assert "the space holds 4 configurations" in capsys.readouterr().err
