@@ -21,6 +21,7 @@ examples:
   sweeper run my_spec.yaml --dry-run             # the space, ASHA's rungs, the epochs it would train
   sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379 --storage /shared/sweeps
   sweeper triage my_spec.yaml                    # rank backbones and cuts on frozen features, training nothing
+  sweeper run my_spec.yaml --warm-start results/ # the best configurations of earlier sweeps go first
   sweeper resume results/cats-vs-dogs            # after Ctrl+C, a crash or a lost driver
   sweeper resume results/cats-vs-dogs --trials 40   # a finished sweep goes on to 40 trials in all
   sweeper leaderboard results/cats-vs-dogs --top 5 --format md
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", metavar="PATH_OR_URI",
                      help="where the Ray Tune experiment (trial folders, checkpoints) goes: a path every node "
                           "sees, or a URI such as s3://bucket/sweeps (default: <out>/<sweep>/experiment)")
+    run.add_argument("--warm-start", metavar="DIR", type=Path,
+                     help="begin with the best configurations of the earlier sweeps in DIR (a results folder): "
+                          "those of the same data first, then of the nearest data by triage (override warm_start)")
     run.add_argument("--dry-run", action="store_true",
                      help="print the space's size, the ASHA rungs, the epochs the sweep would train, the data "
                           "summary and any backbone without local weights, then stop (nothing is written)")
@@ -296,7 +300,8 @@ def _dispatch(args, console: Console) -> int:
         from .spec import absolute_sqlite, load_spec
 
         overrides = {"budget.trials": args.trials, "budget.max_epochs": args.max_epochs, "name": args.name,
-                     "tracking.mlflow": args.mlflow and absolute_sqlite(args.mlflow, Path.cwd())}
+                     "tracking.mlflow": args.mlflow and absolute_sqlite(args.mlflow, Path.cwd()),
+                     "warm_start": args.warm_start and str(args.warm_start.resolve())}
         spec = load_spec(args.spec, overrides)
         if args.dry_run:
             from .backbones import declared

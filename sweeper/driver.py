@@ -39,6 +39,7 @@ from . import (
     own_models,
     results,
     triage,
+    warm_start,
 )
 from .backbones import declared
 from .data import DatasetIndex
@@ -384,8 +385,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):
-            # The best-ranked pairs first, in place of TPE's random start-up; a resumed search has them already.
-            first = triage.first_points(spec, ranked, startup_trials(spec)) if ranked and saved is None else []
+            first = _first_points(spec, sweep_dir, index, ranked, console) if saved is None else []
             tuner = make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
                                reuse_workers=options.reuse_workers, resume=saved is not None, first=first)
             with stages("trials"):
@@ -444,6 +444,28 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     if mlflow is not None:
         mlflow.finish(sweep_dir)
     return sweep_dir
+
+
+def _first_points(spec: Spec, sweep_dir: Path, index: DatasetIndex, ranked: list | None,
+                  console: Console) -> list[dict]:
+    """What the searcher proposes first, in place of TPE's random start-up (a resumed search has
+    them already): the best configurations of earlier sweeps (`warm_start`), then the best-ranked
+    pairs of triage, as many as the start-up has trials (or the sweep, if fewer)."""
+    count = min(startup_trials(spec), trial_count(spec))
+    first: list[dict] = []
+    if spec.warm_start:
+        found = warm_start.seeds(spec, spec.warm_start, fingerprint=index.fingerprint, ranked=ranked, count=count,
+                                 exclude=sweep_dir)
+        results.update(sweep_dir, warm_start={"folder": str(spec.warm_start), "configurations": [
+            {"sweep": s.sweep, "trial_id": s.trial_id, s.objective: s.value, "why": s.why} for s in found]})
+        console.print(f"warm start: {len(found)} configuration{'s' * (len(found) != 1)} from earlier sweeps in "
+                      f"{spec.warm_start} go first"
+                      + "".join(f"\n  trial {s.trial_id} of {s.sweep} ({s.why}): {s.objective} {s.value:.4g}"
+                                for s in found), markup=False, highlight=False)
+        first += [s.params for s in found]
+    if ranked:
+        first += [p for p in triage.first_points(spec, ranked, count) if p not in first]
+    return first[:count]
 
 
 def _mlflow_runs(spec: Spec, sweep_dir: Path, files: LeaderboardCallback, ended: dict,

@@ -43,7 +43,7 @@ BAD_IMAGE_POLICIES = ("skip", "error")
 
 # The keys a spec may hold (docs/spec.md lists each; tests/test_spec_reference.py keeps them in step).
 TOP_KEYS = ("name", "task", "data", "image_size", "weights", "objective", "budget", "backbones", "space", "tracking",
-            "constraints")
+            "constraints", "warm_start")
 TRACKING_KEYS = ("mlflow",)
 OWN_BACKBONE_KEYS = ("file", "factory", "scaling")
 SPACE_KEYS = tuple(dict.fromkeys(h.spec_key.split(".")[0] for h in HYPERPARAMETERS))
@@ -127,6 +127,7 @@ class Spec:
     backbones: dict[str, Backbone] = field(default_factory=dict)  # the spec's own models, by name
     tracking: Tracking = field(default_factory=Tracking)
     constraints: Constraints = field(default_factory=Constraints)
+    warm_start: Path | None = None  # a results folder whose sweeps' best configurations go first (warm_start.py)
     raw: dict = field(default_factory=dict, compare=False, repr=False)  # as written, plus overrides
 
     @property
@@ -251,8 +252,20 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
         backbones=own,
         tracking=_parse_tracking(ctx, raw.get("tracking")),
         constraints=_parse_constraints(ctx, raw.get("constraints")),
+        warm_start=_parse_warm_start(ctx, raw.get("warm_start")),
         raw=raw,
     )
+
+
+def _parse_warm_start(ctx: SpecChecks, value: Any) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        ctx.fail("warm_start", "must be a results folder holding earlier sweeps, e.g. results/")
+    folder = ctx.resolve_path(value)
+    if not folder.is_dir():
+        ctx.fail("warm_start", f"{quote(value)}: no such folder")
+    return folder
 
 
 def _parse_objective(ctx: SpecChecks, raw: Any, task: str) -> list[str]:
