@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+from contextlib import nullcontext
 import json
 import statistics
 from dataclasses import asdict, replace
@@ -30,7 +31,7 @@ import yaml
 
 from sweeper.hyperparameters import CONFIG_KEYS
 from sweeper.resumable import ResumableASHA
-from sweeper.search_space import DefineByRun, sampler_for
+from sweeper.search_space import DefineByRun, constant_liar, sampler_for
 from sweeper.space import trial_count
 from sweeper.spec import Budget, Spec, load_spec
 
@@ -102,6 +103,8 @@ def main() -> None:
                         help='budget items instead of the defaults, e.g. "trials: 32, grace_epochs: 2"; repeat')
     parser.add_argument("--search", default="tpe", choices=["tpe", "random"])
     parser.add_argument("--replays", type=int, default=20, help="sampler seeds per recorded seed")
+    parser.add_argument("--constant-liar", choices=["on", "off", "both"],
+                        help="TPE with Optuna's constant liar, without it, or both side by side (default: as sweeper)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     grid_spec, curves = read_grid(args.curves)
@@ -112,24 +115,34 @@ def main() -> None:
     grid_epochs = len(next(iter(curves.values()))) * grid_budget.max_epochs
     print(f"{args.curves}: {len(curves)} recorded seeds, {len(next(iter(curves.values())))} configurations, "
           f"grid best {statistics.mean(grid_best.values()):.4f}, {grid_epochs} epochs per grid")
+    liars = {"on": [True], "off": [False], "both": [False, True], None: [None]}[args.constant_liar]
     for items in args.budget or [""]:
-        # sweeper's defaults, on the grid's epochs and concurrency, then the budget weighed
-        chosen = {**asdict(Budget()), "max_epochs": grid_budget.max_epochs, "search": args.search,
-                  "concurrent_trials": grid_budget.concurrent_trials, **yaml.safe_load("{" + items + "}")}
-        gaps, shares = [], []
-        for seed, table in curves.items():
-            for replay_seed in range(args.replays):
-                budget = {**chosen, "seed": seed + 1000 * replay_seed}  # replay 0: the real run's seed
-                spec = replace(grid_spec, budget=Budget(**budget))
-                best, epochs = replay(spec, table)
-                gaps.append(100 * (grid_best[seed] - best) if accuracy else 100 * (best - grid_best[seed]) / grid_best[seed])
-                shares.append(epochs / grid_epochs)
-        target = 1.0 if accuracy else 3.0
-        unit = "points" if accuracy else "% of the RMSE"
-        print(f"  {args.search} {items or 'defaults'}: gap {statistics.mean(gaps):.2f} {unit} "
-              f"(within {target:g} in {sum(g <= target for g in gaps) / len(gaps):.0%} of {len(gaps)} replays), "
-              f"epochs {statistics.mean(shares):.0%} of the grid's")
+        for liar in liars:
+            with constant_liar(liar) if liar is not None else nullcontext():
+                _weigh(args, items, grid_spec, curves, grid_best, grid_epochs, accuracy,
+                       "" if liar is None else f", constant liar {'on' if liar else 'off'}")
 
+
+def _weigh(args, items: str, grid_spec: Spec, curves: dict, grid_best: dict, grid_epochs: int, accuracy: bool,
+           label: str) -> None:
+    """One budget replayed on every recorded seed, `args.replays` sampler seeds each."""
+    grid_budget = grid_spec.budget
+    # sweeper's defaults, on the grid's epochs and concurrency, then the budget weighed
+    chosen = {**asdict(Budget()), "max_epochs": grid_budget.max_epochs, "search": args.search,
+              "concurrent_trials": grid_budget.concurrent_trials, **yaml.safe_load("{" + items + "}")}
+    gaps, shares = [], []
+    for seed, table in curves.items():
+        for replay_seed in range(args.replays):
+            budget = {**chosen, "seed": seed + 1000 * replay_seed}  # replay 0: the real run's seed
+            spec = replace(grid_spec, budget=Budget(**budget))
+            best, epochs = replay(spec, table)
+            gaps.append(100 * (grid_best[seed] - best) if accuracy else 100 * (best - grid_best[seed]) / grid_best[seed])
+            shares.append(epochs / grid_epochs)
+    target = 1.0 if accuracy else 3.0
+    unit = "points" if accuracy else "% of the RMSE"
+    print(f"  {args.search} {items or 'defaults'}{label}: gap {statistics.mean(gaps):.2f} {unit} "
+          f"(within {target:g} in {sum(g <= target for g in gaps) / len(gaps):.0%} of {len(gaps)} replays), "
+          f"epochs {statistics.mean(shares):.0%} of the grid's")
 
 if __name__ == "__main__":
     main()

@@ -66,7 +66,25 @@ def sampler_for(spec: Spec) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # `group` (experimental) lets multivariate TPE model the conditional `cut@<backbone>`
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=budget.seed, multivariate=True, group=True,
-                                          n_startup_trials=startup_trials(spec))
+                                          n_startup_trials=startup_trials(spec),
+                                          constant_liar=_constant_liar and budget.concurrent_trials > 1)
+
+
+# Optuna's constant liar: TPE counts the trials still running as bad ones, so that concurrent
+# trials are not proposed in the same region. Measured against going without it in
+# benchmarks/README.md (replay_search.py --constant-liar).
+_constant_liar = False
+
+
+@contextmanager
+def constant_liar(enabled: bool) -> Iterator[None]:
+    """TPE with or without the constant liar inside the block (for comparisons); the setting is restored after."""
+    global _constant_liar
+    before, _constant_liar = _constant_liar, enabled
+    try:
+        yield
+    finally:
+        _constant_liar = before
 
 
 def startup_trials(spec: Spec) -> int:
