@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from conftest import write_spec
 
 from sweeper.backbones import REGISTRY, cut_choices
@@ -174,3 +175,29 @@ def test_an_extended_search_goes_on_to_the_new_total_and_a_plain_resume_keeps_th
     plain = search(6)
     plain.set_state(dict(saved))
     assert (plain.total_samples, plain.is_finished()) == (6, True)
+
+
+TWO = """
+data: {train: data}
+budget: {trials: 2, concurrent_trials: 2}
+space: {augment: [false, true]}
+"""
+
+
+@pytest.mark.parametrize("liar", [False, True])
+def test_concurrent_proposals_on_a_finite_space_never_collide(tmp_path, liar):
+    """Issue 22 found 2 concurrent trials of a 2-configuration space running the same one twice:
+    proposals handed out while others run are distinct too, with or without the constant liar."""
+    import yaml
+
+    from sweeper.search_space import constant_liar, sampler_for
+
+    (tmp_path / "data" / "a").mkdir(parents=True, exist_ok=True)
+    for seed in range(10):
+        spec = parse_spec(yaml.safe_load(TWO.replace("concurrent_trials: 2", f"concurrent_trials: 2, seed: {seed}")),
+                          write_spec(tmp_path, TWO))
+        with constant_liar(liar):
+            searcher = DistinctOptunaSearch(DefineByRun(spec.space), metric="val_accuracy", mode="max",
+                                            sampler=sampler_for(spec))
+        assert searcher._ot_study.sampler._constant_liar is liar
+        assert {searcher.suggest("a")["augment"], searcher.suggest("b")["augment"]} == {False, True}
