@@ -29,7 +29,10 @@ seeds), the epochs trained and the wall time; then, for each search method, a li
 with `epochs_vs_grid:` and `gap_to_grid_best:` (accuracy points; % of the RMSE).
 
     .venv/bin/python benchmarks/bench_search.py [--seeds 3] [--datasets cats bccd] [--max-epochs 8]
-    .venv/bin/python benchmarks/bench_search.py --space backbones --seeds 5 --datasets cats bccd names
+    .venv/bin/python benchmarks/bench_search.py --space backbones --seeds 5 --datasets cats bccd names --keep DIR
+
+To rerun some methods against the others' kept sweeps (after a change that touches only them),
+delete their sweeps in DIR and add `--reuse grid random tpe`.
 
 To weigh other defaults before changing them, give the ASHA methods a budget of their own and
 leave out the grid (its figures do not depend on the defaults):
@@ -111,10 +114,11 @@ GRID_BY_RANDOM = "search: random, trials: {n}, grace_epochs: {max_epochs}"  # ea
 
 
 def run(dataset: str, space: str, methods: list[str], seeds: list[int], max_epochs: int, folder: Path,
-        candidate: str = "") -> dict[str, list[dict]]:
+        candidate: str = "", reuse: tuple[str, ...] = ()) -> dict[str, list[dict]]:
     """The methods on every seed; returns {method: [{best, epochs, wall_s, trials, ...}, ...]}.
 
-    `candidate` (YAML flow-mapping items) is added to the budget of the ASHA methods.
+    `candidate` (YAML flow-mapping items) is added to the budget of the ASHA methods. The methods
+    in `reuse` (short names) are read back from the sweeps a `--keep` run left in `folder`.
     """
     objective, data = DATA[dataset]
     text, configurations, grid_by_random = SPACES[space]
@@ -130,10 +134,13 @@ def run(dataset: str, space: str, methods: list[str], seeds: list[int], max_epoc
             if candidate and method != "grid":
                 budget += f", {candidate}"
             spec = data + text.format(name=name, max_epochs=max_epochs, seed=seed, budget=budget)
-            wall, rows = run_sweeper(spec, folder / name, "--cache-dir", str(folder / "cache"))
+            sweep = folder / name / "results" / name
+            if short in reuse:
+                wall, rows = _kept(sweep, spec)
+            else:
+                wall, rows = run_sweeper(spec, folder / name, "--cache-dir", str(folder / "cache"))
             values = [r[objective] for r in rows if r.get(objective) is not None]
             best = max(values) if mode == "max" else min(values)
-            sweep = folder / name / "results" / name
             epochs = sum(r["epochs"] for r in rows)
             triage_epochs = _triage_epochs(sweep)
             runs[method].append({"best": best, "epochs": epochs + triage_epochs, "wall_s": wall, "trials": len(rows),
@@ -142,6 +149,15 @@ def run(dataset: str, space: str, methods: list[str], seeds: list[int], max_epoc
                   + (f" + {triage_epochs:.1f} epochs' worth of triage" if triage_epochs else "")
                   + f", {wall:.0f} s", flush=True)
     return runs
+
+
+def _kept(sweep: Path, spec: str) -> tuple[float, list[dict]]:
+    """A kept sweep's wall time (its own stages' total) and rows; it must have run this very spec."""
+    ran = (sweep.parent.parent / "spec.yaml").read_text() if (sweep.parent.parent / "spec.yaml").is_file() else None
+    meta = json.loads((sweep / "sweep.json").read_text()) if (sweep / "sweep.json").is_file() else {}
+    if ran != spec or meta.get("state") != "finished":
+        raise SystemExit(f"{sweep}: no finished sweep of this spec to reuse; run the method instead")
+    return meta["stages"]["total"], json.loads((sweep / "leaderboard.json").read_text())
 
 
 def _triage_epochs(sweep: Path) -> float:
@@ -219,6 +235,9 @@ def main() -> None:
                         help="default: grid, random, tpe; with --space backbones, order and prune too")
     parser.add_argument("--keep", type=Path, metavar="FOLDER",
                         help="keep every sweep (learning curves, for replay_search.py) in FOLDER/<dataset>")
+    parser.add_argument("--reuse", nargs="+", default=[], metavar="METHOD",
+                        help="with --keep: read these methods' sweeps back from an earlier run into FOLDER instead "
+                             "of running them again (e.g. --reuse grid random tpe, to rerun only the triage ones)")
     parser.add_argument("--budget", default="", metavar="ITEMS",
                         help='budget items for random and tpe instead of the defaults, e.g. "trials: 32"')
     args = parser.parse_args()
@@ -231,7 +250,8 @@ def main() -> None:
     for dataset in args.datasets:
         with tempfile.TemporaryDirectory(prefix=f"sweeper-search-{dataset}-") as tmp:
             folder = args.keep / dataset if args.keep else Path(tmp)
-            runs = run(dataset, args.space, methods, list(range(args.seeds)), args.max_epochs, folder, args.budget)
+            runs = run(dataset, args.space, methods, list(range(args.seeds)), args.max_epochs, folder, args.budget,
+                       reuse=tuple(args.reuse) if args.keep else ())
             summarise(dataset, args.space, runs, args.max_epochs)  # while the sweeps are there
 
 

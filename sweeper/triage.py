@@ -20,7 +20,7 @@ from rich.table import Table
 from . import transferability
 from .data import DatasetIndex
 
-RANKED_BY = "logme"  # higher is better, in every task; see benchmarks/README.md (bench_search.py, triage)
+RANKED_BY = "logme"  # "logme" or "probe"; see benchmarks/README.md (bench_search.py, triage)
 PRUNE_KEEP = 0.5  # `budget.triage: prune` keeps the better half of the (backbone, cut) pairs, at least one
 
 
@@ -89,7 +89,13 @@ def triage(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[st
             scores = {"logme": transferability.logme(x, y, task=spec.task),
                       "probe": transferability.probe(x, y, task=spec.task, seed=spec.budget.seed or 0)}
             found.append(Ranked(pair, **scores, seconds=round(time.perf_counter() - started, 2), cached=cached))
-    return sorted(found, key=lambda r: -getattr(r, RANKED_BY))
+    return sorted(found, key=lambda r: -merit(r, spec.task))
+
+
+def merit(ranked: Ranked, task: str) -> float:
+    """The score the ranking is by (RANKED_BY), turned so that larger is better."""
+    value = getattr(ranked, RANKED_BY)
+    return -value if RANKED_BY == "probe" and task == "regression" else value  # the probe's RMSE
 
 
 def _pooling(space) -> str:
@@ -253,11 +259,8 @@ def pruned(spec, ranked: list[Ranked]):
 
     from .space import Choice, Fixed, values_of
 
-    best: dict[tuple[str, str], float] = {}
-    for r in ranked:
-        key = (r.pair.backbone, r.pair.cut)
-        best[key] = max(best.get(key, -np.inf), getattr(r, RANKED_BY))
-    keep = set(sorted(best, key=lambda k: -best[k])[:max(1, int(np.ceil(len(best) * PRUNE_KEEP)))])
+    order = list(dict.fromkeys((r.pair.backbone, r.pair.cut) for r in ranked))  # each at its best image size
+    keep = set(order[:max(1, int(np.ceil(len(order) * PRUNE_KEEP)))])
     space = spec.space
     backbones = [b for b in values_of(space.backbone) if any(k[0] == b for k in keep)]
     cuts = dict(space.cut)
