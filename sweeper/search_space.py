@@ -71,9 +71,10 @@ def sampler_for(spec: Spec) -> optuna.samplers.BaseSampler:
 
 
 # Optuna's constant liar: TPE counts the trials still running as bad ones, so that concurrent
-# trials are not proposed in the same region. Measured against going without it in
-# benchmarks/README.md (replay_search.py --constant-liar).
-_constant_liar = False
+# trials are not proposed in the same region. Replayed on the 54-configuration grids of
+# benchmarks/README.md (2 trials at a time, 100 replays each), it narrowed the gap to the grid's
+# best from 0.86 to 0.77 points on cats_vs_dogs and from 3.83 % to 3.24 % of the RMSE on BCCD.
+_constant_liar = True
 
 
 @contextmanager
