@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import argparse
 import heapq
-from contextlib import nullcontext
 import json
 import statistics
+from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import SimpleNamespace

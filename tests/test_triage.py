@@ -187,7 +187,7 @@ def test_a_triaged_sweep_trains_the_best_ranked_pairs_first_and_shows_each_trial
         spec = write_spec(tmp_path, TRIAGED.format(name=mode, cats=cats, triage=mode), f"{mode}.yaml")
         assert main(["run", str(spec), "--out", str(out), "--weights-dir", str(WEIGHTS)]) == 0
         printed = capsys.readouterr().out
-        assert f"triage: 4 pairs ranked in" in printed and f"({computed} computed, {4 - computed} from the cache)" in printed
+        assert "triage: 4 pairs ranked in" in printed and f"({computed} computed, {4 - computed} from the cache)" in printed
         # With prune, the searcher's space holds the better half of the pairs: 2 pairs x 2 learning rates.
         assert PRUNE_KEEP == 0.5
         assert f"2 trials (tpe search) over {4 if mode == 'prune' else 8} configurations" in printed
