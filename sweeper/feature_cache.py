@@ -134,6 +134,15 @@ def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def key_for(model: keras.Model, split: Split, *, backbone: str, cut: str, image_size: int, weights_used,
+            fingerprint: str, spatial_dtype: str) -> str:
+    """The cache key of a model built by `model.build_model` and split by `split_model`: what trials
+    and triage (which computes the features of `unfreeze: 0` trials ahead of them) both use."""
+    return cache_key(backbone=backbone, weights=str(weights_used), cut=cut, boundary=split.boundary,
+                     image_size=image_size, preprocess=model.get_layer("preprocess").mode, fingerprint=fingerprint,
+                     spatial_dtype=spatial_dtype)
+
+
 def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, key: str,
                     progress: Callable[[int, int], None] | None = None, again: bool = True,
                     about: dict | None = None, spatial_dtype: str = "float32") -> list[np.ndarray]:

@@ -136,11 +136,8 @@ def pooled_features(pair: Pair, pooling: str, *, spec, index: DatasetIndex, cach
         index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
         model = build_model(config, task=spec.task, n_classes=len(index.classes), weights=weights_used)
     split = feature_cache.split_model(model)
-    key = feature_cache.cache_key(
-        backbone=pair.backbone, weights=str(weights_used), cut=pair.cut, boundary=split.boundary,
-        image_size=pair.image_size, preprocess=model.get_layer("preprocess").mode, fingerprint=index.fingerprint,
-        spatial_dtype=spatial_dtype,
-    )
+    key = feature_cache.key_for(model, split, backbone=pair.backbone, cut=pair.cut, image_size=pair.image_size,
+                                weights_used=weights_used, fingerprint=index.fingerprint, spatial_dtype=spatial_dtype)
     cached = (Path(cache_dir) / "features" / key).is_dir()
     if not (cached or compute):
         keras.backend.clear_session()

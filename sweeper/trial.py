@@ -111,10 +111,9 @@ def _train(config: dict, context: TrialContext) -> None:
     if split is None:  # read from the cache's file as needed
         x_train, x_val = Rows(pixels, train_idx), Rows(pixels, val_idx)
     else:
-        key = feature_cache.cache_key(
-            backbone=trial_config.backbone, weights=str(warm.weights_used), cut=trial_config.cut,
-            boundary=split.boundary, image_size=trial_config.image_size,
-            preprocess=warm.model.get_layer("preprocess").mode, fingerprint=index.fingerprint,
+        key = feature_cache.key_for(
+            warm.model, split, backbone=trial_config.backbone, cut=trial_config.cut,
+            image_size=trial_config.image_size, weights_used=warm.weights_used, fingerprint=index.fingerprint,
             spatial_dtype=context.spatial_features,
         )
         unfreeze = (f"{trial_config.unfreeze_blocks} blocks" if trial_config.unfreeze_blocks
