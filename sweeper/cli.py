@@ -305,6 +305,7 @@ def _dispatch(args, console: Console) -> int:
         spec = load_spec(args.spec, overrides)
         if args.dry_run:
             from .backbones import declared
+            from .gpus import dry_run_lines
             from .own_models import inspect
             from .plan import print_plan
             from .preparation import preview
@@ -312,6 +313,8 @@ def _dispatch(args, console: Console) -> int:
             spec = inspect(spec)
             print_plan(spec, console)
             options = RunOptions(out=args.out, weights_dir=args.weights_dir, cache_dir=args.cache_dir).resolved(spec)
+            for line in dry_run_lines(spec, options.cache_dir):
+                console.print(line, markup=False, highlight=False)
             with declared(spec.backbones):
                 index = preview(spec, options.weights_dirs, console)
             if spec.constraints:

@@ -33,6 +33,7 @@ from . import (
     checkpoint,
     environment,
     evaluate,
+    gpus,
     leaderboard,
     leftovers,
     mlflow_runs,
@@ -67,7 +68,7 @@ from .spec import Spec, parse_spec
 from .status import SweepState, TrialStatus
 
 # Re-exported: Tune pickled these (in its saved state) as sweeper.driver.*; older sweeps still resume.
-from .sweep_callbacks import EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
+from .sweep_callbacks import AloneAfterGpuOutOfMemory, EarlyEnd, FailureGuard, LeaderboardCallback, StopAt  # noqa: F401
 from .tensorboard_logs import TensorBoardLogs
 from .training import memory_budget_override
 from .trial import REPLAYED, TrialContext
@@ -351,6 +352,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         measure_tflite=spec.measures_tflite,
         feature_cache=options.feature_cache,
         spatial_features=options.spatial_features,
+        precision=spec.budget.precision,
         backbones=spec.backbones,
         progress=board,
         ended=ended,
@@ -381,13 +383,16 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
                             objective=spec.objective, mode=spec.mode, max_epochs=spec.budget.max_epochs,
                             replayed_key=REPLAYED)
     mlflow = _mlflow_runs(spec, sweep_dir, files, ended, console)
-    callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), tensorboard, journal, *([mlflow] if mlflow else [])]
+    callbacks = [files, guard, pruner, KeepEndedResults(set(ended)), AloneAfterGpuOutOfMemory(), tensorboard, journal,
+                 *([mlflow] if mlflow else [])]
+    packing = _gpu_packing(spec, sweep_dir, index, options, console, stages)
     results.mark(sweep_dir, SweepState.RUNNING)
     try:
         with quiet_optuna(), ray_output_to(results.SweepFolder(sweep_dir).ray_log):
             first = _first_points(spec, sweep_dir, index, ranked, console) if saved is None else []
             tuner = make_tuner(spec, context, experiment, callbacks, early_end.stoppers,
-                               reuse_workers=options.reuse_workers, resume=saved is not None, first=first)
+                               reuse_workers=options.reuse_workers, resume=saved is not None, first=first,
+                               packing=packing)
             with stages("trials"):
                 tuner.fit()
         pruner.prune_all()
@@ -520,6 +525,37 @@ def _write_spec(sweep_dir: Path, spec: Spec) -> None:
     write_atomic(results.SweepFolder(sweep_dir).spec, header + yaml.safe_dump(spec.raw, sort_keys=False))
 
 
+def _gpu_packing(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions, console: Console,
+                 stages: Stages) -> gpus.Packing | None:
+    """`gpus_per_trial: auto`: each architecture's share of a GPU, from its peak memory measured by a
+    task on one GPU (cached), and recorded in sweep.json, where a resume finds it; None without GPUs."""
+    if spec.budget.gpus_per_trial != gpus.AUTO:
+        return None
+    recorded = results.read_meta(sweep_dir).get("gpu_packing")
+    if recorded:
+        return gpus.Packing.from_json(recorded)
+    in_cluster = ray.cluster_resources().get("GPU", 0)
+    if not in_cluster:
+        console.print("gpus_per_trial auto: no GPU in the Ray cluster; trials run on CPUs", markup=False)
+        return None
+    with stages("GPU memory"):
+        measure = ray.remote(num_gpus=1)(gpus.measure)
+        measured = ray.get(measure.remote(gpus.architectures(spec.space, spec.weights), task=spec.task,
+                                          n_classes=len(index.classes), precision=spec.budget.precision,
+                                          cache_dir=str(options.cache_dir), backbones=spec.backbones))
+    cpus = spec.budget.cpus_per_trial
+    if "error" in measured:
+        packing = gpus.Packing("", 0, cpus, spec.weights, note=measured["error"])
+    else:
+        packing = gpus.Packing.from_peaks(measured["peaks_mb"], gpu=measured["gpu"], memory_mb=measured["memory_mb"],
+                                          cap=gpus.share_cap(spec.budget.concurrent_trials, in_cluster),
+                                          cpus_per_trial=cpus, weights=spec.weights)
+    for line in packing.lines():
+        console.print(line, markup=False, highlight=False)
+    results.update(sweep_dir, gpu_packing=packing.to_json())
+    return packing
+
+
 def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
                     weight_files: dict[str, str | None], ray_session: dict | None, cache_sizes: dict[str, int]) -> None:
     """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
@@ -540,6 +576,7 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
         "experiment": results.recorded_experiment(sweep_dir, options.storage),
         "options": options.to_meta(),
         "weight_files": weight_files,
+        "precision": spec.budget.precision,  # what the trials computed in: export's parity gate allows for it
         "baseline": baseline.compute(index, spec.objective),  # stated beside the best trial, wherever it is shown
         "ray_session": ray_session,  # the local Ray this driver started: a resume after a kill ends what it left
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -27,12 +27,14 @@ import keras
 import numpy as np
 from filelock import FileLock
 
-from . import cache
+from . import cache, precision
 from .private_apis import inbound_node, keras_history
 from .results import alive
 
-BATCH = 64
-CHUNK = 2 * BATCH  # images per claim: small enough that concurrent trials share an entry evenly
+BATCH = 64  # images per forward pass on CPUs
+# Images per claim: small enough that concurrent trials share an entry evenly. On a GPU a claim
+# is one forward pass: large batches keep it busy.
+CHUNK = 4 * BATCH
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ def frozen_entries(backbone: str, cut: str, image_size: int, unfreezes, poolings
 
 
 def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...], image_size: int,
-              preprocess: str, fingerprint: str, spatial_dtype: str = "float32") -> str:
+              preprocess: str, fingerprint: str, spatial_dtype: str = "float32",
+              computed_in: str = precision.FLOAT32) -> str:
     """Changes whenever any input of the frozen computation changes.
 
     One entry holds every image of the data set, so the split is not part of the key: the same
@@ -131,6 +134,8 @@ def cache_key(*, backbone: str, weights: str, cut: str, boundary: tuple[str, ...
              "image_size": image_size, "preprocess": preprocess, "data": fingerprint, "keras": keras.__version__}
     if spatial_dtype != "float32":  # keys of float32 entries are as they were before float16 existed
         parts["spatial_dtype"] = spatial_dtype
+    if computed_in != precision.FLOAT32:  # budget.precision: the features differ in their last digits
+        parts["precision"] = computed_in
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -140,7 +145,7 @@ def key_for(model: keras.Model, split: Split, *, backbone: str, cut: str, image_
     and triage (which computes the features of `unfreeze: 0` trials ahead of them) both use."""
     return cache_key(backbone=backbone, weights=str(weights_used), cut=cut, boundary=split.boundary,
                      image_size=image_size, preprocess=model.get_layer("preprocess").mode, fingerprint=fingerprint,
-                     spatial_dtype=spatial_dtype)
+                     spatial_dtype=spatial_dtype, computed_in=precision.of_model(split.prefix))
 
 
 def frozen_features(prefix: keras.Model, pixels: np.ndarray, cache_dir: Path, key: str,
@@ -249,10 +254,13 @@ def _abandoned(claim: Path) -> bool:
 
 def _compute_chunk(prefix: keras.Model, pixels: np.ndarray, parts: Path, chunk: int, spatial_dtype: str) -> None:
     rows = slice(chunk * CHUNK, (chunk + 1) * CHUNK)
-    results = prefix.predict(np.asarray(pixels[rows], np.float32), batch_size=BATCH, verbose=0)
+    import tensorflow as tf
+
+    batch = CHUNK if tf.config.list_logical_devices("GPU") else BATCH
+    results = prefix.predict(np.asarray(pixels[rows], np.float32), batch_size=batch, verbose=0)
     for j, result in enumerate(results if isinstance(results, list) else [results]):
-        if result.ndim > 2:
-            result = result.astype(spatial_dtype)
+        # Pooled vectors as float32 whatever the model computed in; activations as asked.
+        result = result.astype(spatial_dtype if result.ndim > 2 else np.float32)
         # A unique temp name: after a takeover, two callers may compute the same chunk (same values).
         tmp = parts / f"{chunk}.{j}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy"
         np.save(tmp, result)

@@ -53,6 +53,8 @@ def make_row(
     row["error"] = error
     if "startup_s" in result:  # beyond the design's columns: trial (or fresh worker) start to first report
         row["startup_s"] = result["startup_s"]
+    if result.get("gpus"):  # the share of a GPU (or the GPUs) it trained on
+        row["gpus"] = result["gpus"]
     return row
 
 
@@ -362,7 +364,8 @@ def _cell(key: str) -> Callable[[dict], str]:
 def status_label(row: dict) -> str:
     """`stopped@3` says ASHA stopped the trial after epoch 3; the others read as they are."""
     status = row.get("status", "")
-    return f"stopped@{row.get('epochs')}" if status == TrialStatus.STOPPED else str(status)
+    label = f"stopped@{row.get('epochs')}" if status == TrialStatus.STOPPED else str(status)
+    return f"{label}, retried alone" if row.get("retried") else label  # after running out of GPU memory
 
 
 def head_label(row: dict) -> str:

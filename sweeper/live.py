@@ -85,8 +85,10 @@ class LiveView(tune.Callback):
         self.starts[trial.trial_id] = self.starts.get(trial.trial_id, 0) + 1
         if not self.interactive:
             attempt = self.starts[trial.trial_id]
+            retried = self.rows.get(trial.trial_id, {}).get("retried")  # gpus.py: out of memory on a shared GPU
             self._line(f"trial {trial.trial_id} started: {config_summary(trial.config)}" if attempt == 1
-                       else f"trial {trial.trial_id} restarted after a failure (attempt {attempt})")
+                       else f"trial {trial.trial_id} restarted after a failure (attempt {attempt})"
+                       + (f": {retried}" if retried else ""))
         self._redraw(force=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):

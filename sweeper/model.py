@@ -114,10 +114,12 @@ def build_model(config: TrialConfig, *, task: str, n_classes: int, weights, targ
         x = keras.layers.Dropout(config.head_dropout, name=f"dropout_{i}")(x)
     n_out = output_units(task, n_classes)
     activation = None if task == "regression" else ("sigmoid" if n_out == 1 else "softmax")
-    outputs = keras.layers.Dense(n_out, activation=activation, name="output")(x)
+    # float32 whatever the model's precision (precision.py): the softmax and the loss lose nothing.
+    outputs = keras.layers.Dense(n_out, activation=activation, name="output", dtype="float32")(x)
     if task == "regression":
         mean, std = target_stats or (0.0, 1.0)
-        outputs = keras.layers.Rescaling(scale=float(std) or 1.0, offset=float(mean), name="target_scale")(outputs)
+        outputs = keras.layers.Rescaling(scale=float(std) or 1.0, offset=float(mean), name="target_scale",
+                                         dtype="float32")(outputs)
     # Keras names take no "/", which a KerasHub preset folder has (hub:models/my_preset).
     model = keras.Model(inputs, outputs, name="sweeper_" + re.sub(r"[^A-Za-z0-9_.-]", "_", config.backbone))
     compile_model(model, config, task=task, n_classes=n_classes)

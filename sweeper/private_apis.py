@@ -48,6 +48,17 @@ def trial_checkpoint_name(trial) -> str | None:
     return trial.checkpoint.path.rstrip("/").rsplit("/", 1)[-1] if trial.checkpoint else None
 
 
+def trial_resources(trial) -> dict[str, float]:
+    """The resources a Tune trial asks for, {"CPU": .., "GPU": ..} (DeveloperAPI)."""
+    return dict(trial.placement_group_factory.required_resources)
+
+
+def set_trial_resources(trial, resources: dict[str, float]) -> None:
+    """Change what a pending Tune trial asks for when it next starts: `Trial.update_resources`,
+    marked EXPERIMENTAL (ResourceChangingScheduler's own way); kept in Tune's saved state."""
+    trial.update_resources(resources)
+
+
 # --- Keras and TensorFlow -------------------------------------------------------------------------
 
 

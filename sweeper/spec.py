@@ -79,6 +79,7 @@ class DataSpec:
 
 SEARCHES = ("tpe", "random", "grid")
 TRIAGES = ("off", "order", "prune")  # triage.py
+PRECISIONS = ("float32", "mixed_float16", "bfloat16")  # precision.py
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,9 @@ class Budget:
     reduction_factor: int = 4
     concurrent_trials: int = 2
     cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
+    # A number (fractions share a GPU; above 1, whole GPUs), or "auto": packed by each
+    # architecture's peak GPU memory, measured when the sweep starts (gpus.py).
+    gpus_per_trial: float | str = 0
     time_limit: float | None = None  # seconds
     stop_at: float | None = None
     max_failures: int = 1
@@ -100,6 +103,9 @@ class Budget:
     # Rank the (backbone, cut, image size) pairs on frozen features before the first trial
     # (triage.py): `order` proposes the best-ranked first, `prune` also drops the worst half.
     triage: str = "off"
+    # The trials' compute precision; variables, the head's output, the loss and exported models
+    # stay float32. The default on GPUs too, until bench_gpu.py has measured the others on one.
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -480,7 +486,8 @@ def _parse_budget(ctx: SpecChecks, raw: Any) -> Budget:
     values["max_failures"] = ctx.integer("budget.max_failures", raw.get("max_failures", Budget.max_failures), low=0)
     values["seed"] = ctx.integer("budget.seed", raw.get("seed", Budget.seed), low=0, high=2**32 - 1)  # numpy's range
     values["cpus_per_trial"] = ctx.number("budget.cpus_per_trial", raw.get("cpus_per_trial", Budget.cpus_per_trial), low=0.1)
-    values["gpus_per_trial"] = ctx.number("budget.gpus_per_trial", raw.get("gpus_per_trial", Budget.gpus_per_trial), low=0.0)
+    values["gpus_per_trial"] = _parse_gpus(ctx, raw.get("gpus_per_trial", Budget.gpus_per_trial))
+    values["precision"] = ctx.one_of("budget.precision", raw.get("precision", Budget.precision), PRECISIONS)
     values["search"] = ctx.one_of("budget.search", raw.get("search", Budget.search), SEARCHES)
     values["triage"] = ctx.one_of("budget.triage", raw.get("triage", Budget.triage), TRIAGES)
     if values["grace_epochs"] > values["max_epochs"]:
@@ -490,6 +497,16 @@ def _parse_budget(ctx: SpecChecks, raw: Any) -> Budget:
     if raw.get("stop_at") is not None:
         values["stop_at"] = ctx.number("budget.stop_at", raw["stop_at"])
     return Budget(**values)
+
+
+def _parse_gpus(ctx: SpecChecks, value: Any) -> float | str:
+    if value == "auto":
+        return value
+    gpus = ctx.number("budget.gpus_per_trial", value, low=0.0)
+    if gpus > 1 and gpus != int(gpus):  # Ray's rule: a share of one GPU, or whole GPUs
+        ctx.fail("budget.gpus_per_trial", f"{gpus:g}: above 1, a trial takes whole GPUs; use {int(gpus)}, "
+                 f"{int(gpus) + 1}, a fraction of one GPU, or auto")
+    return gpus
 
 
 def _parse_duration(ctx: SpecChecks, value: Any) -> float:

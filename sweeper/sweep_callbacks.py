@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ray import tune
 
-from . import leaderboard
+from . import leaderboard, private_apis
 from .constraints import INFEASIBLE
 from .objective import Objective
 from .resumable import move_trial_folder_aside
@@ -71,6 +71,23 @@ class FailureGuard(tune.Callback, tune.Stopper):
         return not self.reported and self.failed >= self.limit
 
 
+class AloneAfterGpuOutOfMemory(tune.Callback):
+    """Gives a trial that ran out of GPU memory while sharing a GPU a whole one for its retry
+    (budget.max_failures), so that no other trial's memory competes with it (gpus.py)."""
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        resources = private_apis.trial_resources(trial)
+        if retried_alone(_error_message(trial)):
+            private_apis.set_trial_resources(trial, {**resources, "GPU": 1})
+
+
+def retried_alone(message: str) -> str:
+    """The note a trial's row carries when it was retried alone after running out of GPU memory;
+    "" for any other error."""
+    said = message.partition("GpuOutOfMemory: ")[2].partition(":")[0]  # "out of GPU memory with 0.5 of a GPU"
+    return f"{said}; retried alone on a whole GPU" if said.endswith(" of a GPU") else ""
+
+
 class LeaderboardCallback(tune.Callback):
     """Rewrites the leaderboard files whenever a trial starts, reports or ends. `rows` is {trial_id: row}.
 
@@ -122,6 +139,12 @@ class LeaderboardCallback(tune.Callback):
                 self._update(trial, TrialStatus.COMPLETED if ran_all else TrialStatus.STOPPED, result)
         self._tell("on_trial_complete", iteration, trials, trial, **info)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        note = retried_alone(_error_message(trial))
+        if note and trial.trial_id not in self.ended_before:
+            self.rows.setdefault(trial.trial_id, {})["retried"] = note
+            self._update(trial, TrialStatus.RUNNING, trial.last_result or {})
+
     def on_trial_error(self, iteration, trials, trial, **info):
         if trial.trial_id not in self.ended_before:
             message = _error_message(trial)
@@ -147,10 +170,13 @@ class LeaderboardCallback(tune.Callback):
             getattr(self.view, event)(*args, **kwargs)
 
     def _update(self, trial, status, result, error=""):
+        retried = self.rows.get(trial.trial_id, {}).get("retried")  # kept for the rest of the trial's life
         self.rows[trial.trial_id] = leaderboard.make_row(
             trial_id=trial.trial_id, status=status, config=trial.config, result=result,
             objective=self.spec.objective, error=error,
         )
+        if retried:
+            self.rows[trial.trial_id]["retried"] = retried
         if self.triage:
             config = trial.config
             self.rows[trial.trial_id]["triage"] = self.triage.get((config.get("backbone"), config.get("cut"),

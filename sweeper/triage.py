@@ -122,20 +122,23 @@ def pooled_features(pair: Pair, pooling: str, *, spec, index: DatasetIndex, cach
     from . import feature_cache, images, weight_files
     from .backbones import get_backbone
     from .model import TrialConfig, build_model, build_trial_model
+    from .precision import building_in
 
     config = TrialConfig(backbone=pair.backbone, cut=pair.cut, image_size=pair.image_size, head_pooling=pooling,
                          unfreeze=0, unfreeze_blocks=0, augment=False)
-    if compute:
-        index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
-        model, weights_used = build_trial_model(config, task=spec.task, n_classes=len(index.classes),
-                                                weights=spec.weights, weights_dir=weights_dirs)
-    else:
-        weights_used = weight_files.resolve(get_backbone(pair.backbone), pair.image_size, spec.weights, weights_dirs)
-        if weights_used == "imagenet" or not images.is_decoded(cache_dir, index, pair.image_size):
-            return None, False, index  # weights still to download (their file is part of the key), or images to decode
-        index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
-        model = build_model(config, task=spec.task, n_classes=len(index.classes), weights=weights_used)
-    split = feature_cache.split_model(model)
+    with building_in(spec.budget.precision):  # the sweep's trials compute in it: so do their features
+        if compute:
+            index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
+            model, weights_used = build_trial_model(config, task=spec.task, n_classes=len(index.classes),
+                                                    weights=spec.weights, weights_dir=weights_dirs)
+        else:
+            weights_used = weight_files.resolve(get_backbone(pair.backbone), pair.image_size, spec.weights,
+                                                weights_dirs)
+            if weights_used == "imagenet" or not images.is_decoded(cache_dir, index, pair.image_size):
+                return None, False, index  # weights still to download (their file is part of the key), or images to decode
+            index, pixels = images.load_images(index, pair.image_size, cache_dir, spec.data.on_bad_image)
+            model = build_model(config, task=spec.task, n_classes=len(index.classes), weights=weights_used)
+        split = feature_cache.split_model(model)
     key = feature_cache.key_for(model, split, backbone=pair.backbone, cut=pair.cut, image_size=pair.image_size,
                                 weights_used=weights_used, fingerprint=index.fingerprint, spatial_dtype=spatial_dtype)
     cached = (Path(cache_dir) / "features" / key).is_dir()

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from . import environment
+from . import environment, gpus
 from .backbones import declared
 from .constraints import INFEASIBLE, Constraints
 from .costs import architecture_costs
@@ -44,6 +44,7 @@ class TrialContext:
     memory_budget: int | None = None  # bytes a trial may hold (SWEEPER_MEMORY_BUDGET); None: from the machine
     feature_cache: bool = True  # False trains every trial on images, for comparison
     spatial_features: str = "float32"  # how cached activations inside a backbone are stored (float16 halves them)
+    precision: str = "float32"  # budget.precision: what the trial's model computes in
     backbones: dict = field(default_factory=dict)  # the spec's own models, {name: backbones.Backbone}
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
     constraints: Constraints = field(default_factory=Constraints)  # the spec's: checked before a trial trains
@@ -57,7 +58,13 @@ class TrialContext:
 def run_trial(config: dict, context: TrialContext) -> None:
     """The Ray Tune function trainable."""
     with declared(context.backbones):
-        _train(config, context)
+        try:
+            _train(config, context)
+        except Exception as exc:
+            share = gpus.assigned_share()
+            if share and gpus.is_out_of_memory(exc):  # the driver retries one that shared its GPU alone
+                raise gpus.out_of_memory(share, exc) from exc
+            raise
 
 
 def _train(config: dict, context: TrialContext) -> None:
@@ -66,7 +73,8 @@ def _train(config: dict, context: TrialContext) -> None:
     started = _WORKER_STARTED if _trials_in_worker == 0 else time.time()
     _trials_in_worker += 1
     _release_freed_memory()
-    init_tensorflow(context.cpus)
+    share = gpus.assigned_share()
+    gpu_memory = gpus.limit_memory(init_tensorflow(context.cpus, gpu_share=share), share)
     import numpy as np
     from ray import tune
 
@@ -100,9 +108,11 @@ def _train(config: dict, context: TrialContext) -> None:
     warm = warm_models.prepare(
         trial_config, seed=seed, task=context.task, n_classes=len(index.classes), weights=context.weights,
         weights_dir=context.weights_dirs, target_stats=target_stats, use_feature_cache=context.feature_cache,
+        precision=context.precision,
     )
     if costs is None:  # the first trial of its architecture measures it, before any frozen features
-        costs = _architecture_costs(trial_config, context, model=warm.model)
+        costs = _architecture_costs(trial_config, context, model=_as_deployed(warm.model, trial_config, context,
+                                                                              target_stats))
         if context.constraints.broken(costs):
             return _report_infeasible(costs, context)
     # Frozen layers: train what follows them on their cached output. `split.trained` shares the
@@ -133,7 +143,9 @@ def _train(config: dict, context: TrialContext) -> None:
     held = nbytes(x_train) + nbytes(x_val) <= memory_budget(context.concurrent_trials, context.memory_budget)
     if held:
         (x_train, y_train), (x_val, y_val) = hold(x_train, y_train), hold(x_val, y_val)
-    reporter = EpochReporter(warm.model, trial_config, context, target_stats, {**warm.sizes, **costs, "inputs_held": held},
+    on_gpu = {"gpus": share, "gpu_memory": gpu_memory} if share else {}
+    reporter = EpochReporter(warm.model, trial_config, context, target_stats,
+                             {**warm.sizes, **costs, "inputs_held": held, **on_gpu},
                              started=started, worker_trials=_trials_in_worker)
     first = 1 + _resume_from_checkpoint(warm.model, reporter)
     for epoch in range(first, context.max_epochs + 1):
@@ -192,6 +204,18 @@ def _diverged(message: str):
     """End the trial as diverged, leaving a note so that Tune's retry of it ends at once."""
     _diverged_before().write_text(message)
     raise TrialDiverged(message)
+
+
+def _as_deployed(model, trial_config, context: TrialContext, target_stats):
+    """The model whose costs (latency, size) a deployment has: the trial's own, or under a mixed
+    precision its float32 twin, as export writes it (random weights: costs do not depend on them)."""
+    from . import precision
+    from .model import build_model
+
+    if precision.of_model(model) == precision.FLOAT32:
+        return model
+    return build_model(trial_config, task=context.task, n_classes=len(context.index.classes), weights=None,
+                       target_stats=target_stats)
 
 
 def _architecture_costs(config, context: TrialContext, model=None) -> dict | None:
@@ -291,8 +315,9 @@ def warm_up_worker() -> None:
     from . import warm_models  # noqa: F401  (imports tensorflow, keras and sweeper's model code)
 
 
-def init_tensorflow(cpus: int):
-    """Import TF with thread pools sized to the trial's CPUs, so concurrent trials do not fight."""
+def init_tensorflow(cpus: int, gpu_share: float = 1.0):
+    """Import TF with thread pools sized to the trial's CPUs, so concurrent trials do not fight, and
+    its GPU memory held to `gpu_share` of a GPU (gpus.limit_memory)."""
     environment.set_defaults(environment.WORKER)  # before TensorFlow is imported
     import tensorflow as tf
 
@@ -301,11 +326,7 @@ def init_tensorflow(cpus: int):
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(cpus, 2)))
     except RuntimeError:
         pass  # already set by an earlier trial in this reused worker
-    for gpu in tf.config.list_physical_devices("GPU"):
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)  # lets fractional-GPU trials share one
-        except RuntimeError:
-            pass
+    gpus.limit_memory(tf, gpu_share)
     return tf
 
 

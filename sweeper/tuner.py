@@ -11,7 +11,7 @@ from ray import tune
 from rich.console import Console
 from rich.markup import escape
 
-from . import environment, leftovers, private_apis
+from . import environment, gpus, leftovers, private_apis
 from .errors import SweeperError
 from .resumable import ResumableASHA
 from .search_space import DefineByRun, sampler_for
@@ -22,9 +22,10 @@ from .trial import TrialContext, run_trial
 
 def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: list[tune.Callback],
                stoppers: list[tune.Stopper], *, reuse_workers: bool = True, resume: bool = False,
-               first: list[dict] = ()):
+               first: list[dict] = (), packing: gpus.Packing | None = None):
     """The Tune experiment at `experiment`; with `resume`, the same experiment continued from its saved state.
     `first`: Optuna parameters the searcher proposes first (each fixes some; it draws the rest).
+    `packing`: each architecture's share of a GPU (`gpus_per_trial: auto`); else the spec's number.
 
     A resumed sweep is built exactly like a new one, rather than unpickled by `Tuner.restore`: the
     callbacks must talk to this driver's display and progress board, not the killed driver's.
@@ -50,7 +51,7 @@ def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: li
     )
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context),
-        {"cpu": budget.cpus_per_trial, "gpu": budget.gpus_per_trial},
+        packing.resources if packing else {"cpu": budget.cpus_per_trial, "gpu": gpus.fixed_share(budget)},
     )
     return private_apis.make_tuner(
         trainable,
@@ -86,11 +87,11 @@ def check_resources(budget, *, autoscaling: bool, console: Console) -> None:
     warning goes to ray.log): refuse it before the sweep starts. On a cluster (--address) an
     autoscaler may still add such a node, so there it is a warning."""
     nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-    cpus, gpus = budget.cpus_per_trial, budget.gpus_per_trial
-    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+    cpus, gpus_wanted = budget.cpus_per_trial, gpus.fixed_share(budget)  # auto: at most the whole GPU it measured on
+    if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus_wanted for r in nodes):
         return
     largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-    message = (f"budget: a trial asks for {cpus:g} CPUs and {gpus:g} GPUs (cpus_per_trial, gpus_per_trial), but no Ray "
+    message = (f"budget: a trial asks for {cpus:g} CPUs and {gpus_wanted:g} GPUs (cpus_per_trial, gpus_per_trial), but no Ray "
                f"node has that much (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
     if not autoscaling:
         raise SweeperError(message)

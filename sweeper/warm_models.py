@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from . import feature_cache
+from . import precision as precision_
 from .model import TrialConfig, build_trial_model, compile_model, count_params
 from .private_apis import seed_generators, tf_gradient_registry
 from .training import EpochLoop
@@ -77,18 +78,18 @@ class ModelPool:
         self.registered: set[str] = set()  # TF's gradient registrations when that trial started
 
     def prepare(self, config: TrialConfig, *, seed: int, task: str, n_classes: int, weights: str, weights_dir=None,
-                target_stats=None, use_feature_cache: bool = True) -> WarmModel:
+                target_stats=None, use_feature_cache: bool = True, precision: str = precision_.FLOAT32) -> WarmModel:
         """The trial's model, reset for it: reused from this worker's last trials when one has its structure."""
         if self.last is not None:
             self.last._gradients |= set(tf_gradient_registry()) - self.registered
         key = (replace(config, **PER_TRIAL), task, n_classes, weights, str(weights_dir),
-               target_stats, use_feature_cache)
+               target_stats, use_feature_cache, precision)
         warm = self.models.pop(key, None)
         if warm is None:
             keras.backend.clear_session(free_memory=True)  # lets go of the models the pool has dropped
             keras.utils.set_random_seed(seed)
             warm = _build(config, task=task, n_classes=n_classes, weights=weights, weights_dir=weights_dir,
-                          target_stats=target_stats, use_feature_cache=use_feature_cache)
+                          target_stats=target_stats, use_feature_cache=use_feature_cache, precision=precision)
         pooled = [*self.models.values(), warm]
         dropped = [self.last] if self.last is not None and all(self.last is not w for w in pooled) else []
         if warm.weights_used is not None:  # random backbones are not reset, so never reused
@@ -114,14 +115,15 @@ def _forget_gradients(warm: WarmModel) -> None:
     warm._gradients.clear()
 
 
-def _build(config: TrialConfig, *, task, n_classes, weights, weights_dir, target_stats, use_feature_cache):
-    model, weights_used = build_trial_model(config, task=task, n_classes=n_classes, weights=weights,
-                                            weights_dir=weights_dir, target_stats=target_stats)
-    split = feature_cache.split_model(model) if use_feature_cache else None
-    trained = model
-    if split is not None:
-        trained = split.trained
-        compile_model(trained, config, task=task, n_classes=n_classes)
+def _build(config: TrialConfig, *, task, n_classes, weights, weights_dir, target_stats, use_feature_cache, precision):
+    with precision_.building_in(precision):  # the split's models too: they take the policy when made
+        model, weights_used = build_trial_model(config, task=task, n_classes=n_classes, weights=weights,
+                                                weights_dir=weights_dir, target_stats=target_stats)
+        split = feature_cache.split_model(model) if use_feature_cache else None
+        trained = model
+        if split is not None:
+            trained = split.trained
+            compile_model(trained, config, task=task, n_classes=n_classes)
     trained.optimizer.build(trained.trainable_variables)
     return WarmModel(
         model=model, weights_used=weights_used, split=split, loop=EpochLoop(trained), sizes=count_params(model),
