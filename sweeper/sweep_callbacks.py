@@ -76,9 +76,8 @@ class AloneAfterGpuOutOfMemory(tune.Callback):
     (budget.max_failures), so that no other trial's memory competes with it (gpus.py)."""
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        resources = private_apis.trial_resources(trial)
         if retried_alone(_error_message(trial)):
-            private_apis.set_trial_resources(trial, {**resources, "GPU": 1})
+            private_apis.set_trial_resources(trial, {**private_apis.trial_resources(trial), "GPU": 1})
 
 
 def retried_alone(message: str) -> str:

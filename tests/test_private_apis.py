@@ -34,6 +34,24 @@ def test_tune_trials_expose_storage_staging_folder_and_latest_checkpoint(tmp_pat
     assert private_apis.trial_checkpoint_name(trial) is None  # no checkpoint reported yet
 
 
+def test_a_pending_tune_trial_s_resources_can_be_read_and_changed(tmp_path):
+    from ray import tune
+    from ray.train._internal.storage import StorageContext
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+    from ray.tune.experiment import Trial
+
+    tune.register_trainable("resources_test", lambda config: None)
+    trial = Trial("resources_test", storage=StorageContext(str(tmp_path), "experiment", trial_dir_name="trial_a"),
+                  trial_id="a", placement_group_factory=PlacementGroupFactory([{"CPU": 1, "GPU": 0.5}]))
+    trial.create_placement_group_factory()  # as Tune's controller does when it adds the trial
+    assert private_apis.trial_resources(trial) == {"CPU": 1, "GPU": 0.5}
+    private_apis.set_trial_resources(trial, {"CPU": 1, "GPU": 1})  # what a retry alone asks for (gpus.py)
+    assert private_apis.trial_resources(trial) == {"CPU": 1, "GPU": 1}
+    trial.set_status(Trial.RUNNING)
+    with pytest.raises(ValueError, match="while Trial is running"):
+        private_apis.set_trial_resources(trial, {"CPU": 1, "GPU": 0.5})
+
+
 @pytest.mark.ray
 def test_the_ray_node_names_its_session_and_logs(ray_session):
     node = private_apis.ray_node()
