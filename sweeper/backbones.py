@@ -30,7 +30,7 @@ from .hyperparameters import FULL
 # tf = [-1, 1]; caffe = BGR minus the ImageNet mean; torch = [0, 1] standardised by the ImageNet
 # mean and deviation; unit = [0, 1]; none = the model does it (its first layers rescale).
 PREPROCESS_MODES = ("tf", "caffe", "torch", "unit", "none")
-HUB_PREFIX = "hub:"  # `backbone: hub:<preset>` names a KerasHub preset (`pip install sweeper[hub]`)
+HUB_PREFIX = "hub:"  # `backbone: hub:<preset>` names a KerasHub preset (`pip install 'sweeper-tune[hub]'`)
 
 
 @dataclass(frozen=True)
@@ -540,7 +540,7 @@ def _keras_hub():
     try:
         import keras_hub
     except ImportError:
-        raise SpecError("KerasHub backbones (hub:<preset>) need KerasHub: pip install 'sweeper[hub]'") from None
+        raise SpecError("KerasHub backbones (hub:<preset>) need KerasHub: pip install 'sweeper-tune[hub]'") from None
     return keras_hub
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from . import __version__
 from .errors import SweeperError
+from .versions import DISTRIBUTION
 
 EXAMPLES = """\
 examples:
@@ -53,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sweeper {__version__} (the {DISTRIBUTION} distribution)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the sweep a spec file declares", epilog=EXAMPLES,
@@ -130,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--force", action="store_true", help="replace the bundle at --out")
     export.add_argument("--cache-dir", type=Path, help="the sweep's cache folder (default: <results>/.cache)")
     export.add_argument("--mlflow", metavar="URI", help="also log the bundle to this MLflow tracking URI, as a run "
-                        "under the sweep's (pip install 'sweeper[mlflow]')")
+                        "under the sweep's (pip install 'sweeper-tune[mlflow]')")
     export.add_argument("--max-latency-ms", type=_number(zero_allowed=False), metavar="MS",
                         help="the best trial whose latency_ms (CPU, one image, in TensorFlow) is at most MS")
     export.add_argument("--max-tflite-ms", type=_number(zero_allowed=False), metavar="MS",

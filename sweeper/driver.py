@@ -40,6 +40,7 @@ from . import (
     own_models,
     results,
     triage,
+    versions,
     warm_start,
 )
 from .backbones import declared
@@ -247,6 +248,9 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
     with DriverLock(sweep_dir):
         spec = results.saved_spec(sweep_dir)
         meta = results.read_meta(sweep_dir)
+        other = versions.another_version(meta.get("sweeper_version"), str(sweep_dir))
+        if other:
+            console.print(f"[yellow]note:[/] {escape(other)}; it resumes with this version's code", soft_wrap=True)
         ranked = triage.read_ranking(results.SweepFolder(sweep_dir).triage)
         before = trial_count(_as_triaged(spec, ranked))
         if trials is not None:

@@ -36,7 +36,7 @@ def client(uri: str):
     try:
         from mlflow import MlflowClient
     except ImportError:
-        raise SweeperError("tracking.mlflow needs MLflow: pip install 'sweeper[mlflow]'") from None
+        raise SweeperError("tracking.mlflow needs MLflow: pip install 'sweeper-tune[mlflow]'") from None
     return MlflowClient(tracking_uri=uri)
 
 

@@ -14,6 +14,7 @@ from rich.text import Text
 from .bundle import load_bundle, quiet_native_stderr, read_manifest
 from .data import IMAGE_SUFFIXES
 from .errors import SweeperError
+from .versions import another_version
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -34,7 +35,10 @@ def image_files(paths: list[Path]) -> list[Path]:
 def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Console) -> list[dict]:
     """Predict every file and print the rows: csv, json and jsonl as each batch is ready (any number
     of files in the memory of one batch), the table at the end. Returns the rows (no pixels)."""
-    read_manifest(bundle_dir)  # a wrong bundle folder is said first, before TensorFlow loads
+    manifest = read_manifest(bundle_dir)  # a wrong bundle folder is said first, before TensorFlow loads
+    other = another_version(manifest.get("versions", {}).get("sweeper"), f"the bundle {bundle_dir}")
+    if other:  # on stderr: stdout may be CSV or JSON
+        Console(stderr=True).print(f"[yellow]note:[/] {escape(other)}", soft_wrap=True)
     files = image_files(paths)
     with quiet_native_stderr():
         bundle = load_bundle(bundle_dir)

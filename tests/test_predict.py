@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import write_spec
 
+import sweeper
 from sweeper import bundle as bundle_module
 from sweeper import load_bundle
 from sweeper.cli import main
@@ -71,3 +72,21 @@ def test_predict_holds_one_batch_and_every_format_gives_the_same_rows(digits_bun
     assert [r["label"] for r in api] == [r["label"] for r in from_json]
     right = np.mean([r["label"] == r["path"].split("/")[-2] for r in from_json])
     assert right > 0.5, right
+
+
+@pytest.mark.ray
+def test_predict_says_when_a_bundle_was_made_by_another_sweeper(digits_bundle, tmp_path, capsys):
+    bundle, images = digits_bundle
+    one = sorted(images.rglob("*.png"))[0]
+    assert main(["predict", str(bundle), str(one), "--format", "json"]) == 0
+    assert "was made by" not in capsys.readouterr().err
+    older = tmp_path / "older"
+    shutil.copytree(bundle, older)
+    manifest = json.loads((older / "bundle.json").read_text())
+    manifest["versions"]["sweeper"] = "0.0.1"
+    (older / "bundle.json").write_text(json.dumps(manifest))
+    assert main(["predict", str(older), str(one), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["label"] in "0123456789"  # stdout stays JSON: the note is on stderr
+    assert (f"note: the bundle {older} was made by sweeper 0.0.1; this is sweeper {sweeper.__version__}"
+            in " ".join(err.split()))

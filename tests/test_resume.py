@@ -17,6 +17,7 @@ import pytest
 from conftest import write_spec
 from fault_injection import SPEC, inject
 
+import sweeper
 from sweeper import leaderboard, results
 from sweeper.cli import main
 from sweeper.files import DriverLock
@@ -80,10 +81,17 @@ def test_ctrl_c_stops_gracefully_prints_the_resume_command_and_resume_finishes(t
     copied = (sweep / ".remote" / f"trial_{rows[0]['trial_id']}" / "result.json").read_text().splitlines()
     assert json.loads(copied[-1])["epoch"] == rows[0]["epochs"]
 
-    # A finished sweep is not resumed again.
+    # A finished sweep is not resumed again. One made by another sweeper says so first.
     capsys.readouterr()
     assert main(["resume", str(sweep)]) == 2
-    assert "this sweep has finished, with 5 trials; nothing to resume" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "this sweep has finished, with 5 trials; nothing to resume" in err and "was made by" not in out
+    meta = json.loads((sweep / "sweep.json").read_text())
+    (sweep / "sweep.json").write_text(json.dumps({**meta, "sweeper_version": "0.0.1"}))
+    assert main(["resume", str(sweep)]) == 2
+    assert (f"note: {sweep} was made by sweeper 0.0.1; this is sweeper {sweeper.__version__} (pip install "
+            "'sweeper-tune==0.0.1' gives the one that made it); it resumes with this version's code") in \
+        " ".join(capsys.readouterr().out.split())
 
 
 def _reported(sweep: Path) -> bool:
