@@ -13,6 +13,7 @@ and the sweep from start to summary. Elsewhere: what happens before the first tr
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -37,6 +38,7 @@ from . import (
     leaderboard,
     leftovers,
     mlflow_runs,
+    nodes,
     own_models,
     results,
     triage,
@@ -193,6 +195,7 @@ def _run(spec: Spec, options: RunOptions, console: Console, stages: Stages) -> P
                 with stages("Ray's start"):
                     ray_session = init_ray(options.address)
                     check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+                    _check_cluster_nodes(spec, options)
                 with stages("decoding"):
                     index = decode_data(spec, index, options.cache_dir, console)
                 with stages("weights and disk"):
@@ -206,6 +209,13 @@ def _run(spec: Spec, options: RunOptions, console: Console, stages: Stages) -> P
         if created:  # stopped before it wrote anything: the folder it made would block a rerun
             _remove_if_only_lock(sweep_dir)
         raise
+
+
+def _check_cluster_nodes(spec: Spec, options: RunOptions) -> None:
+    """On a cluster (--address, or RAY_ADDRESS as `ray job submit` sets it), every node sees the
+    data, the cache and the weights before the first trial (nodes.py). Locally they are the driver's."""
+    if options.address or os.environ.get("RAY_ADDRESS"):
+        nodes.check_cluster(nodes.required_paths(spec, options))
 
 
 def _cap_cache(options: RunOptions, console: Console) -> None:
@@ -281,6 +291,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
         with stages("Ray's start"):
             results.update(sweep_dir, ray_session=init_ray(options.address))  # at once: a kill may come next
             check_resources(spec.budget, autoscaling=options.address is not None, console=console)
+            _check_cluster_nodes(spec, options)
         if ranked is None and spec.budget.triage != "off":  # stopped while it ranked them, before any trial
             spec, ranked = _triaged(spec, sweep_dir, index, options, console, stages)
             before = trial_count(spec)
@@ -357,6 +368,7 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
         feature_cache=options.feature_cache,
         spatial_features=options.spatial_features,
         precision=spec.budget.precision,
+        required_paths=nodes.required_paths(spec, options, in_every_trial=True),
         backbones=spec.backbones,
         progress=board,
         ended=ended,

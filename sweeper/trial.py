@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from . import environment, gpus
+from . import environment, gpus, nodes
 from .backbones import declared
 from .constraints import INFEASIBLE, Constraints
 from .costs import architecture_costs
@@ -45,6 +45,7 @@ class TrialContext:
     feature_cache: bool = True  # False trains every trial on images, for comparison
     spatial_features: str = "float32"  # how cached activations inside a backbone are stored (float16 halves them)
     precision: str = "float32"  # budget.precision: what the trial's model computes in
+    required_paths: tuple[tuple[str, str], ...] = ()  # (what, path) its node must see (nodes.py)
     backbones: dict = field(default_factory=dict)  # the spec's own models, {name: backbones.Backbone}
     progress: object = None  # a `progress.ProgressBoard` actor, shown by the driver
     constraints: Constraints = field(default_factory=Constraints)  # the spec's: checked before a trial trains
@@ -82,6 +83,7 @@ def _train(config: dict, context: TrialContext) -> None:
     from .model import TrialConfig
     from .training import Rows, hold, learning_rate_at, memory_budget, nbytes
 
+    nodes.check_trial_node(context.required_paths)  # a node that joined the cluster without the shared paths
     trial_config = TrialConfig.from_tune(config)
     seed = _trial_seed(context.seed, trial_config)
     diverged = _diverged_before()

@@ -4,6 +4,7 @@ checkpoints), and Ray itself: starting or attaching to it, and checking what a t
 
 from __future__ import annotations
 
+import os
 import socket
 
 import ray
@@ -120,6 +121,7 @@ def init_ray(address: str | None) -> dict | None:
     if ray.is_initialized():
         return None
     environment.set_defaults(environment.DRIVER)
+    attached = address or os.environ.get("RAY_ADDRESS")  # `ray job submit` runs its entrypoint with it set
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                  runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})
@@ -127,4 +129,4 @@ def init_ray(address: str | None) -> dict | None:
         if address:
             raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
         raise
-    return None if address else leftovers.current_session()
+    return None if attached else leftovers.current_session()  # a cluster's Ray is never the driver's to end
