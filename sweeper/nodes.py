@@ -69,14 +69,21 @@ def check_cluster(paths, timeout_s: float = 120) -> None:
 
     from . import environment
 
-    ask = ray.remote(num_cpus=0)(_ask_node)
+    ask = ray.remote(num_cpus=0, max_retries=0)(_ask_node)
     cold = {"env_vars": {environment.COLD_WORKER: "1"}}
-    nodes = [node["NodeID"] for node in ray.nodes() if node.get("Alive")]
-    answers = ray.get([ask.options(runtime_env=cold, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
-                       .remote(paths) for node in nodes], timeout=timeout_s)
-    for node, missing in answers:
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    asked = [ask.options(runtime_env=cold, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+             .remote(paths) for node in nodes]
+    for node, answer in zip(nodes, asked):
+        try:
+            where, missing = ray.get(answer, timeout=timeout_s)
+        except Exception as exc:  # sweeper missing from the node's Python, most often
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+            raise SweeperError(f"node {node['NodeManagerAddress']} ({node.get('NodeManagerHostname', '?')}) could not "
+                               f"run sweeper's check of its paths: {last} (sweeper-tune must be installed, the same "
+                               "version, in the Python Ray runs on every node)") from None
         if missing:
-            raise SweeperError(lacks_message(node, missing))
+            raise SweeperError(lacks_message(where, missing))
 
 
 def _ask_node(paths) -> tuple[str, list[tuple[str, str]]]:
