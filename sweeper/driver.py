@@ -215,6 +215,8 @@ def _check_cluster_nodes(spec: Spec, options: RunOptions) -> None:
     """On a cluster (--address, or RAY_ADDRESS as `ray job submit` sets it), every node sees the
     data, the cache and the weights before the first trial (nodes.py). Locally they are the driver's."""
     if options.address or os.environ.get("RAY_ADDRESS"):
+        if options.storage and "://" not in options.storage:  # Tune would make it as the first trial starts
+            Path(options.storage).mkdir(parents=True, exist_ok=True)
         nodes.check_cluster(nodes.required_paths(spec, options))
 
 

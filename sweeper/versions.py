@@ -13,10 +13,9 @@ DISTRIBUTION = "sweeper-tune"  # the name on the package index (`sweeper` there 
 
 
 def another_version(recorded: str | None, what: str) -> str | None:
-    """One line when `what` was made by another sweeper than this one; None when by this one."""
-    if recorded == __version__:
+    """One line when `what` records that another sweeper made it; None when this one did, or it does
+    not say (files written by hand, or by a sweeper from before the version was recorded)."""
+    if not recorded or recorded == __version__:
         return None
-    if not recorded:
-        return f"{what} does not record which sweeper made it (an early version); this is sweeper {__version__}"
     return (f"{what} was made by sweeper {recorded}; this is sweeper {__version__} "
             f"(pip install '{DISTRIBUTION}=={recorded}' gives the one that made it)")
