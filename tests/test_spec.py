@@ -182,7 +182,7 @@ def test_tracking_names_an_mlflow_store_whose_relative_file_is_the_spec_s(projec
     from sweeper import mlflow_runs
 
     monkeypatch.setitem(sys.modules, "mlflow", None)
-    with pytest.raises(SweeperError, match=r"^tracking.mlflow needs MLflow: pip install 'sweeper\[mlflow\]'$"):
+    with pytest.raises(SweeperError, match=r"^tracking.mlflow needs MLflow: pip install 'sweeper-tune\[mlflow\]'$"):
         mlflow_runs.client("sqlite:///x.db")
     # On the command line (`--mlflow`), a relative store is the working directory's.
     assert absolute_sqlite("sqlite:///m.db", Path.cwd()) == f"sqlite:///{Path.cwd().resolve() / 'm.db'}"
