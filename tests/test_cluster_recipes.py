@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -58,9 +59,16 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster_and_its_results_are_where_th
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True,
                                                              "dashboard_host": "127.0.0.1", "dashboard_port": port})
     try:
-        done = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{port}",
-                               "--working-dir", str(work), "--", "sweeper", "run", "spec.yaml", "--out", str(out)],
-                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        # The dashboard answers before its job agent has registered; until then a submission is
+        # refused whole ("No available agent"), so it is submitted again once the agent is there.
+        deadline = time.time() + 120
+        while True:
+            done = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{port}",
+                                   "--working-dir", str(work), "--", "sweeper", "run", "spec.yaml", "--out", str(out)],
+                                  capture_output=True, text=True, timeout=600, cwd=tmp_path)
+            if "No available agent to submit job" not in done.stderr + done.stdout or time.time() > deadline:
+                break
+            time.sleep(1)
     finally:
         cluster.shutdown()
         if before is None:  # Cluster sets it: the session's own Ray must not look for this one later
