@@ -3,12 +3,14 @@
 `tensorboard --logdir results/<sweep>/tensorboard` then shows each metric per epoch for every
 trial, and the HParams tab the table of trials by hyperparameter. The driver writes them, from the
 results Tune hands it, so they land beside the sweep even when trials run on other nodes; it uses
-TensorBoard's own writer and protos, which do not import TensorFlow.
+TensorBoard's own writer and protos, with TensorBoard's stub of TensorFlow's file API.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from pathlib import Path
 
 from ray import tune
@@ -53,6 +55,7 @@ class TensorBoardLogs(tune.Callback):
 
     def _writer(self, trial):
         if trial.trial_id not in self.writers:
+            _without_tensorflow()
             from tensorboard.compat.proto import event_pb2
             from tensorboard.plugins.hparams import summary_v2
             from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -68,6 +71,18 @@ class TensorBoardLogs(tune.Callback):
         writer = self.writers.pop(trial.trial_id, None)
         if writer is not None:
             writer.close()
+
+
+def _without_tensorflow() -> None:
+    """Have TensorBoard's writer use its own file API rather than TensorFlow's.
+
+    Where TensorFlow is installed, the writer imports all of it for `tf.io.gfile` alone: seconds and
+    hundreds of MB in the driver, and TensorFlow's C++ start-up lines on the sweep's terminal (seen
+    in the middle of the live view). `tensorboard.compat.notf` is TensorBoard's own switch to its stub;
+    a process that has TensorFlow already (a notebook) keeps it.
+    """
+    if "tensorflow" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
 def is_number(value) -> bool:

@@ -136,3 +136,27 @@ def test_importing_sweeper_changes_no_environment_variable_pil_setting_or_log_le
 
     changed, pil_same, verbosity = json.loads(out.strip().splitlines()[-1])
     assert changed == [] and pil_same and verbosity == optuna.logging.INFO
+
+
+def test_the_driver_writes_tensorboard_files_without_importing_tensorflow(tmp_path):
+    """TensorBoard's writer would import TensorFlow for its file API, and TensorFlow's start-up lines
+    then cut into the live view."""
+    code = f"""
+import sys
+from types import SimpleNamespace
+from sweeper.tensorboard_logs import TensorBoardLogs
+logs = TensorBoardLogs({str(tmp_path)!r}, replayed_key="replayed")
+trial = SimpleNamespace(trial_id="a1", config={{"learning_rate": 0.01, "backbone": "simple_cnn"}})
+logs.on_trial_result(0, [], trial, {{"epoch": 1, "val_accuracy": 0.5, "loss": 1.25}})
+logs.on_experiment_end([])
+print("tensorflow" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False" and "oneDNN" not in done.stderr
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "trial_a1"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("val_accuracy")] == [(1, 0.5)]
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(1, 1.25)]
