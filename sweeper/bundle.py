@@ -93,7 +93,8 @@ class Bundle:
 
     def outputs(self, pixels: np.ndarray) -> np.ndarray:
         """Class probabilities (N, classes), or values (N,), for uint8 RGB images at the bundle's size."""
-        raw = np.asarray(self.model.predict(pixels, batch_size=32, verbose=0), dtype=np.float64)
+        with quiet_native_stderr():  # TensorFlow's first predict logs from C++ (devices, XLA)
+            raw = np.asarray(self.model.predict(pixels, batch_size=32, verbose=0), dtype=np.float64)
         return to_probabilities(raw, self.task)
 
     def predict(self, items: Iterable[str | Path | np.ndarray]) -> list[dict]:
@@ -139,18 +140,20 @@ def load_bundle(path: str | Path) -> Bundle:
     """A bundle written by `sweeper export`, ready to predict: `load_bundle(dir).predict(["cat.jpg"])`."""
     folder = Path(path)
     manifest = read_manifest(folder)
-    import keras
+    # TensorFlow's start-up lines (oneDNN, CPU features, CUDA) are not for a script's or notebook's stderr.
+    with quiet_native_stderr():
+        import keras
 
-    from . import model as _registers_custom_layers  # noqa: F401  (Preprocess)
+        from . import model as _registers_custom_layers  # noqa: F401  (Preprocess)
 
-    if any(str(m.get("config", {}).get("backbone", "")).startswith("hub:") for m in manifest.get("members", [])):
-        import keras_hub  # noqa: F401  (registers the layers of KerasHub backbones)
-    try:
-        model = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
-    except Exception as exc:  # missing, truncated or not a Keras archive: Keras' own words run long
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SweeperError(f"{folder / 'model.keras'}: cannot be loaded ({type(exc).__name__}: {first[:200]}); "
-                           "export the bundle again") from None
+        if any(str(m.get("config", {}).get("backbone", "")).startswith("hub:") for m in manifest.get("members", [])):
+            import keras_hub  # noqa: F401  (registers the layers of KerasHub backbones)
+        try:
+            model = keras.saving.load_model(folder / "model.keras", compile=False, safe_mode=True)
+        except Exception as exc:  # missing, truncated or not a Keras archive: Keras' own words run long
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SweeperError(f"{folder / 'model.keras'}: cannot be loaded ({type(exc).__name__}: {first[:200]}); "
+                               "export the bundle again") from None
     n_out = model.outputs[0].shape[-1]
     expected = 1 if manifest["task"] == "regression" or len(manifest["classes"]) == 2 else len(manifest["classes"])
     if n_out != expected:

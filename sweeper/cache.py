@@ -186,7 +186,7 @@ def show(cache_dir: Path, console) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .units import format_size
+    from .units import format_size, plural
 
     found = entries(cache_dir)
     if not found:
@@ -203,16 +203,16 @@ def show(cache_dir: Path, console) -> None:
                       datetime.fromtimestamp(entry.last_used).strftime("%Y-%m-%d %H:%M"),
                       "yes" if in_use(entry) else "")
     console.print(table)
-    console.print(f"{len(found)} entries, {format_size(sum(e.size for e in found))}", highlight=False)
+    console.print(f"{plural(len(found), 'entry')}, {format_size(sum(e.size for e in found))}", highlight=False)
 
 
 def prune_and_say(cache_dir: Path, console, *, max_size: int | None = None, older_than: float | None = None) -> None:
     """`sweeper cache prune`, and a sweep's size cap: remove, then say what went and what stayed."""
-    from .units import format_size
+    from .units import format_size, plural
 
     removed, busy = prune(cache_dir, max_size=max_size, older_than=older_than)
     freed = sum(e.size for e in removed)
-    line = f"cache {cache_dir}: removed {len(removed)} entries ({format_size(freed)})"
+    line = f"cache {cache_dir}: removed {plural(len(removed), 'entry')} ({format_size(freed)})"
     if busy:
         line += f"; kept {len(busy)} that running sweeps use ({format_size(sum(e.size for e in busy))})"
     if removed or busy:

@@ -16,30 +16,72 @@ from . import __version__
 from .errors import SweeperError
 from .versions import DISTRIBUTION
 
-EXAMPLES = """\
-examples:
-  sweeper demo                                   # a whole sweep on real digits, offline
-  sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4
-  sweeper run my_spec.yaml --dry-run             # the space, ASHA's rungs, the epochs it would train
-  sweeper run my_spec.yaml --weights-dir ~/keras-weights --address 10.0.0.5:6379 --storage /shared/sweeps
-  sweeper triage my_spec.yaml                    # rank backbones and cuts on frozen features, training nothing
-  sweeper run my_spec.yaml --warm-start results/ # the best configurations of earlier sweeps go first
-  sweeper resume results/cats-vs-dogs            # after Ctrl+C, a crash or a lost driver
-  sweeper resume results/cats-vs-dogs --trials 40   # a finished sweep goes on to 40 trials in all
-  sweeper leaderboard results/cats-vs-dogs --top 5 --format md
-  sweeper leaderboard results/ --where backbone=resnet50 --where status=completed --sort latency_ms
-  sweeper report results/cats-vs-dogs            # charts and one report.html in results/cats-vs-dogs/report/
-  sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --int8
-  sweeper export results/cats-vs-dogs --top 3 --out bundles/cats-vs-dogs-top3
-  sweeper export results/cats-vs-dogs --out bundles/phone --max-tflite-ms 5 --max-size-mb 4
-  sweeper run my_spec.yaml --mlflow sqlite:///mlflow.db   # also in MLflow: `mlflow ui --backend-store-uri ...`
-  sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --mlflow sqlite:///mlflow.db
-  sweeper predict bundles/cats-vs-dogs photos/ cat.jpg --format csv
-  sweeper backbones
-  sweeper backbones --measure --size 160 mobilenet_v2_0.35 efficientnet_v2_b0 resnet50
-  sweeper cache list                             # decoded images and frozen features in results/.cache
-  sweeper cache prune --max-size 20GB --older-than 30d
-"""
+# Each command's --help ends with its own examples; `sweeper --help` shows the first of each.
+# (command line, what it does); tests/test_cli.py parses every line with the real parser.
+EXAMPLES: dict[str, list[tuple[str, str]]] = {
+    "demo": [
+        ("sweeper demo", "a whole sweep on real digits, offline"),
+        ("sweeper demo --weights-dir ~/keras-weights", "with ImageNet weights found, it sweeps a MobileNetV2 too"),
+        ("sweeper demo --out /tmp/demo-results", "its data, sweep and bundle under /tmp/demo-results"),
+    ],
+    "run": [
+        ("sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4", ""),
+        ("sweeper run search_spaces/cats_vs_dogs.yaml --dry-run", "the space, ASHA's rungs, the epochs it would train"),
+        ("sweeper run search_spaces/cats_vs_dogs.yaml --weights-dir ~/keras-weights --warm-start results/", ""),
+        ("sweeper run search_spaces/cats_vs_dogs.yaml --address 10.0.0.5:6379 --storage /shared/sweeps", ""),
+    ],
+    "triage": [
+        ("sweeper triage search_spaces/cats_vs_dogs.yaml", "backbones and cuts ranked, nothing trained"),
+        ("sweeper triage search_spaces/inception_v3_mixed7.yaml --weights-dir ~/keras-weights", ""),
+    ],
+    "resume": [
+        ("sweeper resume results/cats-vs-dogs", "after Ctrl+C, a crash or a lost driver"),
+        ("sweeper resume results/cats-vs-dogs --trials 40", "a finished sweep goes on to 40 trials in all"),
+        ("sweeper resume results/cats-vs-dogs --address 10.0.0.5:6379", "on a Ray cluster"),
+    ],
+    "leaderboard": [
+        ("sweeper leaderboard results/cats-vs-dogs --top 5", ""),
+        ("sweeper leaderboard results/cats-vs-dogs --format md --sort=-learning_rate", ""),
+        ("sweeper leaderboard results/ --where backbone=resnet50 --where status=completed --sort latency_ms", ""),
+    ],
+    "report": [
+        ("sweeper report results/cats-vs-dogs", "charts and one report.html in results/cats-vs-dogs/report/"),
+        ("sweeper report results/face-counting", "a regression sweep: its RMSE in place of accuracy"),
+    ],
+    "export": [
+        ("sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --int8", ""),
+        ("sweeper export results/cats-vs-dogs --top 3 --out bundles/cats-vs-dogs-top3", "the 3 best trials, averaged"),
+        ("sweeper export results/cats-vs-dogs --out bundles/phone --max-tflite-ms 5 --max-size-mb 4", ""),
+        ("sweeper export results/cats-vs-dogs --out bundles/cats-vs-dogs --force --mlflow sqlite:///mlflow.db", ""),
+    ],
+    "predict": [
+        ("sweeper predict bundles/cats-vs-dogs photos/ cat.jpg", "a table of labels and confidences"),
+        ("sweeper predict bundles/cats-vs-dogs photos/ --format csv", "rows as each batch is ready"),
+    ],
+    "backbones": [
+        ("sweeper backbones", "the registry: cut points, input sizes, weights found locally"),
+        ("sweeper backbones mobilenet_v2_0.35 inception_v3", "those entries only"),
+        ("sweeper backbones --measure --size 160 mobilenet_v2_0.35 efficientnet_v2_b0 resnet50", "CPU latency here"),
+    ],
+    "cache": [
+        ("sweeper cache list", "decoded images and frozen features in results/.cache"),
+        ("sweeper cache prune --max-size 20GB --older-than 30d", ""),
+        ("sweeper cache prune --older-than 12h --cache-dir /shared/cache", "entries a running sweep uses are kept"),
+        ("sweeper cache list --cache-dir /shared/cache", ""),
+    ],
+}
+
+
+def _epilog(examples: list[tuple[str, str]]) -> str:
+    """An "examples:" block: a command a line, what it does after it."""
+    lines = [f"  {command:<46}  # {what}" if what else f"  {command}" for command, what in examples]
+    return "examples:\n" + "\n".join(lines) + "\n"
+
+
+def _examples_of(command: str, action: str | None = None) -> dict:
+    """The keywords that end a command's --help with its examples (or those of one of its actions)."""
+    examples = [e for e in EXAMPLES[command] if action is None or e[0].startswith(f"sweeper {command} {action}")]
+    return {"epilog": _epilog(examples), "formatter_class": argparse.RawDescriptionHelpFormatter}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,14 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sweeper",
         description="Hyperparameter sweeps for image transfer learning: Ray Tune, Optuna TPE and ASHA "
         "over pretrained Keras backbones.",
-        epilog=EXAMPLES,
+        epilog=_epilog([examples[0] for examples in EXAMPLES.values()]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"sweeper {__version__} (the {DISTRIBUTION} distribution)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
-    run = commands.add_parser("run", help="run the sweep a spec file declares", epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = commands.add_parser("run", help="run the sweep a spec file declares", **_examples_of("run"))
     run.add_argument("spec", type=Path, help="the spec file (YAML)")
     run.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     run.add_argument("--trials", type=int, help="override budget.trials")
@@ -90,23 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
 
     triage = commands.add_parser("triage", help="rank the space's (backbone, cut, image size) pairs on their frozen "
-                                 "features, training nothing", epilog=EXAMPLES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 "features, training nothing", **_examples_of("triage"))
     triage.add_argument("spec", type=Path, help="the spec file (YAML)")
     triage.add_argument("--out", type=Path, default=Path("results"),
                         help="the results folder whose cache it fills (default: results/)")
     _add_common(triage)
 
     resume = commands.add_parser("resume", help="continue an interrupted sweep where it stopped, or extend a "
-                                 "finished one", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 "finished one", **_examples_of("resume"))
     resume.add_argument("sweep", type=Path, help="the sweep's folder, results/<sweep>")
     resume.add_argument("--address", help="the Ray cluster to continue on (default: the one it ran on, or local)")
     resume.add_argument("--trials", type=int, metavar="N",
                         help="the new total of trials, more than the sweep has: the searcher goes on from its "
                              "history, ASHA from its rungs, and no configuration is tried twice")
 
-    board = commands.add_parser("leaderboard", help="show a sweep's trials, best first", epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    board = commands.add_parser("leaderboard", help="show a sweep's trials, best first", **_examples_of("leaderboard"))
     board.add_argument("sweep", type=Path,
                        help="a sweep folder, results/<sweep>; or a folder of sweeps, merged with a `sweep` column")
     board.add_argument("--top", type=_at_least_1, metavar="K", help="show only the K best trials")
@@ -117,11 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--format", choices=("table", "csv", "json", "md"), default="table")
 
     report = commands.add_parser("report", help="write charts and a self-contained report.html for a sweep",
-                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 **_examples_of("report"))
     report.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
 
     export = commands.add_parser("export", help="write the best trial (or the K best, averaged) as a deployable bundle",
-                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 **_examples_of("export"))
     export.add_argument("sweep", type=Path, help="a sweep folder, results/<sweep>")
     export.add_argument("--out", type=Path, required=True, help="the bundle's folder (it must not exist, unless --force)")
     export.add_argument("--trial", metavar="ID", help="export this trial instead of the best")
@@ -143,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--max-params", type=_number(zero_allowed=False), metavar="N", help="the best trial of at most N parameters")
 
     predict = commands.add_parser("predict", help="label images (or predict values) with an exported bundle",
-                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  **_examples_of("predict"))
     predict.add_argument("bundle", type=Path, help="a folder written by `sweeper export`")
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders of them")
     predict.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table",
@@ -151,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     backbones = commands.add_parser("backbones", help="list the backbone registry: cut points, input sizes, "
                                                       "weights; --measure: each one's CPU latency here",
-                                    epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                    **_examples_of("backbones"))
     backbones.add_argument("names", nargs="*", metavar="BACKBONE", help="only these entries")
     backbones.add_argument("--measure", action="store_true",
                            help="time one image through each entry on this machine (batch 1: the median of 30 runs "
@@ -160,11 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "an entry's minimum where that is larger)")
 
     cache = commands.add_parser("cache", help="list or prune the cache of decoded images and frozen features",
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                **_examples_of("cache"))
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION", parser_class=_Parser)
-    listing = cache_commands.add_parser("list", help="every entry: data set, what it holds, size, last used, in use")
+    listing = cache_commands.add_parser("list", help="every entry: data set, what it holds, size, last used, in use",
+                                        **_examples_of("cache", "list"))
     prune = cache_commands.add_parser("prune", help="remove entries no running sweep uses: the oldest, or "
-                                                    "the least recently used beyond a size")
+                                                    "the least recently used beyond a size",
+                                      **_examples_of("cache", "prune"))
     prune.add_argument("--max-size", type=_size("--max-size"), metavar="SIZE",
                        help="remove the least recently used entries until the cache is within SIZE, e.g. 20GB")
     prune.add_argument("--older-than", type=_age("--older-than"), metavar="AGE",
@@ -173,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--cache-dir", type=Path, default=Path("results") / ".cache",
                             help="the cache folder (default: results/.cache, that of `sweeper run`'s default --out)")
 
-    demo = commands.add_parser("demo", help="run the embedded quickstart sweep on real digits, offline")
+    demo = commands.add_parser("demo", help="run the embedded quickstart sweep on real digits, offline",
+                               **_examples_of("demo"))
     demo.add_argument("--out", type=Path, default=Path("results"), help="results folder (default: results/)")
     _add_common(demo)
     return parser

@@ -62,11 +62,11 @@ from .preparation import (
     prepare_data,
     weight_files_of,
 )
-from .progress import ProgressBoard
+from .progress import ProgressBoard, waiting
 from .resumable import CheckpointPruner, KeepEndedResults, ended_trials
 from .saved_state import check_experiment_state
 from .search_space import quiet_optuna, startup_trials
-from .space import space_size, trial_count
+from .space import fixed_values, space_size, trial_count
 from .spec import Spec, parse_spec
 from .status import SweepState, TrialStatus
 
@@ -77,6 +77,7 @@ from .training import memory_budget_override
 from .trial import REPLAYED, TrialContext
 from .tuner import check_address, check_resources, init_ray, make_tuner
 from .tuner import trial_dirname as _trial_dirname  # noqa: F401  (the same: sweeper.driver._trial_dirname)
+from .units import plural
 from .weight_files import search_dirs
 
 
@@ -269,7 +270,7 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
             spec = _extended(spec, trials, ranked)
         elif results.state_of(sweep_dir) == SweepState.FINISHED:
             ran = len(leaderboard.read(sweep_dir))  # fewer than the budget when time_limit or stop_at ended it
-            raise SweeperError(f"{sweep_dir}: this sweep has finished, with {ran} trials; nothing to resume "
+            raise SweeperError(f"{sweep_dir}: this sweep has finished, with {plural(ran, 'trial')}; nothing to resume "
                                f"(add trials with `sweeper resume {sweep_dir} --trials N`, N the new total)")
         options = RunOptions.from_meta(meta, out=sweep_dir.parent)
         options = replace(options, address=address or options.address)
@@ -303,8 +304,8 @@ def resume_sweep(sweep_dir: Path, *, address: str | None = None, trials: int | N
             results.mark(sweep_dir, SweepState.INTERRUPTED)  # not finished, whatever stops it before Tune starts
             results.update(sweep_dir, extended=[*meta.get("extended", []), {
                 "from": before, "to": trial_count(spec), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
-            console.print(f"adding {trial_count(spec) - before} trials to {before}; the searcher goes on from "
-                          "its history", markup=False)
+            console.print(f"adding {plural(trial_count(spec) - before, 'trial')} to {before}; the searcher goes on "
+                          "from its history", markup=False)
         return _tune(spec, sweep_dir, index, options, console, stages=stages, saved=saved, ranked=ranked)
 
 
@@ -334,10 +335,11 @@ def _extended(spec: Spec, trials: int, ranked: list | None = None) -> Spec:
     searched = _as_triaged(spec, ranked)
     have, size = trial_count(searched), space_size(searched.space)
     if trials <= have:
-        raise SweeperError(f"--trials {trials}: the sweep has {have} trials already; give the new total, more than {have}")
+        raise SweeperError(f"--trials {trials}: the sweep has {plural(have, 'trial')} already; give the new total, "
+                           f"more than {have}")
     if size is not None and trials > size:
-        raise SweeperError(f"--trials {trials}: the space holds {size} configurations, and no configuration "
-                           f"is tried twice; {size - have} more trials at most")
+        raise SweeperError(f"--trials {trials}: the space holds {plural(size, 'configuration')}, and no configuration "
+                           f"is tried twice; {plural(size - have, 'more trial')} at most")
     return parse_spec(spec.raw, spec.path, overrides={"budget.trials": trials})
 
 
@@ -378,22 +380,23 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     if saved is None:
         size = space_size(spec.space)
         console.print(
-            f"[bold]{escape(spec.name)}[/]: {trials} trials ({spec.budget.search} search) over "
-            f"{'a continuous space' if size is None else f'{size} configurations'}, "
-            f"up to {spec.budget.max_epochs} epochs each, {spec.budget.concurrent_trials} at a time; "
+            f"[bold]{escape(spec.name)}[/]: {plural(trials, 'trial')} ({spec.budget.search} search) over "
+            f"{'a continuous space' if size is None else plural(size, 'configuration')}, "
+            f"up to {plural(spec.budget.max_epochs, 'epoch')} each, {spec.budget.concurrent_trials} at a time; "
             + (f"objective {spec.objective} ({spec.mode})" if len(spec.objectives) == 1 else
                f"the Pareto front of {' and '.join(f'{o} ({m})' for o, m in zip(spec.objectives, spec.modes))}")
             + (f"; constraints {escape(spec.constraints.summary())}" if spec.constraints else "")
         )
     else:
-        console.print(f"[bold]{escape(spec.name)}[/]: resuming; {len(ended)} of {trials} trials had ended, "
-                      f"{len(saved) - len(ended)} were running")
+        console.print(f"[bold]{escape(spec.name)}[/]: resuming; {len(ended)} of {plural(trials, 'trial')} had ended, "
+                      f"{plural(len(saved) - len(ended), 'was', 'were')} running")
     guard = FailureGuard(min(trials, max(3, spec.budget.concurrent_trials + 1)), saved or [])
     stop_at = StopAt(spec.objective, spec.mode, spec.budget.stop_at) if spec.budget.stop_at is not None else None
     early_end = EarlyEnd([guard, *([stop_at] if stop_at else [])], spec.budget.time_limit)
     files = LeaderboardCallback(sweep_dir, spec, saved, experiment, early_end, triage=ranked and triage.scores(ranked))
     info = SweepInfo(name=spec.name, objective=spec.objective, mode=spec.mode, trials=trials,
-                     max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit)
+                     max_epochs=spec.budget.max_epochs, time_limit=spec.budget.time_limit,
+                     fixed=fixed_values(spec.space))
     pruner = CheckpointPruner()
     files.view = LiveView(info, files.rows, console, board, ended)  # told each event once the rows are current
     tensorboard = TensorBoardLogs(results.SweepFolder(sweep_dir).tensorboard, replayed_key=REPLAYED)
@@ -445,18 +448,21 @@ def _tune(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: RunOptions,
     _cap_cache(options, console)
     if guard.stop_all():
         first = next((r["error"] for r in rows if r.get("error")), "no message")
-        raise SweeperError(f"the first {guard.failed} trials all failed, so the sweep stopped instead of running "
-                           f"{trials - len(rows)} more; the first error: {first} (all in {sweep_dir})")
+        # Only a sweep of one trial stops after one failure (FailureGuard's limit is 3, or all its trials).
+        failed = f"the first {guard.failed} trials all failed" if guard.failed > 1 else "the sweep's only trial failed"
+        more = trials - guard.failed  # not yet started, or stopped as this one ended
+        stopped = f", so the sweep stopped instead of running {more} more" if more > 0 else ""
+        raise SweeperError(f"{failed}{stopped}; the first error: {first} (all in {sweep_dir})")
     leaderboard.render(rows, spec.objective, console, title=f"{spec.name} — best {spec.objective} first")
     if len(spec.objectives) > 1:
         front = [r["trial_id"] for r in rows if r.get("pareto")]
-        console.print(f"Pareto front of {' and '.join(spec.objectives)}: {len(front)} trial{'s' * (len(front) != 1)} "
+        console.print(f"Pareto front of {' and '.join(spec.objectives)}: {plural(len(front), 'trial')} "
                       f"({', '.join(front)})",
                       markup=False, highlight=False)
     if counted < trials and infeasible >= trials:
-        console.print(f"[yellow]only {counted} of {trials} trials trained: {infeasible} proposals broke the "
-                      f"constraints ({escape(spec.constraints.summary())}), and at most {trials} may run beyond the "
-                      "budget; loosen them or narrow the space[/]")
+        console.print(f"[yellow]only {counted} of {plural(trials, 'trial')} trained: "
+                      f"{plural(infeasible, 'proposal')} broke the constraints ({escape(spec.constraints.summary())}), "
+                      f"and at most {trials} may run beyond the budget; loosen them or narrow the space[/]")
     said, warning = baseline.lines(results.read_meta(sweep_dir).get("baseline"),  # recorded as the sweep started
                                    next(iter(leaderboard.scored(rows, spec.objective)), None))
     for i, line in enumerate(said):
@@ -481,7 +487,7 @@ def _first_points(spec: Spec, sweep_dir: Path, index: DatasetIndex, ranked: list
                                  exclude=sweep_dir)
         results.update(sweep_dir, warm_start={"folder": str(spec.warm_start), "configurations": [
             {"sweep": s.sweep, "trial_id": s.trial_id, s.objective: s.value, "why": s.why} for s in found]})
-        console.print(f"warm start: {len(found)} configuration{'s' * (len(found) != 1)} from earlier sweeps in "
+        console.print(f"warm start: {plural(len(found), 'configuration')} from earlier sweeps in "
                       f"{spec.warm_start} go first"
                       + "".join(f"\n  trial {s.trial_id} of {s.sweep} ({s.why}): {s.objective} {s.value:.4g}"
                                 for s in found), markup=False, highlight=False)
@@ -517,11 +523,11 @@ def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialCon
         for key in [key for key in row if key.startswith("test_")]:
             del row[key]
     folder = checkpoint.find(sweep_dir, best["trial_id"])
-    # It takes 20-40 s (a TensorFlow process starts): said, so the silence is not taken for a hang.
-    console.print(f"evaluating the best trial, {best['trial_id']}, on the {int(np.sum(index.splits == 'test'))} "
-                  "test images...", markup=False)
+    # It takes 20-40 s (a TensorFlow process starts): shown, so the silence is not taken for a hang.
     predict = ray.remote(num_cpus=spec.budget.cpus_per_trial)(evaluate.predict_split)
-    outputs = ray.get(predict.remote(str(folder), index, "test", context.cache_dir, context.cpus))
+    with waiting(console, f"evaluating the best trial, {best['trial_id']}, on the "
+                          f"{plural(int(np.sum(index.splits == 'test')), 'test image')}..."):
+        outputs = ray.get(predict.remote(str(folder), index, "test", context.cache_dir, context.cpus))
     metrics = evaluate.report(index, outputs, "test", sweep_dir / "evaluation")
     best.update(metrics)
     leaderboard.write(sweep_dir, rows, spec.objective)
@@ -534,7 +540,7 @@ def _end_leftovers(recorded: dict | None, console: Console) -> None:
     """A resume after a driver was killed: end the local Ray processes it left, and only those."""
     ended = leftovers.end_session(recorded)
     if ended:
-        console.print(f"ended {ended} Ray processes the stopped driver had left running (its Ray session "
+        console.print(f"ended {plural(ended, 'Ray process')} the stopped driver had left running (its Ray session "
                       f"{recorded['name']})", markup=False, highlight=False)
 
 

@@ -28,6 +28,7 @@ from .data import DatasetIndex, build_index
 from .errors import CheckpointMissing, ParityError, SweeperError
 from .evaluate import scores
 from .files import fsync_dir, fsync_tree
+from .units import plural
 
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's
 METRIC_AGREES = 1e-6  # relative: the Keras model against the trial's reported metric
@@ -196,7 +197,7 @@ def _choose(rows: list[dict], objective: str, options: ExportOptions, sweep_dir:
     if not usable:
         raise SweeperError(f"{sweep_dir}: no trial has a checkpoint yet; nothing to export")
     if options.top > len(usable):
-        raise SweeperError(f"--top {options.top}: {sweep_dir} has {len(usable)} trials with a checkpoint")
+        raise SweeperError(f"--top {options.top}: {sweep_dir} has {plural(len(usable), 'trial')} with a checkpoint")
     return usable[:options.top]
 
 

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from .constraints import Constraints
 from .costs import ARCHITECTURE, architecture_costs
+from .units import plural
 
 
 def architectures(space) -> list[dict]:
@@ -46,7 +47,7 @@ def print_feasibility(spec, *, n_classes: int, cache_dir: Path, console: Console
     from .space import encode_units
 
     threads = max(1, int(spec.budget.cpus_per_trial))
-    table = Table(title=f"feasibility under {bounds.summary()} (CPU on {threads} thread{'s' * (threads > 1)}; LiteRT on 1)",
+    table = Table(title=f"feasibility under {bounds.summary()} (CPU on {plural(threads, 'thread')}; LiteRT on 1)",
                   title_justify="left")
     for column in (*ARCHITECTURE, "params", "MB", "ms", *(["lite ms"] if spec.measures_tflite else []), "feasible"):
         table.add_column(column, justify="right" if column in ("params", "MB", "ms", "lite ms", "image_size") else "left")
@@ -75,6 +76,6 @@ def print_feasibility(spec, *, n_classes: int, cache_dir: Path, console: Console
                           f"{costs['latency_ms']:.3g}", *([f"{costs['tflite_ms']:.3g}"] if spec.measures_tflite else []),
                           "yes" if not why else f"no: {why}")
     console.print(table)
-    console.print(f"{feasible} of {len(found)} architectures within the constraints"
+    console.print(f"{feasible} of {plural(len(found), 'architecture')} within the constraints"
                   + ("; the sweep would train nothing" if not feasible else ""),
                   style=None if feasible else "yellow", markup=False, highlight=False)

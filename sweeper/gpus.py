@@ -22,6 +22,8 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .units import plural
+
 AUTO = "auto"
 USABLE = 0.95  # of a GPU's memory handed to trials
 # Per process, outside TensorFlow's allocator: the CUDA context and the cuDNN and cuBLAS handles.
@@ -250,7 +252,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def out_of_memory(share: float, exc: BaseException) -> GpuOutOfMemory:
-    what = f"{share:g} of a GPU" if share < 1 else f"{share:g} whole GPU{'s' if share > 1 else ''}"
+    what = f"{share:g} of a GPU" if share < 1 else plural(float(share), "whole GPU")
     first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
     return GpuOutOfMemory(f"out of GPU memory with {what}: {first}")
 
@@ -342,10 +344,10 @@ def dry_run_lines(spec, cache_dir: Path) -> list[str]:
         found = devices()
         limit = f" ({memory_limit_mb(budget.gpus_per_trial, found[0].memory_mb):,} MB of {found[0].name})" \
             if found else ""
-        lines.append(f"GPUs: {budget.gpus_per_trial:g} of a GPU per trial: {trials} share one, each held to its "
-                     f"share of the GPU's memory{limit}")
+        lines.append(f"GPUs: {budget.gpus_per_trial:g} of a GPU per trial: {plural(trials, 'trial')} per GPU, each "
+                     f"held to its share of the GPU's memory{limit}")
     else:
-        lines.append(f"GPUs: {budget.gpus_per_trial:g} whole GPU{'s' if budget.gpus_per_trial > 1 else ''} per "
+        lines.append(f"GPUs: {plural(float(budget.gpus_per_trial), 'whole GPU')} per "
                      "trial (memory growth)")
     return lines
 
@@ -364,5 +366,6 @@ def _auto_lines(spec, cache_dir: Path) -> list[str]:
                                          cpus_per_trial=spec.budget.cpus_per_trial, weights=spec.weights)
             return [line.replace("measured", "measured before (cache)", 1) for line in packing.lines()]
     where = "this machine's GPU" if local else "a GPU of the Ray cluster (this machine has none)"
-    return [f"GPUs: auto: {len(found)} architectures' peak memory is measured on {where} as the sweep starts; each "
+    whose = plural(len(found), "architecture's", "architectures'")
+    return [f"GPUs: auto: {whose} peak memory is measured on {where} as the sweep starts; each "
             "gets the share of a GPU that fits the most trials (no GPU in the cluster: trials run on CPUs)"]

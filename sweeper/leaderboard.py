@@ -12,7 +12,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -273,16 +273,37 @@ STATUS_STYLE = {TrialStatus.COMPLETED: "green", TrialStatus.STOPPED: "yellow", T
 
 
 def render(rows: list[dict], objective: str, console: Console, title: str = "") -> None:
-    """The terminal table. Laid out here rather than by rich's Table, which takes seconds on thousands of rows;
-    columns that do not fit the terminal's width are left out, and the footer says so."""
-    shown = _table_columns(objective, rows)
+    """The terminal table; columns that do not fit the terminal's width are left out, and the footer says so."""
+    table, left_out = table_text(_table_columns(objective, rows), rows, console.width, bold=(objective,))
+    if title:
+        console.print(title, style="italic", markup=False, highlight=False)
+    console.print(table, soft_wrap=True, highlight=False)
+    if left_out:
+        console.print(f"({left_out_words(left_out, console.width)}; --format csv or json has every column)",
+                      style="dim", highlight=False)
+    failed = [r for r in rows if r.get("error") and r.get("status") != TrialStatus.INFEASIBLE]
+    for row in failed[:5]:
+        console.print(f"[red]trial {escape(str(row['trial_id']))} failed:[/] {escape(str(row['error']))}", highlight=False)
+
+
+Column = tuple[str, Callable[[dict], str], bool]  # (header, cell, right-aligned)
+
+
+def table_text(shown: list[Column], rows: list[dict], width: int, *, keep: int = 4,
+               bold: Collection[str] = ()) -> tuple[Text, list[str]]:
+    """Rows as aligned columns, most important first, in `width` characters, and the headers left out.
+
+    A column that does not fit is left out whole, with those after it: a value is never cut (rich's
+    Table would shrink cells to `0.…`). The first `keep` columns stay whatever the width. Laid out
+    here rather than by rich's Table, which also takes seconds on thousands of rows.
+    """
     cells = [[cell(row) for _, cell, _ in shown] for row in rows]
     widths = [max([len(header)] + [len(line[i]) for line in cells]) for i, (header, _, _) in enumerate(shown)]
     fits, used = 0, 0
-    for width in widths:
-        if fits >= 4 and used + width + 2 > console.width:
+    for column_width in widths:
+        if fits >= keep and used + column_width > width:
             break
-        fits, used = fits + 1, used + width + 2
+        fits, used = fits + 1, used + column_width + 2
 
     def line(values: list[str], styles: list[str | None]) -> Text:
         text = Text(no_wrap=True)
@@ -293,59 +314,66 @@ def render(rows: list[dict], objective: str, console: Console, title: str = "") 
         text.rstrip()
         return text
 
-    out = Text(no_wrap=True)
-    if title:
-        out.append(title + "\n", style="italic")
-    out.append_text(line([h for h, _, _ in shown], ["bold"] * len(shown)))
+    out = line([h for h, _, _ in shown], ["bold"] * len(shown))
     out.append("\n" + "─" * (used - 2))
-    bold = [("bold" if header == objective else None) for header, _, _ in shown]
+    styles = [("bold" if header in bold else None) for header, _, _ in shown]
     status_at = [header for header, _, _ in shown].index("status")
     for row, values in zip(rows, cells):
-        styles = list(bold)
         styles[status_at] = STATUS_STYLE.get(row.get("status"))
         out.append("\n")
         out.append_text(line(values, styles))
-    console.print(out, soft_wrap=True, highlight=False)
-    if fits < len(shown):
-        console.print(f"({', '.join(h for h, _, _ in shown[fits:])} left out to fit {console.width} columns; "
-                      "--format csv or json has every column)", style="dim", highlight=False)
-    failed = [r for r in rows if r.get("error") and r.get("status") != TrialStatus.INFEASIBLE]
-    for row in failed[:5]:
-        console.print(f"[red]trial {escape(str(row['trial_id']))} failed:[/] {escape(str(row['error']))}", highlight=False)
+    return out, [h for h, _, _ in shown[fits:]]
 
 
-def _table_columns(objective: str, rows: list[dict]) -> list[tuple[str, Callable[[dict], str], bool]]:
+def left_out_words(headers: list[str], width: int) -> str:
+    return f"{', '.join(headers)} left out to fit {width} columns"
+
+
+def _table_columns(objective: str, rows: list[dict]) -> list[Column]:
     """(header, cell, right-aligned) of the terminal table, most important first."""
     merged = any("sweep" in row for row in rows)
     return [("sweep", _cell("sweep"), False)] * merged + [
         ("#", _cell("rank"), True), ("trial", _cell("trial_id"), False), ("status", status_label, False),
-        (objective, _cell(objective), True),
+        (objective, lambda row: format_objective(row.get(objective)), True),
         *[("Pareto", lambda row: "yes" if row.get("pareto") else "", False)] * any("pareto" in row for row in rows),
         *[("triage", _cell("triage"), True)] * any(row.get("triage") is not None for row in rows),  # triage.py
-        *config_columns(rows),
-        ("params", _cell("params"), True), ("MB", _cell("size_mb"), True), ("ms", _cell("latency_ms"), True),
+        *_varying_first(config_columns(rows), rows),
+        ("params", lambda row: format_count(row.get("params")), True), ("MB", _cell("size_mb"), True), ("ms", _cell("latency_ms"), True),
     ] + [("lite ms", _cell("tflite_ms"), True)] * any(row.get("tflite_ms") is not None for row in rows) + [
         ("infeasible: why", _cell("error"), False)] * any(row.get("status") == TrialStatus.INFEASIBLE for row in rows)
 
 
-def config_columns(rows: Iterable[dict]) -> list[tuple[str, Callable[[dict], str], bool]]:
+def _varying_first(columns: list[Column], rows: list[dict]) -> list[Column]:
+    """The hyperparameters whose values differ between the rows, then those all rows share: a narrow
+    terminal leaves out the shared ones first (the learning rate a sweep searched, not its one backbone)."""
+    return sorted(columns, key=lambda column: len({column[1](row) for row in rows}) <= 1)
+
+
+def config_columns(rows: Iterable[dict], only: Collection[str] | None = None) -> list[Column]:
     """(header, cell, right-aligned) of each hyperparameter, in the vocabulary's order; the head's
-    three share one `head` column. One that is not always shown appears once a row sets it."""
+    three share one `head` column. One that is not always shown appears once a row sets it.
+
+    `only`: just these hyperparameters, whatever their values (the live view shows what the space varies).
+    """
     rows = list(rows)
     columns = []
     for h in HYPERPARAMETERS:
+        if only is not None and h.name not in only:
+            continue
         if h.name in HEAD:
-            if h.name == HEAD[0]:
-                columns.append(("head", head_label, False))
-        elif h.shown or any(is_set(row, h.name) for row in rows):
+            if not any(c[0] == "head" for c in columns):
+                parts = HEAD if only is None else tuple(p for p in HEAD if p in only)
+                columns.append(("head", lambda row, parts=parts: head_label(row, parts), False))
+        elif only is not None or h.shown or any(is_set(row, h.name) for row in rows):
             columns.append((h.label, _cell(h.name), h.type in (int, float)))
     return columns
 
 
-def config_summary(config: dict) -> str:
-    """A configuration in one short line: `mobilenet_v2_0.35 cut=full unfreeze=0 avg [32] d0.20 adam lr=0.0012 batch=32 px=160`."""
+def config_summary(config: dict, only: Collection[str] | None = None) -> str:
+    """A configuration in one short line: `mobilenet_v2_0.35 cut=full unfreeze=0 avg [32] d0.20 adam lr=0.0012 batch=32 px=160`;
+    `only` as in `config_columns`."""
     parts = []
-    for header, cell, _ in config_columns([config]):
+    for header, cell, _ in config_columns([config], only):
         text = cell(config)
         if text:
             parts.append(text if header in ("backbone", "head", "optimizer") else f"{header}={text}")
@@ -368,11 +396,29 @@ def status_label(row: dict) -> str:
     return f"{label}, retried alone" if row.get("retried") else label  # after running out of GPU memory
 
 
-def head_label(row: dict) -> str:
-    """pooling, hidden layers and dropout in one cell: `avg [256] d0.2`."""
-    units = row.get("head_units") or "[]"
+def head_label(row: dict, parts: Collection[str] = HEAD) -> str:
+    """pooling, hidden layers and dropout in one cell: `avg [256] d0.20` (or those of them in `parts`)."""
     dropout = row.get("head_dropout")
-    return f"{row.get('head_pooling', '')} {units} d{dropout:.2f}" if isinstance(dropout, float) else f"{row.get('head_pooling', '')} {units}"
+    words = {"head_pooling": str(row.get("head_pooling") or ""), "head_units": str(row.get("head_units") or "[]"),
+             "head_dropout": f"d{dropout:.2f}" if isinstance(dropout, float) else ""}
+    return " ".join(words[p] for p in HEAD if p in parts and words[p])
+
+
+def format_objective(value: Any) -> str:
+    """A score to 4 significant digits, trailing zeros kept, so a column of them lines up:
+    `0.9100`, `0.8125`, `12.35`, `1,235`."""
+    if not _is_number(value) or value == 0:
+        return format_value(value)
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) < 1e-3:
+        return f"{value:.3e}"
+    return f"{value:#.4g}".rstrip(".")
+
+
+def format_count(value: Any) -> str:
+    """A count with thousands separators: `2,257,984` parameters."""
+    return f"{int(value):,}" if _is_number(value) and float(value).is_integer() else format_value(value)
 
 
 def format_value(value: Any) -> str:
@@ -380,10 +426,8 @@ def format_value(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            return f"{value:.2e}"
-        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:.1f}"
+    if isinstance(value, float):  # 4 significant digits: a learning rate of 0.000314 keeps its 3 and 1 and 4
+        return f"{value:.4g}"
     if isinstance(value, int) and abs(value) >= 10_000:
         return f"{value:,}"
     return str(value)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ray
 from ray import tune
@@ -25,12 +26,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .leaderboard import STATUS_STYLE, config_columns, config_summary, format_value, status_label
+from .hyperparameters import CONFIG_KEYS
+from .leaderboard import config_columns, config_summary, format_objective, left_out_words, status_label, table_text
 from .objective import Objective
 from .private_apis import ray_node
 from .status import ENDED, TrialStatus
+from .units import plural
 
 RECENT = 5  # ended trials kept in the table below the running ones
+BAR = 30  # the widest progress bar; narrower on a narrow terminal
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,25 @@ class SweepInfo:
     trials: int
     max_epochs: int
     time_limit: float | None = None
+    # What every trial shares ({hyperparameter: value}), said once above the table; the table, and the
+    # started, ended and best-so-far lines, show the others: what the space varies.
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def varied(self) -> tuple[str, ...]:
+        return tuple(key for key in CONFIG_KEYS if key not in self.fixed)
+
+    def summary(self, config: dict, before: str = " ") -> str:
+        """A trial's configuration in one line, `(mobilenet_v2_1.0 lr=0.00271 aug=yes)`: what varies in
+        this space; empty when nothing does."""
+        words = config_summary(config, self.varied)
+        return f"{before}({words})" if words else ""
+
+    def fixed_line(self) -> str:
+        """`every trial: mobilenet_v2_0.35 cut=full unfreeze=0 ...`, as a trial's summary reads; empty when
+        nothing is fixed."""
+        words = config_summary(self.fixed, self.fixed)
+        return f"every trial: {words}" if words else ""
 
 
 class LiveView(tune.Callback):
@@ -64,6 +87,7 @@ class LiveView(tune.Callback):
         self.feature_started: dict[str, float] = {}
         self.live: Live | None = None
         self.drawn = 0.0
+        self.said_fixed = False
         for trial_id in self.ended:
             self._note_best(trial_id)
 
@@ -84,9 +108,12 @@ class LiveView(tune.Callback):
             return
         self.starts[trial.trial_id] = self.starts.get(trial.trial_id, 0) + 1
         if not self.interactive:
+            if not self.said_fixed and self.info.fixed_line():  # once, before the first trial's line
+                self._line(self.info.fixed_line())
+            self.said_fixed = True
             attempt = self.starts[trial.trial_id]
             retried = self.rows.get(trial.trial_id, {}).get("retried")  # gpus.py: out of memory on a shared GPU
-            self._line(f"trial {trial.trial_id} started: {config_summary(trial.config)}" if attempt == 1
+            self._line(f"trial {trial.trial_id} started{self.info.summary(trial.config)}" if attempt == 1
                        else f"trial {trial.trial_id} restarted after a failure (attempt {attempt})"
                        + (f": {retried}" if retried else ""))
         self._redraw(force=True)
@@ -140,8 +167,8 @@ class LiveView(tune.Callback):
         if Objective(self.info.objective, self.info.mode).better(value, than=self.best_value):
             self.best_id, self.best_value = trial_id, value
             if not self.interactive:
-                self._line(f"new best: trial {trial_id} {self.info.objective} {value:.4f} "
-                           f"at epoch {row.get('best_epoch')} ({config_summary(row)})")
+                self._line(f"new best: trial {trial_id} {self.info.objective} {format_objective(value)} "
+                           f"at epoch {row.get('best_epoch')}{self.info.summary(row)}")
 
     def poll_board(self, wait: bool = False) -> None:
         """Take the board's snapshot if it has come (asking for one if none is on its way).
@@ -212,22 +239,18 @@ class LiveView(tune.Callback):
         return max(0.0, left)
 
     def render(self) -> Group:
-        info = self.info
-        head = Table.grid(padding=(0, 1))
-        head.add_row(
-            Text(f"{info.name}", style="bold"),
-            ProgressBar(total=info.trials, completed=self.counted(), width=30),
-            Text(f"{self.counted()}/{info.trials} trials"),
-            Text(f"elapsed {_clock(time.time() - self.started)}"),
-            Text(f"left ~{_clock(eta)}" if (eta := self.eta_seconds()) is not None else "left: after the first epochs",
-                 style="dim"),
-        )
-        parts = [head, self._best_line(), self._trial_table()]
+        """The display, laid out to the console's width: nothing in it is cut, at 80 columns or 200."""
+        info, width = self.info, self.console.width
+        eta = self.eta_seconds()
+        words = (f"{self.counted()}/{info.trials} trials  elapsed {_clock(time.time() - self.started)}  "
+                 + (f"left ~{_clock(eta)}" if eta is not None else "left: after the first epochs"))
+        parts = [_bar_line(Text(info.name, style="bold"), self.counted(), info.trials, Text(words), width)]
+        if info.fixed_line():
+            parts.append(Text(info.fixed_line(), style="dim"))
+        parts += [self._best_line(), *self._trial_table(width)]
         for label, (done, total) in self.features.items():
             if done < total:
-                bar = Table.grid(padding=(0, 1))
-                bar.add_row(Text(label), ProgressBar(total=total, completed=done, width=30), Text(f"{done}/{total}"))
-                parts.append(bar)
+                parts.append(_bar_line(Text(label), done, total, Text(f"{done}/{total}"), width))
         return Group(*parts)
 
     def _best_line(self) -> Text:
@@ -235,37 +258,32 @@ class LiveView(tune.Callback):
         if row is None:
             return Text("best so far: none yet", style="dim")
         text = Text("best so far: ")
-        text.append(f"trial {row['trial_id']} {self.info.objective} {row[self.info.objective]:.4f}", style="bold green")
-        text.append(f" at epoch {row.get('best_epoch')}  ({config_summary(row)})")
+        text.append(f"trial {row['trial_id']} {self.info.objective} {format_objective(row[self.info.objective])}",
+                    style="bold green")
+        text.append(f" at epoch {row.get('best_epoch')}{self.info.summary(row, '  ')}")
         return text
 
-    def _trial_table(self) -> Table:
+    def _trial_table(self, width: int) -> list[Text]:
+        """Running trials, then the latest ended ones. Columns by importance: the trial, how it is doing,
+        then what the space varies; those that do not fit are left out whole, and a line says which."""
         objective = self.info.objective
-        table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
         running = [r for r in self.rows.values() if r.get("status") == TrialStatus.RUNNING]
         recent = [self.rows[t] for t in reversed(self.ended[-RECENT:]) if t in self.rows]
-        shown = running + recent
-        hyperparameters = config_columns(shown)
-        for header, numeric in (("trial", False), ("status", False), *((h, right) for h, _, right in hyperparameters),
-                                ("epoch", True), (objective, True), ("best", True)):
-            table.add_column(header, justify="right" if numeric else "left", no_wrap=True)
-        for row in shown:
-            status = row.get("status", "")
-            table.add_row(
-                row["trial_id"],
-                Text(status_label(row), style=STATUS_STYLE.get(status, "")),
-                *(cell(row) for _, cell, _ in hyperparameters),
-                f"{row.get('epochs') or 0}/{self.info.max_epochs}",
-                format_value(self.current.get(row["trial_id"])),
-                format_value(row.get(objective)),
-            )
-        return table
+        shown = [
+            ("trial", lambda row: str(row["trial_id"]), False), ("status", status_label, False),
+            ("epoch", lambda row: f"{row.get('epochs') or 0}/{self.info.max_epochs}", True),
+            (objective, lambda row: format_objective(self.current.get(row["trial_id"])), True),
+            ("best", lambda row: format_objective(row.get(objective)), True),
+            *config_columns(running + recent, self.info.varied),
+        ]
+        table, left_out = table_text(shown, running + recent, width, keep=2)
+        return [table] + [Text(f"({left_out_words(left_out, width)})", style="dim")] * bool(left_out)
 
     def summary(self) -> str:
         statuses = [self.rows[t].get("status") for t in self.ended if t in self.rows]
         counts = ", ".join(f"{statuses.count(s)} {s}" for s in ENDED if s in statuses and s != TrialStatus.INFEASIBLE)
         infeasible = statuses.count(TrialStatus.INFEASIBLE)
-        return (f"{self.info.name}: {self.counted()} of {self.info.trials} trials ended"
+        return (f"{self.info.name}: {self.counted()} of {plural(self.info.trials, 'trial')} ended"
                 + (f" ({counts})" if counts else "") + f" in {_clock(time.time() - self.started)}"
                 + (f"; {infeasible} more broke the constraints and never trained" if infeasible else ""))
 
@@ -273,11 +291,23 @@ class LiveView(tune.Callback):
 def ended_line(row: dict, ended: int, info: SweepInfo) -> str:
     """`[3/20] trial 1a2b3c4d stopped@1: val_accuracy 0.8100 at epoch 1 (...)`, and the error if it failed."""
     if row.get("status") == TrialStatus.INFEASIBLE:  # not one of the budget's trials: no number
-        return f"trial {row.get('trial_id')} infeasible, not trained: {row.get('error')}  ({config_summary(row)})"
+        return f"trial {row.get('trial_id')} infeasible, not trained: {row.get('error')}{info.summary(row, '  ')}"
     value = row.get(info.objective)
-    shown = f"{info.objective} {value:.4f} at epoch {row.get('best_epoch')}" if value is not None else "no result"
-    line = f"[{ended}/{info.trials}] trial {row.get('trial_id')} {status_label(row)}: {shown}  ({config_summary(row)})"
+    shown = (f"{info.objective} {format_objective(value)} at epoch {row.get('best_epoch')}" if value is not None
+             else "no result")
+    line = f"[{ended}/{info.trials}] trial {row.get('trial_id')} {status_label(row)}: {shown}{info.summary(row, '  ')}"
     return line + (f"  error: {row['error']}" if row.get("error") else "")
+
+
+def _bar_line(before: Text, done: int, total: int, after: Text, width: int):
+    """`name [bar] words` on one line, the bar narrowed to fit (down to 10); on two lines where even
+    that does not fit, so that no word is cut."""
+    room = width - len(before) - len(after) - 2
+    if room >= 10:
+        line = Table.grid(padding=(0, 1))
+        line.add_row(before, ProgressBar(total=total, completed=done, width=min(BAR, room)), after)
+        return line
+    return Group(before, ProgressBar(total=total, completed=done, width=min(BAR, width)), after)
 
 
 def _clock(seconds: float) -> str:

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from .space import space_size, trial_count
 from .spec import Spec
+from .units import plural
 
 
 @dataclass(frozen=True)
@@ -83,11 +84,11 @@ def plan(spec: Spec) -> Plan:
 def print_plan(spec: Spec, console: Console) -> None:
     p = plan(spec)
     budget = spec.budget
-    space = "a continuous space" if p.configurations is None else f"{p.configurations} configurations"
+    space = "a continuous space" if p.configurations is None else plural(p.configurations, "configuration")
     share = "" if p.configurations is None else f" ({p.trials / p.configurations:.0%} of them)"
-    console.print(f"{spec.name}: {space}; {p.trials} trials{share} by {budget.search} search, up to "
-                  f"{p.max_epochs} epochs each, {budget.concurrent_trials} at a time; objective {spec.objective} "
-                  f"({spec.mode})", markup=False, highlight=False)
+    console.print(f"{spec.name}: {space}; {plural(p.trials, 'trial')}{share} by {budget.search} search, up to "
+                  f"{plural(p.max_epochs, 'epoch')} each, {budget.concurrent_trials} at a time; "
+                  f"objective {spec.objective} ({spec.mode})", markup=False, highlight=False)
     if p.rungs:
         console.print(f"ASHA rungs (grace_epochs {budget.grace_epochs}, reduction_factor {budget.reduction_factor}): "
                       f"1 in {budget.reduction_factor} of the trials judged at a rung goes on, more while it fills",
@@ -98,7 +99,7 @@ def print_plan(spec: Spec, console: Console) -> None:
     else:
         console.print("ASHA rungs: none (grace_epochs reaches max_epochs): every trial trains to the end",
                       highlight=False)
-    grid = "" if p.configurations is None else f", every configuration for {p.max_epochs} epochs: " \
+    grid = "" if p.configurations is None else f", every configuration for {plural(p.max_epochs, 'epoch')}: " \
         f"{p.configurations * p.max_epochs}"
     console.print(f"estimated epochs: {p.epochs:.0f} ({p.epochs / p.epochs_without_asha:.0%} of "
                   f"{p.epochs_without_asha} without early stopping{grid})", highlight=False)

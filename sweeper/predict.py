@@ -11,9 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from .bundle import load_bundle, quiet_native_stderr, read_manifest
+from .bundle import load_bundle, read_manifest
 from .data import IMAGE_SUFFIXES
 from .errors import SweeperError
+from .units import plural
 from .versions import another_version
 
 
@@ -40,20 +41,14 @@ def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Conso
     if other:  # on stderr: stdout may be CSV or JSON
         Console(stderr=True).print(f"[yellow]note:[/] {escape(other)}", soft_wrap=True)
     files = image_files(paths)
-    with quiet_native_stderr():
-        bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(bundle_dir)  # quiet: TensorFlow's start-up lines are held back
     keys = ["path", "value"] if bundle.task == "regression" else ["path", "label", "confidence"]
     out = console.file
     writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
     if fmt == "csv":
         writer.writeheader()
     results, good = [], []
-    batches = bundle.predict_batches(files)
-    while True:
-        with quiet_native_stderr():  # TensorFlow's chatter, not the lines below
-            batch = next(batches, None)
-        if batch is None:
-            break
+    for batch in bundle.predict_batches(files):  # quiet: Bundle.outputs holds TensorFlow's chatter back
         for row in batch:
             results.append(row)
             if "error" in row:  # skipped, as the sweep skips them; said on stderr
@@ -70,12 +65,12 @@ def run_predict(bundle_dir: Path, paths: list[Path], *, fmt: str, console: Conso
     if fmt == "json":
         out.write(("\n]" if good else "[]") + "\n")
     elif fmt == "table":
-        table = Table(title=Text(f"{bundle_dir}: {len(good)} images"), title_justify="left")
+        table = Table(title=Text(f"{bundle_dir}: {plural(len(good), 'image')}"), title_justify="left")
         for key in keys:
             table.add_column(key, justify="left" if key in ("path", "label") else "right", overflow="fold")
         for row in good:
             table.add_row(*(Text(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k])) for k in keys))
         console.print(table)
     if not good:
-        raise SweeperError(f"none of the {len(results)} images could be read")
+        raise SweeperError(f"none of the {plural(len(results), 'image')} could be read")
     return results

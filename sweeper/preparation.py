@@ -20,7 +20,7 @@ from .errors import SpecError, SweeperError
 from .objective import TOP_K, available
 from .space import trial_count
 from .spec import Range, Spec, values_of
-from .units import format_size
+from .units import format_size, plural
 from .weight_files import fetch, find_local, missing_message
 
 
@@ -59,11 +59,16 @@ def _check_objective(spec: Spec, index: DatasetIndex) -> None:
 def decode_data(spec: Spec, index: DatasetIndex, cache_dir: Path, console: Console) -> DatasetIndex:
     """Decode every image once at each size in the space (unreadable ones leave the index), and summarise it."""
     for size in decode_sizes(spec):
+        # Read from the cache, the images advance no bar: said so, and the bar is filled once read.
+        cached = images.is_decoded(cache_dir, index, size)
+        label = f"reading the images decoded at {size} px from the cache" if cached else f"decoding images at {size} px"
         with _progress(console) as progress:
-            task = progress.add_task(f"decoding images at {size} px", total=len(index.paths))
+            task = progress.add_task(label, total=len(index.paths))
             index, _ = images.load_images(
                 index, size, cache_dir, spec.data.on_bad_image, progress=lambda: progress.advance(task)
             )
+            if cached:
+                progress.update(task, total=len(index.paths), completed=len(index.paths))
     print_data_summary(index, console)
     return index
 
@@ -164,8 +169,8 @@ def check_weight_files(sweep_dir: Path, weight_files: dict[str, str | None]) -> 
 
 def print_data_summary(index: DatasetIndex, console: Console) -> None:
     summary = index.summary()
-    kind = f"{len(index.classes)} classes" if index.classes else "regression targets"
-    console.print(f"data: {summary['images']} images, {kind}, fingerprint {summary['fingerprint']}")
+    kind = plural(len(index.classes), "class") if index.classes else "regression targets"
+    console.print(f"data: {plural(summary['images'], 'image')}, {kind}, fingerprint {summary['fingerprint']}")
     splits = list(summary["per_split"])
     table = Table()
     if index.classes:
@@ -183,7 +188,8 @@ def print_data_summary(index: DatasetIndex, console: Console) -> None:
     if index.skipped:
         shown = "; ".join(f"{p} ({r})" for p, r in index.skipped[:3])
         more = f" and {len(index.skipped) - 3} more, listed in data_summary.json" if len(index.skipped) > 3 else ""
-        console.print(f"[yellow]skipped {len(index.skipped)} files[/]: {escape(shown + more)}", highlight=False)
+        console.print(f"[yellow]skipped {plural(len(index.skipped), 'file')}[/]: {escape(shown + more)}",
+                      highlight=False)
 
 
 def _progress(console: Console) -> Progress:

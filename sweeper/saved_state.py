@@ -30,6 +30,7 @@ from fnmatch import fnmatch
 from .errors import SweeperError
 from .private_apis import PurePythonUnpickler
 from .results import filesystem, listing
+from .units import plural
 
 STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl")
 UNVERIFIED = ".unverified"
@@ -151,8 +152,8 @@ def check_experiment_state(experiment: str, *, trials_recorded: int) -> None:
     states = sorted(info.path for info in entries if fnmatch(info.base_name, "experiment_state-*.json"))
     if not states and trials_recorded:
         raise SweeperError(f"{experiment}: no saved state of the sweep here (experiment_state-*.json), yet its "
-                           f"leaderboard records {trials_recorded} trials; resuming would start over and lose "
-                           "them. Was the experiment folder moved or is --storage unreachable?")
+                           f"leaderboard records {plural(trials_recorded, 'trial')}; resuming would start over and "
+                           "lose them. Was the experiment folder moved or is --storage unreachable?")
     for info in entries:
         if not any(fnmatch(info.base_name, pattern) for pattern in STATE_FILES):
             continue

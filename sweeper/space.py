@@ -73,6 +73,11 @@ class Space:
         return self.cut.get(backbone, Fixed(FULL))
 
 
+def backbones_of(space: Space) -> tuple:
+    """The backbones a space may draw."""
+    return values_of(space.backbone)
+
+
 def encode_units(units: tuple[int, ...]) -> str:
     """Hidden layers as a compact, reversible label: () -> "[]", (256, 32) -> "[256, 32]"."""
     return json.dumps(list(units))
@@ -102,7 +107,7 @@ def space_size(space: Space) -> int | None:
         return None
 
     total_per_backbone = []
-    for backbone in (space.backbone.options if isinstance(space.backbone, Choice) else (space.backbone.value,)):
+    for backbone in backbones_of(space):
         counts = [count(getattr(space, k)) for k in CONFIG_KEYS if k not in ("backbone", "cut")]
         counts.append(count(space.cut_for(backbone)))
         if None in counts:
@@ -125,7 +130,7 @@ def grid_space(space: Space) -> dict[str, list]:
     """Every sampled parameter's values, as Optuna's GridSampler takes them. Raises ValueError,
     naming the spec key, for what a grid cannot hold: a range, or a list of cuts for a backbone."""
     grid: dict[str, list] = {}
-    backbones = space.backbone.options if isinstance(space.backbone, Choice) else (space.backbone.value,)
+    backbones = backbones_of(space)
     for key in CONFIG_KEYS:
         spec_key = SPEC_KEYS[key]
         if key == "cut":
@@ -138,3 +143,19 @@ def grid_space(space: Space) -> dict[str, list]:
         if isinstance(param, Choice):
             grid[key] = list(param.options)
     return grid
+
+
+def fixed_values(space: Space) -> dict[str, Any]:
+    """The hyperparameters every trial of the space shares, with their value; the others vary.
+
+    A cut is fixed only when every backbone keeps the same one: `mixed7` for one backbone and
+    `full` for another differ between trials. What the terminal shows once, rather than on every row.
+    """
+    fixed = {key: param.value for key in CONFIG_KEYS if key != "cut"
+             and isinstance(param := getattr(space, key), Fixed)}
+    if "head_units" in fixed:  # as trials' configurations carry it
+        fixed["head_units"] = encode_units(fixed["head_units"])
+    cuts = {space.cut_for(backbone) for backbone in backbones_of(space)}
+    if len(cuts) == 1 and isinstance(cut := cuts.pop(), Fixed):
+        fixed["cut"] = cut.value
+    return {key: fixed[key] for key in CONFIG_KEYS if key in fixed}

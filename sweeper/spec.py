@@ -36,6 +36,7 @@ from .objective import BY_TASK, COSTS
 # Re-exported: Ray pickles these under `sweeper.spec` (sweeps saved before space.py existed resume).
 from .space import Choice, Fixed, Param, Range, Space, decode_units, encode_units, grid_space, values_of  # noqa: F401
 from .spec_checks import SpecChecks
+from .units import plural
 
 TASKS = ("classification", "regression")
 DEFAULT_OBJECTIVE = {"classification": "val_accuracy", "regression": "val_rmse"}
@@ -242,7 +243,7 @@ def parse_spec(raw: Any, path: Path, overrides: dict[str, Any] | None = None) ->
                                       "prunes the proposals of tpe or random search")
     warmup = _largest(space.warmup_epochs)
     if warmup >= budget.max_epochs:
-        ctx.fail("space.warmup_epochs", f"{warmup} warm-up epochs leave none of budget.max_epochs "
+        ctx.fail("space.warmup_epochs", f"{plural(warmup, 'warm-up epoch')} would leave none of budget.max_epochs "
                                         f"({budget.max_epochs}) at the full learning rate")
     return Spec(
         name=name,

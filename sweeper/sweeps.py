@@ -15,6 +15,7 @@ from typing import Any
 from . import leaderboard, results
 from .spec import Spec, absolute_sqlite, load_spec, parse_spec
 from .status import SweepState
+from .units import plural
 
 # run()'s keyword options: the spec's own overrides (as `sweeper run --name/--trials/--max-epochs`)
 # and the `RunOptions` of the command's other flags.
@@ -70,7 +71,7 @@ class Sweep:
         self._meta = results.require_sweep(self.path)  # a clear error for a folder that is not a sweep
 
     def __repr__(self) -> str:
-        return f"Sweep({str(self.path)!r}, {self.state.value}, {len(self.trials)} trials)"
+        return f"Sweep({str(self.path)!r}, {self.state.value}, {plural(len(self.trials), 'trial')})"
 
     @property
     def name(self) -> str:

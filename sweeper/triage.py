@@ -19,6 +19,7 @@ from rich.table import Table
 
 from . import transferability
 from .data import DatasetIndex
+from .units import plural
 
 RANKED_BY = "logme"  # "logme" or "probe"; see benchmarks/README.md (bench_search.py, triage)
 PRUNE_KEEP = 0.5  # `budget.triage: prune` keeps the better half of the (backbone, cut) pairs, at least one
@@ -165,7 +166,7 @@ def print_ranking(ranked: list[Ranked], *, task: str, seconds: float, console: C
                       "cached" if r.cached else "computed")
     console.print(table)
     computed = sum(not r.cached for r in ranked)
-    console.print(f"triage: {len(ranked)} pairs ranked in {seconds:.1f} s ({computed} computed, "
+    console.print(f"triage: {plural(len(ranked), 'pair')} ranked in {seconds:.1f} s ({computed} computed, "
                   f"{len(ranked) - computed} from the cache)", markup=False, highlight=False)
 
 
@@ -215,7 +216,7 @@ def rank_for_sweep(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: 
     threads = max(1, int(spec.budget.cpus_per_trial))
     started = time.perf_counter()
     task = ray.remote(num_cpus=spec.budget.cpus_per_trial)(triage)
-    with console.status(f"triage: scoring {len(pairs)} (backbone, cut, image size) pairs on frozen features"):
+    with console.status(f"triage: scoring {plural(len(pairs), '(backbone, cut, image size) pair')} on frozen features"):
         ranked = ray.get(task.remote(spec, index, cache_dir=cache_dir, weights_dirs=weights_dirs,
                                      spatial_dtype=spatial_dtype, threads=threads))
     print_ranking(ranked, task=spec.task, seconds=time.perf_counter() - started, console=console)

@@ -22,6 +22,7 @@ from .constraints import INFEASIBLE, Constraints
 from .costs import architecture_costs
 from .data import DatasetIndex
 from .objective import Objective
+from .units import plural
 
 _WORKER_STARTED = time.time()  # about when this worker process started: Ray imports this module early
 _trials_in_worker = 0
@@ -128,7 +129,7 @@ def _train(config: dict, context: TrialContext) -> None:
             image_size=trial_config.image_size, weights_used=warm.weights_used, fingerprint=index.fingerprint,
             spatial_dtype=context.spatial_features,
         )
-        unfreeze = (f"{trial_config.unfreeze_blocks} blocks" if trial_config.unfreeze_blocks
+        unfreeze = (plural(trial_config.unfreeze_blocks, "block") if trial_config.unfreeze_blocks
                     else str(trial_config.unfreeze))
         label = (f"frozen features: {trial_config.backbone} {trial_config.cut} unfreeze {unfreeze} "
                  f"at {trial_config.image_size} px")

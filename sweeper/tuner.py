@@ -19,6 +19,7 @@ from .search_space import DefineByRun, sampler_for
 from .space import trial_count
 from .spec import Spec
 from .trial import TrialContext, run_trial
+from .units import plural
 
 
 def make_tuner(spec: Spec, context: TrialContext, experiment: str, callbacks: list[tune.Callback],
@@ -92,8 +93,9 @@ def check_resources(budget, *, autoscaling: bool, console: Console) -> None:
     if any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus_wanted for r in nodes):
         return
     largest = max(nodes, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
-    message = (f"budget: a trial asks for {cpus:g} CPUs and {gpus_wanted:g} GPUs (cpus_per_trial, gpus_per_trial), but no Ray "
-               f"node has that much (the largest: {largest.get('CPU', 0):g} CPUs, {largest.get('GPU', 0):g} GPUs)")
+    message = (f"budget: a trial asks for {plural(float(cpus), 'CPU')} and {plural(float(gpus_wanted), 'GPU')} "
+               "(cpus_per_trial, gpus_per_trial), but no Ray node has that much (the largest: "
+               f"{plural(float(largest.get('CPU', 0)), 'CPU')}, {plural(float(largest.get('GPU', 0)), 'GPU')})")
     if not autoscaling:
         raise SweeperError(message)
     console.print(f"[yellow]warning:[/] {escape(message)}; trials wait until a node that large joins the cluster")

@@ -1,5 +1,6 @@
 """Sizes and ages as people type them ("20GB", "512MiB", "30d"), for options and environment
-variables, and sizes as people read them. Decimal and binary units both mean what they say."""
+variables, and sizes and counts as people read them ("1.2 MB", "1 trial", "2 trials"). Decimal and
+binary units both mean what they say."""
 
 from __future__ import annotations
 
@@ -34,3 +35,18 @@ def format_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return f"{n:.1f} TB"
+
+
+def plural(count: float, singular: str, many: str | None = None) -> str:
+    """"1 trial", "2 trials", "0 trials"; "1 class", "2 classes"; "1 entry", "2 entries"; a verb too:
+    plural(n, "was", "were"). `many` gives a plural the rules miss ("batches": -ch takes -s, as
+    "epochs" does); a float count prints as `:g` does ("0.5 GPUs")."""
+    if many is None:
+        if singular.endswith(("s", "x")):
+            many = singular + "es"
+        elif singular.endswith("y") and singular[-2:-1] not in "aeiou":
+            many = singular[:-1] + "ies"
+        else:
+            many = singular + "s"
+    shown = f"{count:g}" if isinstance(count, float) else str(count)
+    return f"{shown} {singular if count == 1 else many}"

@@ -98,7 +98,7 @@ def test_prune_removes_old_and_least_recently_used_entries_but_never_one_in_use(
             os.utime(by_size[size].manifest, (now - days * 86400, now - days * 86400))
         assert main(["cache", "prune", "--cache-dir", str(cache_dir), "--older-than", "30d"]) == 0
         out = capsys.readouterr().out
-        assert "removed 1 entries" in out and "kept 1 that running sweeps use" in out
+        assert "removed 1 entry (" in out and "kept 1 that running sweeps use" in out
         assert sorted(e.about["image_size"] for e in cache.entries(cache_dir)) == [20, 24, 28]
         assert not by_size[16].path.exists() and not by_size[16].manifest.exists()
 
@@ -146,3 +146,27 @@ def test_pruning_an_entry_removes_its_record_of_unreadable_files(tmp_path):
     cache.release_all()
     assert main(["cache", "prune", "--cache-dir", str(cache_dir), "--max-size", "0"]) == 0
     assert {p.suffix for p in (cache_dir / "images").iterdir()} == {".lock"}
+
+
+def test_images_found_decoded_in_the_cache_are_said_to_be_read_and_their_bar_filled(tmp_path):
+    """Read from the cache, the images advance no bar: it once sat at 0/6 under "decoding images"."""
+    from io import StringIO
+
+    from conftest import write_spec
+    from rich.console import Console
+
+    from sweeper.preparation import decode_data
+    from sweeper.spec import load_spec
+
+    _folder(tmp_path / "data", 6)
+    spec = load_spec(write_spec(tmp_path, "name: t\ndata: {train: data}\nimage_size: 16\nweights: none\n"
+                                          "space: {backbone: simple_cnn}\n"))
+    index = build_index(spec.data, spec.task)
+    printed = []
+    for _ in range(2):  # off a terminal, each bar prints once, as it ended
+        out = StringIO()
+        decode_data(spec, index, tmp_path / "cache", Console(file=out, width=150))
+        printed.append([line.split()[:-1] for line in out.getvalue().splitlines() if "px" in line][0])
+    first, again = printed
+    assert first[:4] == ["decoding", "images", "at", "16"] and first[-1] == "6/6"
+    assert " ".join(again).startswith("reading the images decoded at 16 px from the cache") and again[-1] == "6/6"

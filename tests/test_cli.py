@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 import yaml
 
-from sweeper.cli import main
+from sweeper.cli import EXAMPLES, build_parser, main
 from sweeper.demo import HELD_OUT, QUICKSTART, write_digits
 from sweeper.spec import Choice, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bad_spec_exits_2_with_one_line_naming_the_key(tmp_path, capsys):
@@ -105,11 +110,44 @@ def test_backbones_measure_times_each_entry_here_at_the_size_asked_or_its_minimu
     assert "unknown backbone 'resnet51'" in err and len(err.strip().splitlines()) == 1
 
 
-def test_help_shows_real_examples(capsys):
+def _help_examples(argv: list[str], capsys) -> tuple[list[str], set[str]]:
+    """The command lines under "examples:" at the end of `sweeper ARGV --help`, their comments cut
+    off, and the options that help lists above them."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
+        main([*argv, "--help"])
     assert exit_info.value.code == 0
-    assert "sweeper run search_spaces/quickstart.yaml" in capsys.readouterr().out
+    listed, block = capsys.readouterr().out.split("\nexamples:\n", 1)
+    examples = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    return examples, set(re.findall(r"--[a-z0-9-]+", listed))
+
+
+def test_help_shows_real_examples(capsys):
+    examples, _ = _help_examples([], capsys)
+    assert examples[:2] == ["sweeper demo", "sweeper run search_spaces/quickstart.yaml --trials 8 --max-epochs 4"]
+    # An overview: an example of every command.
+    assert {line.split()[1] for line in examples} == set(EXAMPLES) == {
+        "demo", "run", "triage", "resume", "leaderboard", "report", "export", "predict", "backbones", "cache"}
+
+
+@pytest.mark.parametrize("argv", [[command] for command in EXAMPLES] + [["cache", "list"], ["cache", "prune"]],
+                         ids=" ".join)
+def test_each_commands_help_shows_its_own_examples_and_the_parser_takes_them(argv, capsys):
+    examples, _ = _help_examples(argv, capsys)
+    assert (2 if len(argv) == 1 else 1) <= len(examples) <= 4  # a cache action shows the cache's lines for it
+    parser = build_parser()
+    for line in examples:
+        words = shlex.split(line)
+        assert words[:1 + len(argv)] == ["sweeper", *argv], line
+        # Spelled out in full as the command's (or cache action's) help lists them: argparse would
+        # take an abbreviation. Then taken by the real parser (a flag it lacks, or a bad value,
+        # raises SweeperError); nothing runs.
+        _, options = _help_examples(words[1:3] if words[1] == "cache" else words[1:2], capsys)
+        assert {w.split("=")[0] for w in words if w.startswith("--")} <= options, line
+        args = parser.parse_args(words[1:])
+        chosen = [args.command, *([args.cache_command] if args.command == "cache" else [])]
+        assert chosen[:len(argv)] == argv, line
+        for spec in (w for w in words if w.endswith(".yaml")):  # the specs named are the repository's own
+            assert (ROOT / spec).is_file(), spec
 
 
 def test_the_demo_spec_and_data(tmp_path):

@@ -358,7 +358,7 @@ def test_a_trial_asking_for_a_gpu_no_node_has_is_refused_before_any_trial(tmp_pa
                     "budget: {gpus_per_trial: 1}\n")
     assert main(["run", str(spec), "--out", str(tmp_path / "results")]) == 2
     err = _one_line(capsys)
-    assert "a trial asks for 1 CPUs and 1 GPUs" in err and "no Ray node has that much" in err, err
+    assert "a trial asks for 1 CPU and 1 GPU" in err and "no Ray node has that much" in err, err
     assert not (tmp_path / "results" / "spec").exists()
 
 

@@ -14,7 +14,7 @@ from sweeper.cli import main
 from sweeper.data import build_index
 from sweeper.errors import SweeperError
 from sweeper.spec import load_spec
-from sweeper.units import format_size, parse_age, parse_size
+from sweeper.units import format_size, parse_age, parse_size, plural
 
 SPEC = """
 name: disk
@@ -141,3 +141,14 @@ def test_a_frozen_pooled_space_is_estimated_from_the_registry_as_a_built_backbon
         found = [(e.image_size, (e.unfreeze, e.unfreeze_blocks), e.bytes_per_image) for e in estimate.entries()]
     built = [(size, *entry) for size in (32, 64) for entry in frozen_entries(backbone, cut, size, [(0, 0)], ["avg"])]
     assert found == built and not (tmp_path / "cache" / "shapes").exists()
+
+
+def test_counts_as_people_read_them():
+    assert [plural(n, "trial") for n in (0, 1, 2)] == ["0 trials", "1 trial", "2 trials"]
+    assert [plural(n, "entry") for n in (1, 3)] == ["1 entry", "3 entries"]
+    assert [plural(n, "Ray process") for n in (1, 10)] == ["1 Ray process", "10 Ray processes"]
+    assert [plural(n, "class") for n in (1, 2)] == ["1 class", "2 classes"]
+    assert [plural(n, "day") for n in (1, 2)] == ["1 day", "2 days"]  # a vowel before the y
+    assert [plural(n, "epoch") for n in (1, 2)] == ["1 epoch", "2 epochs"]
+    assert [plural(n, "was", "were") for n in (1, 0, 2)] == ["1 was", "0 were", "2 were"]  # a verb, given both forms
+    assert [plural(n, "whole GPU") for n in (1.0, 2.0, 0.5)] == ["1 whole GPU", "2 whole GPUs", "0.5 whole GPUs"]

@@ -138,7 +138,7 @@ def test_the_dry_run_says_the_precision_and_the_packing(tmp_path, capsys):
     assert main(["run", str(spec), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "precision: mixed_float16 (variables, the head's output, the loss and exported models stay float32)" in out
-    assert "GPUs: 0.25 of a GPU per trial: 4 share one, each held to its share of the GPU's memory" in out
+    assert "GPUs: 0.25 of a GPU per trial: 4 trials per GPU, each held to its share of the GPU's memory" in out
 
     spec.write_text(spec.read_text().replace("gpus_per_trial: 0.25", "gpus_per_trial: auto"))
     assert main(["run", str(spec), "--dry-run"]) == 0

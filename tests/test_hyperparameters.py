@@ -105,7 +105,7 @@ SEARCHED = """\
 
 @pytest.mark.parametrize("extra, task, message", [
     ("  label_smoothing: 0.1", "regression", "space.label_smoothing: applies to classification only, and this spec's task is regression"),
-    ("  warmup_epochs: [0, 3]", "classification", "space.warmup_epochs: 3 warm-up epochs leave none of budget.max_epochs (3)"),
+    ("  warmup_epochs: [0, 3]", "classification", "space.warmup_epochs: 3 warm-up epochs would leave none of budget.max_epochs (3)"),
     ("  schedule: step", "classification", "space.schedule: 'step' is not allowed; allowed: constant, cosine"),
     ("  weight_decay: {low: 0.0, high: 2.0}", "classification", "space.weight_decay: 2.0 must be between 0.0 and 1.0"),
 ], ids=["smoothing-regression", "warmup-too-long", "unknown-schedule", "decay-too-big"])

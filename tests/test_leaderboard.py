@@ -87,6 +87,26 @@ def test_table_shows_stopped_rung_and_errors():
     assert "stopped@3" in text and "trial b failed: ValueError: boom" in text and "avg [] d0.20" in text
 
 
+def test_a_narrow_table_keeps_what_the_trials_differ_in_and_leaves_out_what_they_share_whole():
+    rows = leaderboard.ranked([_row("a", 0.8125, learning_rate=0.000314),
+                               _row("b", 0.09677, learning_rate=0.0123, head_dropout=0.35)], "val_accuracy", "max")
+    rows[0]["params"] = 2_257_984
+    console = Console(record=True, width=60)
+    leaderboard.render(rows, "val_accuracy", console)
+    lines = console.export_text().splitlines()
+    # The learning rate and the head differ between the trials: they come before the shared backbone.
+    assert lines[0].split() == ["#", "trial", "status", "val_accuracy", "head", "lr"]
+    # Scores to 4 significant digits; a learning rate keeps its digits; nothing is cut.
+    assert lines[2].split() == ["1", "a", "completed", "0.8125", "avg", "[]", "d0.20", "0.000314"]
+    assert lines[3].split() == ["2", "b", "completed", "0.09677", "avg", "[]", "d0.35", "0.0123"]
+    assert " ".join(" ".join(lines[4:]).split()) == ("(backbone, cut, unfreeze, optimizer, batch, px, params, MB, ms left out to fit 60 "
+                                    "columns; --format csv or json has every column)")
+    assert max(len(line) for line in lines[:4]) <= 60 and "…" not in "".join(lines)
+    wide = Console(record=True, width=200)
+    leaderboard.render(rows, "val_accuracy", wide)
+    assert " 2,257,984 " in wide.export_text()  # parameters with thousands separators
+
+
 def test_reading_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
     with pytest.raises(SweeperError, match="no leaderboard.json"):
         leaderboard.read(tmp_path)

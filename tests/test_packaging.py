@@ -1,5 +1,6 @@
 """The wheel: built by the standard front end (`python -m build`), it holds what a user needs,
-and installed into a fresh virtual environment it runs. Plus the distribution's own name."""
+and installed into a fresh virtual environment it runs. Plus the distribution's own name, and
+what git leaves out of the repository (what the README's commands write)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 import sysconfig
 import zipfile
 from pathlib import Path
+
+import pytest
 
 import sweeper
 from sweeper.versions import DISTRIBUTION
@@ -60,3 +63,14 @@ def test_the_wheel_holds_the_package_and_its_example_specs_and_runs_from_a_fresh
     listed = sweeper_command("backbones")
     assert "mobilenet_v2_1.0" in listed and "convnext_tiny" in listed
     assert "sweeper demo" in sweeper_command("demo", "--help")
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="not a git checkout")
+def test_what_the_readmes_commands_write_is_ignored_and_results_gitkeep_stays_tracked():
+    written = ["results/cats-vs-dogs/sweep.json", "results/.cache/images/x.npy", "results/.demo/digits/0/a.png",
+               "bundles/cats-vs-dogs/model.keras", "mlflow.db", "mlruns/0/meta.yaml"]
+    checked = subprocess.run(["git", "check-ignore", "--no-index", *written, "results/.gitkeep"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert checked.stdout.split() == written  # every one but .gitkeep
+    tracked = subprocess.run(["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert tracked.stdout.split() == ["results/.gitkeep"]

@@ -100,3 +100,14 @@ def test_rungs_sit_where_ray_tunes_asha_judges(grace, max_epochs, rf):
     asha = ASHAScheduler(max_t=max_epochs, grace_period=grace, reduction_factor=rf)
     ray_rungs = sorted(milestone for milestone, _ in asha._brackets[0]._rungs if milestone < max_epochs)
     assert rung_epochs(grace, max_epochs, rf) == ray_rungs
+
+
+def test_the_dry_run_of_one_trial_of_one_epoch_speaks_in_the_singular(spec_file, tmp_path, capsys):
+    spec_file(trials=1, epochs=1, grace=1, rf=2)  # the data folder
+    path = write_spec(tmp_path, "name: one\ndata: {train: d}\nspace: {backbone: simple_cnn}\n"
+                                "budget: {trials: 1, max_epochs: 1, concurrent_trials: 1}\n", name="one.yaml")
+    assert main(["run", str(path), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("one: 1 configuration; 1 trial (100% of them) by tpe search, up to 1 epoch each, 1 at a time; "
+                        "objective val_accuracy (max)")
+    assert "estimated epochs: 1 (100% of 1 without early stopping, every configuration for 1 epoch: 1)" in lines

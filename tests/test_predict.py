@@ -6,7 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -90,3 +94,22 @@ def test_predict_says_when_a_bundle_was_made_by_another_sweeper(digits_bundle, t
     assert json.loads(out)[0]["label"] in "0123456789"  # stdout stays JSON: the note is on stderr
     assert (f"note: the bundle {older} was made by sweeper 0.0.1; this is sweeper {sweeper.__version__}"
             in " ".join(err.split()))
+
+
+@pytest.mark.ray
+def test_load_bundle_in_a_script_keeps_tensorflows_start_up_lines_off_its_stderr(digits_bundle):
+    """As `sweeper predict` does: no oneDNN, CPU-feature or CUDA lines from TensorFlow's C++ in a
+    user's script or notebook (they came through, 5 to 8 lines, before load_bundle held them back)."""
+    bundle, images = digits_bundle
+    one = sorted((images / "7").glob("digit_*.png"))[0]  # not broken.png
+    code = ("import sys; from sweeper import load_bundle; "
+            "print(load_bundle(sys.argv[1]).predict([sys.argv[2]])[0]['label'])")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # conftest quiets the tests' TensorFlow
+    done = subprocess.run([sys.executable, "-c", code, str(bundle), str(one)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"\d\n", done.stdout)  # a digit's label: the model loaded and predicted
+    said = ("oneDNN", "cpu_feature_guard", "cuDNN", "cuda", "absl::", "rebuild TensorFlow")
+    tensorflow = [line for line in done.stderr.splitlines()
+                  if re.match(r"[IWEF]\d{4} ", line) or any(word in line for word in said)]
+    assert tensorflow == [], done.stderr

@@ -218,7 +218,7 @@ def test_a_sweep_exports_and_extends_from_python(api_sweep, digits_dir, tmp_path
     with pytest.raises(SweeperError, match="--trials 2: the sweep has 2 trials already"):
         again.resume(trials=2)
     with pytest.raises(SweeperError, match="--trials 4: the space holds 3 configurations, and no configuration is "
-                                           "tried twice; 1 more trials at most"):
+                                           "tried twice; 1 more trial at most"):
         again.resume(trials=4)
     before = {row["trial_id"]: row for row in again.trials}
     capsys.readouterr()
@@ -226,7 +226,7 @@ def test_a_sweep_exports_and_extends_from_python(api_sweep, digits_dir, tmp_path
         patch.chdir(tmp_path)  # MLflow's artifacts for a SQLite store go to ./mlruns
         extended = again.resume(trials=3)
     printed = capsys.readouterr().out
-    assert "adding 1 trials to 2; the searcher goes on from its history" in printed
+    assert "adding 1 trial to 2; the searcher goes on from its history" in printed
     assert extended.state == "finished" and len(extended.trials) == 3
     # None twice. This also shows the searcher went on from its history: a new searcher, seeded as
     # the sweep is, would propose the first run's first configuration again, and know of no trial.

@@ -10,7 +10,7 @@ from sweeper.backbones import REGISTRY, cut_choices
 from sweeper.hyperparameters import CONFIG_KEYS
 from sweeper.search_space import DefineByRun
 from sweeper.searcher import REPEAT, DistinctOptunaSearch
-from sweeper.space import Space, space_size
+from sweeper.space import Space, fixed_values, space_size
 from sweeper.spec import parse_spec
 
 SPEC = """
@@ -58,6 +58,19 @@ def test_cut_is_drawn_per_backbone_and_fixed_values_are_constants(tmp_path):
         seen.add((config["backbone"], config["cut"]))
         study.tell(trial, 0.5)
     assert {("inception_v3", "mixed7"), ("resnet50", "conv4_block6_out"), ("mobilenet_v2_0.35", "full")} <= seen
+
+
+def test_fixed_values_are_what_every_trial_shares_as_its_configuration_carries_it(tmp_path):
+    fixed = fixed_values(_space(tmp_path))
+    varied = {"backbone", "cut", "unfreeze", "head_units", "learning_rate"}
+    assert set(fixed) == set(CONFIG_KEYS) - varied
+    assert fixed["head_dropout"] == 0.3 and fixed["image_size"] == 96 and fixed["optimizer"] == "adam"
+    # Every backbone keeping its whole self is one cut; one kept list per backbone is not.
+    one_cut = _space(tmp_path, SPEC.replace("backbone: [inception_v3, resnet50, mobilenet_v2_0.35]",
+                                            "backbone: [resnet50, mobilenet_v2_0.35]")
+                     .replace("resnet50: [full, conv4_block6_out]", "resnet50: [full]")
+                     .replace("units: [[], [32], [256, 32]]", "units: [64]"))
+    assert fixed_values(one_cut)["cut"] == "full" and fixed_values(one_cut)["head_units"] == "[64]"
 
 
 def test_space_size(tmp_path):

@@ -59,7 +59,7 @@ def test_off_a_terminal_the_run_prints_one_line_per_event(sweep):
     sweep_dir, printed = sweep
     assert "\x1b[" not in printed
     lines = printed.splitlines()
-    assert sum(line.startswith("trial ") and " started: " in line for line in lines) == TRIALS
+    assert sum(bool(re.match(r"trial \w+ started \(.+\)$", line)) for line in lines) == TRIALS
     ended = [line for line in lines if re.match(r"\[\d+/20\] trial \w+ (completed|stopped@\d|error)", line)]
     assert [int(re.match(r"\[(\d+)/", line)[1]) for line in ended] == list(range(1, TRIALS + 1))
     assert any(line.startswith("new best: trial ") for line in lines)
