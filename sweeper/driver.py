@@ -522,17 +522,18 @@ def _evaluate_best_on_test(spec, index, rows, sweep_dir: Path, context: TrialCon
     for row in rows:  # another trial was best before the sweep was extended
         for key in [key for key in row if key.startswith("test_")]:
             del row[key]
-    folder = checkpoint.find(sweep_dir, best["trial_id"])
+    checkpoint_dir = checkpoint.find(sweep_dir, best["trial_id"])
     # It takes 20-40 s (a TensorFlow process starts): shown, so the silence is not taken for a hang.
     predict = ray.remote(num_cpus=spec.budget.cpus_per_trial)(evaluate.predict_split)
     with waiting(console, f"evaluating the best trial, {best['trial_id']}, on the "
                           f"{plural(int(np.sum(index.splits == 'test')), 'test image')}..."):
-        outputs = ray.get(predict.remote(str(folder), index, "test", context.cache_dir, context.cpus))
-    metrics = evaluate.report(index, outputs, "test", sweep_dir / "evaluation")
+        outputs = ray.get(predict.remote(str(checkpoint_dir), index, "test", context.cache_dir, context.cpus))
+    folder = results.SweepFolder(sweep_dir).evaluation
+    metrics = evaluate.report(index, outputs, "test", folder)
     best.update(metrics)
     leaderboard.write(sweep_dir, rows, spec.objective)
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-    console.print(f"test split, best trial {best['trial_id']}: {shown}  (files in {sweep_dir / 'evaluation'})", markup=False)
+    console.print(f"test split, best trial {best['trial_id']}: {shown}  (files in {folder})", markup=False)
     return rows
 
 

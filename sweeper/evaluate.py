@@ -8,6 +8,7 @@ scikit-learn's report, a confusion matrix or a predicted-versus-true plot, under
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from .bundle import to_probabilities
 from .data import DatasetIndex
 from .objective import TOP_K
 from .plotting import pyplot
+
+TITLE_CHARS_PER_INCH = 9  # of a 12 pt title, with a margin
 
 
 def predict_split(checkpoint_dir: str, index: DatasetIndex, split: str, cache_dir: str, cpus: int = 1) -> np.ndarray:
@@ -89,7 +92,8 @@ def _regression_files(truth, predicted, metrics: dict, split: str, folder: Path)
 
 def _plot_confusion(matrix, classes, split: str, path: Path) -> None:
     plt = pyplot()
-    size = max(4.0, 0.5 * len(classes) + 2)
+    # Wide enough for the cells, and for the longest class name beside them (12 characters an inch at 10 pt).
+    size = max(4.0, 0.5 * len(classes) + 2 + max(map(len, classes), default=0) / 12)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(classes)), labels=classes, rotation=45, ha="right")
@@ -98,7 +102,7 @@ def _plot_confusion(matrix, classes, split: str, path: Path) -> None:
         ax.text(j, i, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(f"Confusion matrix on the {split} split ({matrix.sum()} images)")
+    _title(fig, f"Confusion matrix on the {split} split ({matrix.sum()}\u00a0images)", size)  # kept on one line
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -106,14 +110,22 @@ def _plot_confusion(matrix, classes, split: str, path: Path) -> None:
 
 def _plot_predicted_vs_true(truth, predicted, metrics, split: str, path: Path) -> None:
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5, 5))
+    size = 5.0
+    fig, ax = plt.subplots(figsize=(size, size))
     ax.scatter(truth, predicted, s=14, alpha=0.7)
     low, high = float(min(truth.min(), predicted.min())), float(max(truth.max(), predicted.max()))
     ax.plot([low, high], [low, high], color="grey", linestyle="--", label="predicted = true")
     ax.set_xlabel("true value")
     ax.set_ylabel("predicted value")
-    ax.set_title(f"{split} split: RMSE {metrics[f'{split}_rmse']:.3g}, MAE {metrics[f'{split}_mae']:.3g}")
+    _title(fig, f"{split} split: RMSE {metrics[f'{split}_rmse']:.3g}, MAE {metrics[f'{split}_mae']:.3g}", size)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _title(fig, text: str, width_inches: float) -> None:
+    """The title, over the whole figure and wrapped to its width. Over the axes, it was cut: with two
+    classes the figure is 4 inches wide, the axes narrower still, and tight_layout cannot fit a title
+    wider than the figure."""
+    fig.suptitle(textwrap.fill(text, int(width_inches * TITLE_CHARS_PER_INCH)))

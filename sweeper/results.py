@@ -69,6 +69,10 @@ class SweepFolder:
         return self.path / "data_summary.json"  # the classes and splits, as indexed when the sweep started
 
     @property
+    def evaluation(self) -> Path:
+        return self.path / "evaluation"  # the best trial on the test split, as the sweep finished (evaluate.report)
+
+    @property
     def triage(self) -> Path:
         return self.path / "triage.json"  # `budget.triage`'s ranking of (backbone, cut, image size), best first
 

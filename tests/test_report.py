@@ -1,5 +1,7 @@
 """`sweeper report` and the analysis behind it: charts and a self-contained report.html from a synthetic
-sweep folder, and each number the charts draw (curves, rungs, importances, the Pareto front) on its own."""
+sweep folder, and each number the charts draw (curves, rungs, importances, the Pareto front) on its own;
+the test evaluation and the data summary the page shows, from the files the sweep folder holds (written
+here by the very functions a sweep writes them with: `evaluate.report`, `DatasetIndex.summary`)."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sweeper import leaderboard
+from sweeper import evaluate, images, leaderboard, report, results
 from sweeper.analysis import importances, load_histories, number, pareto_front, reaching, rungs, status_counts
+from sweeper.data import DatasetIndex, build_index
 from sweeper.errors import SweeperError
 from sweeper.plan import rung_epochs
 from sweeper.report import write_report
-from sweeper.spec import Budget, read_search_setup
+from sweeper.spec import Budget, DataSpec, read_search_setup
+from sweeper.status import SweepState
 
 CHARTS = ("learning_curves.png", "asha_rungs.png", "param_importance.png", "objective_vs_latency.png")
 SPEC = """\
@@ -92,6 +96,82 @@ def _synthetic_trials():
 def sweep(tmp_path_factory):
     folder = _write_sweep(tmp_path_factory.mktemp("results") / "synthetic", _synthetic_trials())
     return folder, write_report(folder)
+
+
+CLASSES = ("cat", "dog", "a_long_class_name_for_the_table")
+
+
+def _image_folder(folder, per_class: int = 14):
+    """Small random PNGs, a folder per class, with two files indexing must skip: one not an image, one unreadable."""
+    rng = np.random.default_rng(3)
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / name / f"{i:02d}.png")
+    (folder / "cat" / "notes.txt").write_text("not an image")
+    (folder / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    return folder
+
+
+def write_evaluated_sweep(folder):
+    """The synthetic sweep as a finished sweep leaves it: data_summary.json (the index after decoding, as the
+    driver writes it) and the best trial's test evaluation (evaluate.report's files, and its row's test_* keys)."""
+    _write_sweep(folder, _synthetic_trials())
+    data = _image_folder(folder.parent / "images")
+    index = build_index(DataSpec(train=data, validation_split=0.2, test_split=0.3), "classification")
+    index, _ = images.load_images(index, 8, folder.parent / "cache")  # the unreadable image leaves the index here
+    (folder / "data_summary.json").write_text(json.dumps({**index.summary(), "cache": {}}))
+    truth = index.targets[index.indices("test")]
+    predicted = np.where(np.arange(len(truth)) % 4 == 0, (truth + 1) % len(CLASSES), truth)  # 1 in 4 wrong
+    rows = leaderboard.read(folder)
+    rows[0].update(evaluate.report(index, np.eye(len(CLASSES))[predicted], "test", folder / "evaluation"))
+    leaderboard.write(folder, rows, "val_accuracy")
+    return folder
+
+
+def write_regression_sweep(folder):
+    """The same trials as a regression sweep's: its data summary (target statistics per split) and its
+    test evaluation (RMSE, MAE, R², the plot); returns the folder, the test split's (truth, prediction)
+    and the training targets' mean."""
+    _write_sweep(folder, _synthetic_trials())
+    meta = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**meta, "task": "regression"}))
+    data = folder.parent / "targets"
+    data.mkdir()
+    paths = []
+    for i in range(30):  # the summary's fingerprint reads each file's size and time
+        (data / f"{i:02d}.png").write_bytes(b"")
+        paths.append(str(data / f"{i:02d}.png"))
+    targets = np.linspace(1.0, 8.0, 30).astype(np.float32)
+    splits = np.array(["train", "train", "validation", "test", "train"] * 6)
+    index = DatasetIndex(tuple(paths), targets, splits, classes=())
+    (folder / "data_summary.json").write_text(json.dumps({**index.summary(), "cache": {}}))
+    truth = targets[splits == "test"].astype(float)
+    predicted = truth + np.array([0.5, -0.3, 0.2, -0.6, 0.1, 0.4])
+    rows = leaderboard.read(folder)
+    rows[0].update(evaluate.report(index, predicted, "test", folder / "evaluation"))
+    leaderboard.write(folder, rows, "val_accuracy")
+    return folder, truth, predicted, float(targets[splits == "train"].mean())
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    folder = write_evaluated_sweep(tmp_path_factory.mktemp("results") / "evaluated")
+    return folder, write_report(folder).read_text()
+
+
+def _section(page: str, title: str) -> str:
+    """The page from the <h2> titled `title` to the next <h2> (or the end)."""
+    start = page.index(f"<h2>{title}</h2>")
+    end = page.find("<h2>", start + 1)
+    return page[start:end if end > 0 else None]
+
+
+def _table_rows(part: str) -> list[list[str]]:
+    """Each body row of the tables in `part`, as the cells' text."""
+    body = "".join(re.findall(r"<tbody>(.*?)</tbody>", part, re.S))
+    return [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
 
 
 def _embedded(page: str) -> dict[str, list[bytes]]:
@@ -257,3 +337,170 @@ def test_a_folder_that_is_not_a_sweep_is_a_clear_error(tmp_path):
     leaderboard.write(tmp_path, [], "val_accuracy")
     with pytest.raises(SweeperError, match="no trials yet; nothing to report"):
         write_report(tmp_path)
+
+
+# --- the test evaluation and the data, as the sweep folder recorded them -------------------------
+
+
+def test_the_test_evaluation_shows_scikit_learns_report_as_a_table_and_the_confusion_matrix(evaluated):
+    folder, page = evaluated
+    part = _section(page, "Test evaluation")
+    best = leaderboard.read(folder)[0]  # 16 test images, 1 in 4 predicted as the next class
+    assert best["test_accuracy"] == 0.75 and best["test_images"] == 16
+    assert (f"The best trial, <b>{best['trial_id']}</b>, evaluated from its best checkpoint on 16 test images"
+            in part) and "test_accuracy 0.75" in part
+    rows = _table_rows(part)
+    assert [row[0] for row in rows] == [*sorted(CLASSES), "accuracy", "macro avg", "weighted avg"]
+    written = json.loads((folder / "evaluation" / "classification_report.json").read_text())
+    for row in rows[:3] + rows[4:]:
+        scores = written[row[0]]
+        assert [float(cell) for cell in row[1:]] == pytest.approx(
+            [scores["precision"], scores["recall"], scores["f1-score"], scores["support"]], abs=5e-5)
+    assert rows[3] == ["accuracy", "", "", "0.75", "16"]
+    test_counts = json.loads((folder / "data_summary.json").read_text())["per_split"]["test"]
+    assert {row[0]: int(row[4]) for row in rows[:3]} == test_counts  # the supports are the test split's images
+    embedded = _embedded(part)
+    assert list(embedded) == ["evaluation/confusion_matrix.png"]
+    assert embedded["evaluation/confusion_matrix.png"] == [(folder / "evaluation" / "confusion_matrix.png").read_bytes()]
+    assert sorted(_embedded(page)) == sorted([*CHARTS, "evaluation/confusion_matrix.png"])
+
+
+def test_the_summary_names_the_test_results_and_the_data(evaluated):
+    _, page = evaluated
+    header = page[page.index("<header"):page.index("</header>")]
+    assert "; on the test split: test_accuracy 0.75, test_f1 " in header
+    assert "<p>Data: 42 images, 3 classes; 2 files skipped while indexing it (listed under Data).</p>" in header
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    titles = re.findall(r"<h2>(.*?)</h2>", page)
+    assert titles == ["Test evaluation", "Charts", "Leaderboard", "Data"]
+
+
+def test_the_data_section_shows_images_per_class_and_split_and_the_files_skipped(evaluated):
+    folder, page = evaluated
+    part = _section(page, "Data")
+    summary = json.loads((folder / "data_summary.json").read_text())
+    splits = ["train", "validation", "test"]
+    assert list(summary["per_split"]) == splits
+    rows = _table_rows(part)
+    per_class = [[name, *(str(summary["per_split"][s][name]) for s in splits)] for name in sorted(CLASSES)]
+    totals = [sum(summary["per_split"][s].values()) for s in splits]
+    assert rows[:4] == [*per_class, ["all classes", *map(str, totals)]]
+    assert sum(totals) == 42 == 3 * 14  # every good image in one split; the two bad files in none
+    assert "Task: classification; 42 images in 3 splits (train, validation, test)" in part
+    images = folder.parent / "images"
+    assert [row[0] for row in rows[4:]] == [str(images / "cat" / "notes.txt"), str(images / "dog" / "broken.png")]
+    assert rows[4][1] == "not an image file" and rows[5][1].startswith("unreadable image: UnidentifiedImageError")
+    assert "<details open><summary>2 files skipped while indexing and decoding the data, in no split</summary>" in part
+
+
+def test_a_regression_sweeps_test_evaluation_shows_rmse_mae_r2_and_the_plot(tmp_path):
+    folder, truth, predicted, train_mean = write_regression_sweep(tmp_path / "regression")
+    page = write_report(folder).read_text()
+    part = _section(page, "Test evaluation")
+    rows = {row[0]: row[1] for row in _table_rows(part)}
+    error = predicted - truth
+    expected = {"RMSE": np.sqrt(np.mean(error ** 2)), "MAE": np.mean(np.abs(error)),
+                "R²": 1 - np.sum(error ** 2) / np.sum((truth - truth.mean()) ** 2), "images": 6,
+                "RMSE of always predicting the training mean": np.sqrt(np.mean((truth - train_mean) ** 2))}
+    assert list(rows) == list(expected)
+    assert [float(v) for v in rows.values()] == pytest.approx(list(expected.values()), rel=1e-3)
+    assert list(_embedded(part)) == ["evaluation/predicted_vs_true.png"]
+    assert "regression targets" in page and "<th>target</th><th>train</th><th>validation</th><th>test</th>" in page
+
+
+def test_without_an_evaluation_the_page_says_why_in_one_sentence(sweep, tmp_path):
+    _, page_path = sweep
+    page = page_path.read_text()
+    assert _section(page, "Test evaluation") == (
+        "<h2>Test evaluation</h2>\n<p>No test evaluation: this sweep folder has no evaluation/ (its data had no "
+        "test split, or the sweep ended before the evaluation).</p>\n")
+    assert ("<p>No data summary: data_summary.json: not in this sweep folder (a sweep writes it as it starts, "
+            "once its images are decoded).</p>") in _section(page, "Data")
+
+    config = {"backbone": "mobilenet_0.25", "optimizer": "adam", "head_units": "[]", "learning_rate": 1e-3}
+    folder = _write_sweep(tmp_path / "s", [("a", "completed", 9, 0.8, config, None)])
+    rows = leaderboard.read(folder)
+    without_test = {"per_split": {"train": {"cat": 3}, "validation": {"cat": 1}}}
+    assert report._no_evaluation(folder, rows, "val_accuracy", without_test).startswith(
+        "No test evaluation: the data has no test split")
+    results.mark(folder, SweepState.RUNNING)  # by this process: alive, so running
+    with_test = {"per_split": {**without_test["per_split"], "test": {"cat": 1}}}
+    assert report._no_evaluation(folder, rows, "val_accuracy", with_test) == (
+        "No test evaluation yet: the sweep is running; its best trial is evaluated on the test split once every "
+        "trial has ended.")
+    results.mark(folder, SweepState.FINISHED)
+    assert report._no_evaluation(folder, [{**rows[0], "val_accuracy": None}], "val_accuracy", with_test) == (
+        "No test evaluation: no trial finished an epoch, so there was nothing to evaluate.")
+
+    (folder / "evaluation").mkdir()  # damaged: each file says so, on one line naming it
+    (folder / "evaluation" / "classification_report.json").write_text('{"cat": {"precision"')
+    said = report._classification_evaluation(folder)
+    assert said[0].startswith("<p>evaluation/classification_report.json: unreadable (")
+    assert said[1] == "<p>evaluation/confusion_matrix.png: not in this sweep folder.</p>"
+
+
+# --- charts of sweeps where every trial failed --------------------------------------------------
+
+FAILED_CONFIG = {"backbone": "mobilenet_0.25", "optimizer": "adam", "head_units": "[]", "learning_rate": 1e-3}
+
+
+def _asha_chart(folder):
+    rows = leaderboard.read(folder)
+    _, budget = read_search_setup(folder / "spec.yaml")
+    return rows, report._plot_asha_rungs(rows, load_histories(folder, rows, "val_accuracy"), "val_accuracy", budget)
+
+
+def _legend(ax) -> list[str]:
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_asha_chart_of_trials_that_all_failed_before_a_rung_says_so(tmp_path):
+    folder = _write_sweep(tmp_path / "failed", [(f"e{i}", "error", 0, None, FAILED_CONFIG, None) for i in range(3)])
+    rows, fig = _asha_chart(folder)
+    assert reaching(rows, [1, 3, 9]) == [0, 0, 0]
+    assert len(fig.axes) == 1  # no bars of 0 beside an empty strip
+    assert [t.get_text() for t in fig.axes[0].texts] == ["No trial reached a rung: all 3 failed."]
+    assert fig.axes[0].get_title() == "Trials reaching each rung (epoch 1, 3, 9): none of 3"
+    assert fig._suptitle.get_text().endswith("; 3 trials: 3 error")  # the table's words
+    report.pyplot().close(fig)
+    curves = report._plot_learning_curves(rows, {}, "val_accuracy", "val_accuracy", Budget(max_epochs=9))
+    assert [t.get_text() for t in curves.axes[0].texts] == ["No trial reported a val_accuracy: all 3 failed."]
+    report.pyplot().close(curves)
+    page = write_report(folder).read_text()
+    assert "3 trials: 3 error." in page and page.count('<tr class="error">') == 3
+
+
+def test_asha_chart_of_trials_that_failed_after_rungs_counts_them_as_the_table_does(tmp_path):
+    trials = [(f"e{i}", "error", i + 1, 0.5 + 0.1 * i, FAILED_CONFIG, None) for i in range(3)]  # 1, 2 and 3 epochs
+    rows, fig = _asha_chart(_write_sweep(tmp_path / "failed", trials))
+    bars, strip = fig.axes
+    assert bars.get_title() == "Trials reaching each rung: 3 → 1 → 0 (of 3)"
+    assert all(float(tick).is_integer() for tick in bars.get_yticks())
+    # e2 went on past epoch 1 and failed after epoch 3; e0 and e1 failed after epoch 1: none is drawn as going on
+    # at its last rung, as the table (status error) says
+    assert _legend(strip) == ["went on", "failed after this rung (3 trials)"]
+    assert [len(c.get_offsets()) for c in strip.collections] == [1, 1, 1, 1]
+    report.pyplot().close(fig)
+
+
+def test_asha_chart_draws_each_trial_at_its_last_rung_as_its_status(sweep):
+    folder, _ = sweep
+    rows, fig = _asha_chart(folder)
+    legend = _legend(fig.axes[1])
+    assert legend == ["went on", "stopped here by ASHA (8 trials)", "completed (4 trials)", "still running (1 trial)"]
+    ended = sum(int(re.search(r"\((\d+) trials?\)", label)[1]) for label in legend[1:])
+    assert ended == reaching(rows, [1])[0] == len(rows) - 1  # all but the trial that failed before epoch 1
+    report.pyplot().close(fig)
+
+
+@pytest.mark.parametrize("classes", [("cat", "dog"), tuple(f"class_{i}" for i in range(10)),
+                                     ("a_rather_long_class_name", "b")])
+def test_the_confusion_matrix_png_is_not_cut_at_its_edges(tmp_path, classes):
+    matrix = np.arange(len(classes) ** 2).reshape(len(classes), len(classes))
+    evaluate._plot_confusion(matrix, classes, "validation", tmp_path / "matrix.png")
+    with Image.open(tmp_path / "matrix.png") as image:
+        pixels = np.asarray(image.convert("L"))
+    top = pixels[: pixels.shape[0] // 8]
+    assert top.min() < 100  # the title is there, above the matrix
+    for edge in (pixels[:, :3], pixels[:, -3:], pixels[:3], pixels[-3:]):  # and nothing runs off the figure
+        assert edge.min() > 240
