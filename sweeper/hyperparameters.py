@@ -58,6 +58,7 @@ HYPERPARAMETERS = (  # in leaderboard order; new ones go last, so the CSV's colu
 )
 
 CONFIG_KEYS = tuple(h.name for h in HYPERPARAMETERS)
+BY_NAME = {h.name: h for h in HYPERPARAMETERS}
 DEFAULTS = {h.name: h.default for h in HYPERPARAMETERS}
 SPEC_KEYS = {h.name: f"space.{h.spec_key}" for h in HYPERPARAMETERS}
 HEAD = ("head_pooling", "head_units", "head_dropout")  # shown together, in one `head` column

@@ -26,8 +26,16 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .hyperparameters import CONFIG_KEYS
-from .leaderboard import config_columns, config_summary, format_objective, left_out_words, status_label, table_text
+from .hyperparameters import BY_NAME, CONFIG_KEYS
+from .leaderboard import (
+    config_columns,
+    config_summary,
+    format_objective,
+    is_set,
+    left_out_words,
+    status_label,
+    table_text,
+)
 from .objective import Objective
 from .private_apis import ray_node
 from .status import ENDED, TrialStatus
@@ -63,8 +71,10 @@ class SweepInfo:
 
     def fixed_line(self) -> str:
         """`every trial: mobilenet_v2_0.35 cut=full unfreeze=0 ...`, as a trial's summary reads; empty when
-        nothing is fixed."""
-        words = config_summary(self.fixed, self.fixed)
+        nothing is fixed. Left at their defaults, the hyperparameters the tables show only when set
+        (`wd=0`, `smooth=0` ...) are not worth a word."""
+        said = [key for key in self.fixed if BY_NAME[key].shown or is_set(self.fixed, key)]
+        words = config_summary(self.fixed, said)
         return f"every trial: {words}" if words else ""
 
 

@@ -81,8 +81,7 @@ def test_off_a_terminal_every_event_is_one_plain_line():
     expected = [
         "computing features mobilenet_v2_0.35 at 96 px: 100 images",
         # What every trial shares, once; each trial's line then shows what the space varies, augment too.
-        "every trial: cut=full unfreeze=0 avg [32] d0.20 adam batch=32 px=96 sched=constant warmup=0 wd=0 "
-        "smooth=0 blocks=0",
+        "every trial: cut=full unfreeze=0 avg [32] d0.20 adam batch=32 px=96",
         "trial a started (mobilenet_v2_0.35 lr=0.001 aug=no)",
         "trial b started (mobilenet_v2_0.35 lr=0.0123 aug=yes)",
         "new best: trial a val_accuracy 0.8000 at epoch 1 (mobilenet_v2_0.35 lr=0.001 aug=no)",
