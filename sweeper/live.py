@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,12 @@ class SweepInfo:
     time_limit: float | None = None
     # What every trial shares ({hyperparameter: value}), said once above the table; the table, and the
     # started, ended and best-so-far lines, show the others: what the space varies.
-    fixed: dict[str, Any] = field(default_factory=dict)
+    # None (a view pickled before this field, or a caller that does not know): nothing is fixed.
+    fixed: dict[str, Any] | None = None
 
     @property
     def varied(self) -> tuple[str, ...]:
-        return tuple(key for key in CONFIG_KEYS if key not in self.fixed)
+        return tuple(key for key in CONFIG_KEYS if key not in (self.fixed or {}))
 
     def summary(self, config: dict, before: str = " ") -> str:
         """A trial's configuration in one line, `(mobilenet_v2_1.0 lr=0.00271 aug=yes)`: what varies in
@@ -73,8 +74,9 @@ class SweepInfo:
         """`every trial: mobilenet_v2_0.35 cut=full unfreeze=0 ...`, as a trial's summary reads; empty when
         nothing is fixed. Left at their defaults, the hyperparameters the tables show only when set
         (`wd=0`, `smooth=0` ...) are not worth a word."""
-        said = [key for key in self.fixed if BY_NAME[key].shown or is_set(self.fixed, key)]
-        words = config_summary(self.fixed, said)
+        fixed = self.fixed or {}
+        said = [key for key in fixed if BY_NAME[key].shown or is_set(fixed, key)]
+        words = config_summary(fixed, said)
         return f"every trial: {words}" if words else ""
 
 
