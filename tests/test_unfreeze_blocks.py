@@ -80,6 +80,6 @@ def test_a_sweep_over_blocks_caches_below_them_and_records_them(tmp_path, digits
     by_blocks = {r["unfreeze_blocks"]: r for r in rows}
     assert by_blocks[2]["trainable_params"] > by_blocks[1]["trainable_params"]
     about = [json.loads(p.read_text()) for p in (tmp_path / "results" / ".cache" / "features").glob("*.json")]
-    assert sorted(a["unfreeze"] for a in about) == ["1 blocks", "2 blocks"]
+    assert sorted(a["unfreeze"] for a in about) == ["1 block", "2 blocks"]
     meta = json.loads(next(results.trial_folder(sweep, rows[0]["trial_id"]).glob("checkpoint_*/trial.json")).read_text())
     assert meta["config"]["unfreeze_blocks"] == rows[0]["unfreeze_blocks"]
