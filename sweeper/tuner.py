@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import nullcontext
 
 import ray
 from ray import tune
@@ -124,11 +125,29 @@ def init_ray(address: str | None) -> dict | None:
         return None
     environment.set_defaults(environment.DRIVER)
     attached = address or os.environ.get("RAY_ADDRESS")  # `ray job submit` runs its entrypoint with it set
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                 runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        if address:
-            raise SweeperError(f"--address {address}: cannot reach a Ray cluster there ({exc})") from None
-        raise
+    from .bundle import quiet_native_stderr
+
+    # Attaching, Ray's C++ client writes a warning a second while the cluster refuses it; a local
+    # start is not held back, as the processes it starts would inherit the held stream.
+    with quiet_native_stderr() if address else nullcontext():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                     runtime_env={"worker_process_setup_hook": "sweeper.trial.warm_up_worker"})
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            if address:
+                raise SweeperError(_not_attached(address, exc)) from None
+            raise
     return None if attached else leftovers.current_session()  # a cluster's Ray is never the driver's to end
+
+
+def _not_attached(address: str, exc: BaseException) -> str:
+    """Why ray.init did not attach, in one line: most often a cluster that asks for a token."""
+    chain = []
+    while exc is not None and len(chain) < 10:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    if any(isinstance(e, ray.exceptions.AuthenticationError) or "InvalidAuthToken" in str(e) for e in chain):
+        return (f"--address {address}: the Ray cluster there uses token authentication and refused this driver; "
+                "set RAY_AUTH_MODE=token here, with the cluster's token in ~/.ray/auth_token or $RAY_AUTH_TOKEN "
+                "(`ray get-auth-token` on its head prints it)")
+    return f"--address {address}: cannot reach a Ray cluster there ({chain[0]})"

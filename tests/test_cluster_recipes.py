@@ -158,6 +158,41 @@ def test_the_slurm_script_parses_and_its_ray_part_starts_and_stops_here(tmp_path
     assert (tmp_path / ".ray" / "auth_token").is_file()  # the token the script made, in its home
 
 
+def test_a_cluster_with_token_authentication_refuses_a_driver_without_its_token_in_one_line(tmp_path, digits_dir):
+    """As examples/cluster/slurm.sbatch starts one: RAY_AUTH_MODE=token and a token in ~/.ray."""
+    spec = write_spec(tmp_path, SPEC.format(name="tokened", digits=digits_dir))
+    ray_folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # its own, as in the SLURM test
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": str(ray_folder),
+           "HOME": str(tmp_path), "RAY_AUTH_MODE": "token"}
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=env, capture_output=True, check=True)
+    port = _free_port()
+    head = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats", "--block"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        # The driver has the token file but not the mode. Ray's client retries for 20 s; 2 here.
+        driver_env = {**{k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}, "RAY_gcs_server_port_wait_time_s": "2"}
+        done = subprocess.run([sys.executable, "-m", "sweeper", "run", str(spec), "--out", str(tmp_path / "results"),
+                               "--address", f"127.0.0.1:{port}"], env=driver_env, capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        head.terminate()  # `--block`: the head shuts its node down on SIGTERM
+        head.wait(timeout=60)
+        shutil.rmtree(ray_folder, ignore_errors=True)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: --address 127.0.0.1:{port}: the Ray cluster there uses token authentication and refused this "
+        "driver; set RAY_AUTH_MODE=token here, with the cluster's token in ~/.ray/auth_token or $RAY_AUTH_TOKEN "
+        "(`ray get-auth-token` on its head prints it)")
+    assert "gcs_client.cc" not in done.stderr  # Ray's retries, held back
+
+
 @pytest.mark.parametrize("name, base", [("Dockerfile", "python:3.11-slim"), ("Dockerfile.gpu", "tensorflow/tensorflow:")])
 def test_the_dockerfiles_install_this_package_with_the_weights_folder_as_a_volume(name, base):
     lines = [line.strip() for line in (ROOT / name).read_text().splitlines() if line.strip() and
