@@ -586,7 +586,7 @@ def _save_run_files(spec: Spec, sweep_dir: Path, index: DatasetIndex, options: R
     """The sweep's own files; sweep.json last, as the mark of a sweep that `sweeper resume` can continue."""
     folder = results.SweepFolder(sweep_dir)
     _write_spec(sweep_dir, spec)
-    folder.data_summary.write_text(json.dumps({**index.summary(), "cache": cache_sizes}, indent=2))
+    write_atomic(folder.data_summary, json.dumps({**index.summary(), "cache": cache_sizes}, indent=2))
     leaderboard.write(sweep_dir, [], spec.objective)  # exists from the start, even if no trial reports
     meta = {
         "name": spec.name,

@@ -15,10 +15,19 @@ import numpy as np
 
 from .bundle import to_probabilities
 from .data import DatasetIndex
+from .files import write_atomic
 from .objective import TOP_K
-from .plotting import pyplot
+from .plotting import pyplot, save_png
 
 TITLE_CHARS_PER_INCH = 9  # of a 12 pt title, with a margin
+
+
+DPI = 120
+# The files `report` writes in the evaluation folder; the sweep's report.html reads them by these names.
+CLASSIFICATION_REPORT = "classification_report.json"
+CONFUSION_MATRIX = "confusion_matrix.png"
+REGRESSION_METRICS = "regression_metrics.json"
+PREDICTED_VS_TRUE = "predicted_vs_true.png"
 
 
 def predict_split(checkpoint_dir: str, index: DatasetIndex, split: str, cache_dir: str, cpus: int = 1) -> np.ndarray:
@@ -74,20 +83,20 @@ def _classification_files(truth, predicted, classes, split: str, folder: Path) -
     text = classification_report(truth, predicted, labels=labels, target_names=list(classes), zero_division=0)
     as_dict = classification_report(truth, predicted, labels=labels, target_names=list(classes), zero_division=0,
                                     output_dict=True)
-    (folder / "classification_report.txt").write_text(text)
-    (folder / "classification_report.json").write_text(json.dumps(as_dict, indent=2))
+    write_atomic(folder / "classification_report.txt", text)
+    write_atomic(folder / CLASSIFICATION_REPORT, json.dumps(as_dict, indent=2))
     matrix = confusion_matrix(truth, predicted, labels=labels)
     header = "true \\ predicted," + ",".join(classes)
     lines = [header] + [f"{name}," + ",".join(map(str, row)) for name, row in zip(classes, matrix)]
-    (folder / "confusion_matrix.csv").write_text("\n".join(lines) + "\n")
-    _plot_confusion(matrix, classes, split, folder / "confusion_matrix.png")
+    write_atomic(folder / "confusion_matrix.csv", "\n".join(lines) + "\n")
+    _plot_confusion(matrix, classes, split, folder / CONFUSION_MATRIX)
 
 
 def _regression_files(truth, predicted, metrics: dict, split: str, folder: Path) -> None:
-    (folder / "regression_metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_atomic(folder / REGRESSION_METRICS, json.dumps(metrics, indent=2))
     table = "true,predicted\n" + "".join(f"{t},{p}\n" for t, p in zip(truth, predicted))
-    (folder / "predictions.csv").write_text(table)
-    _plot_predicted_vs_true(truth, predicted, metrics, split, folder / "predicted_vs_true.png")
+    write_atomic(folder / "predictions.csv", table)
+    _plot_predicted_vs_true(truth, predicted, metrics, split, folder / PREDICTED_VS_TRUE)
 
 
 def _plot_confusion(matrix, classes, split: str, path: Path) -> None:
@@ -103,9 +112,7 @@ def _plot_confusion(matrix, classes, split: str, path: Path) -> None:
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     _title(fig, f"Confusion matrix on the {split} split ({matrix.sum()}\u00a0images)", size)  # kept on one line
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, DPI)
 
 
 def _plot_predicted_vs_true(truth, predicted, metrics, split: str, path: Path) -> None:
@@ -119,9 +126,7 @@ def _plot_predicted_vs_true(truth, predicted, metrics, split: str, path: Path) -
     ax.set_ylabel("predicted value")
     _title(fig, f"{split} split: RMSE {metrics[f'{split}_rmse']:.3g}, MAE {metrics[f'{split}_mae']:.3g}", size)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path, DPI)
 
 
 def _title(fig, text: str, width_inches: float) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import textwrap
 from dataclasses import asdict
@@ -25,13 +24,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import baseline, leaderboard, results, triage
+from . import baseline, evaluate, leaderboard, results, triage
 from .analysis import History, importances, load_histories, number, pareto_front, reaching, rungs, status_counts
 from .errors import SweeperError
 from .files import write_atomic
 from .hyperparameters import CONFIG_KEYS
 from .objective import Objective
-from .plotting import pyplot
+from .plotting import pyplot, save_png
 from .spec import Budget, read_search_setup
 from .status import FAILED, SweepState, TrialStatus
 from .units import plural
@@ -312,14 +311,7 @@ def _say(ax: Axes, text: str) -> None:
 
 
 def _save(fig: Figure, path: Path) -> bytes:
-    """Save a figure as PNG (atomically), close it and return the bytes for the HTML page."""
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    pyplot().close(fig)
-    data = buffer.getvalue()
-    write_atomic(path, data)
-    return data
+    return save_png(fig, path, DPI)
 
 
 # --- the page ----------------------------------------------------------------------------------
@@ -529,7 +521,7 @@ def _no_evaluation(sweep_dir: Path, rows: list[dict], objective: str, summary: d
 def _classification_evaluation(sweep_dir: Path) -> list[str]:
     """scikit-learn's classification report as a table, and the confusion matrix, as `evaluate.report` wrote them."""
     folder = results.SweepFolder(sweep_dir).evaluation
-    found, unread = _read_json(folder / "classification_report.json", sweep_dir)
+    found, unread = _read_json(folder / evaluate.CLASSIFICATION_REPORT, sweep_dir)
     if found is None:
         table = f"<p>{html.escape(unread)}.</p>"
     else:
@@ -541,7 +533,7 @@ def _classification_evaluation(sweep_dir: Path) -> list[str]:
                     for name in REPORT_AVERAGES if name in found]
         columns = ["class", "precision", "recall", "f1-score", "support"]
         table = _table(columns, classes + averages, row_class=lambda row: "total" if row in averages else "")
-    return [table, _evaluation_figure(sweep_dir, "confusion_matrix.png", "Confusion matrix on the test split",
+    return [table, _evaluation_figure(sweep_dir, evaluate.CONFUSION_MATRIX, "Confusion matrix on the test split",
                                       "Rows are the true classes, columns the predicted ones: the diagonal counts "
                                       "the test images classified right, every other cell one kind of mistake.")]
 
@@ -549,7 +541,7 @@ def _classification_evaluation(sweep_dir: Path) -> list[str]:
 def _regression_evaluation(sweep_dir: Path, summary: dict | None) -> list[str]:
     """RMSE, MAE and R² from `regression_metrics.json`, beside what predicting the training mean would score."""
     folder = results.SweepFolder(sweep_dir).evaluation
-    found, unread = _read_json(folder / "regression_metrics.json", sweep_dir)
+    found, unread = _read_json(folder / evaluate.REGRESSION_METRICS, sweep_dir)
     if found is None:
         table = f"<p>{html.escape(unread)}.</p>"
     else:
@@ -562,7 +554,7 @@ def _regression_evaluation(sweep_dir: Path, summary: dict | None) -> list[str]:
         if mean is not None:
             metrics.append({"metric": "RMSE of always predicting the training mean", "value": mean})
         table = _table(["metric", "value"], metrics, header=["metric", f"{TEST_SPLIT} split"])
-    return [table, _evaluation_figure(sweep_dir, "predicted_vs_true.png", "Predicted against true values",
+    return [table, _evaluation_figure(sweep_dir, evaluate.PREDICTED_VS_TRUE, "Predicted against true values",
                                       "Each point is a test image: its true target and the model's prediction. "
                                       "On the dashed line the two are equal.")]
 
