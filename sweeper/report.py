@@ -411,7 +411,7 @@ def _html(name: str, rows: list[dict], objective: str, mode: str, budget: Budget
 <h2>Charts</h2>
 {figures}
 <h2>Leaderboard</h2>
-{_table(columns, rows, row_class=lambda row: str(row.get("status", "")))}
+{_table(columns, rows, row_class=lambda row: str(row.get("status", "")), scores=(objective,))}
 {sections.get("triage", "")}
 {sections.get("data", "")}
 </body>
@@ -426,18 +426,21 @@ def _figure(png: bytes, file: str, title: str, caption: str) -> str:
             f'alt="{e(title)}"><figcaption>{e(caption)}</figcaption></figure>')
 
 
-def _table(columns: list[str], rows: list[dict], header: list[str] | None = None, row_class=lambda row: "") -> str:
-    """A table of `rows` (dicts), one cell per column, in a box that scrolls sideways on its own."""
+def _table(columns: list[str], rows: list[dict], header: list[str] | None = None, row_class=lambda row: "",
+           scores: tuple[str, ...] = ()) -> str:
+    """A table of `rows` (dicts), one cell per column, in a box that scrolls sideways on its own;
+    the `scores` columns to 4 significant digits, trailing zeros kept, as in the terminal."""
     e = html.escape
     head = "".join(f"<th>{e(c)}</th>" for c in header or columns)
-    body = "\n".join(f"<tr{_class(row_class(row))}>" + "".join(_cell(row, c) for c in columns) + "</tr>"
+    body = "\n".join(f"<tr{_class(row_class(row))}>" + "".join(_cell(row, c, c in scores) for c in columns) + "</tr>"
                      for row in rows)
     return f'<div class="table"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
 
 
-def _cell(row: dict, column: str) -> str:
+def _cell(row: dict, column: str, score: bool = False) -> str:
     value = row.get(column)
-    text = leaderboard.status_label(row) if column == "status" else leaderboard.format_value(value)
+    text = (leaderboard.status_label(row) if column == "status" else
+            leaderboard.format_objective(value) if score else leaderboard.format_value(value))
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     kind = "num" if numeric else "error" if column == "error" else "text" if column in WRAPPED else ""
     return f"<td{_class(kind)}>{html.escape(text)}</td>"

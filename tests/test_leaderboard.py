@@ -180,3 +180,11 @@ def test_a_running_or_interrupted_sweep_still_shows_its_rows(tmp_path):
     assert results.state_of(gone) == "interrupted"
     assert "interrupted with 1 of 2 trials ended" in _lines(gone)[-1]
     assert results.state_of(_sweep(tmp_path / "done", rows, state="finished")) == "finished"
+
+
+def test_scores_keep_4_significant_digits_and_counts_their_thousands():
+    shown = [leaderboard.format_objective(v) for v in (0.91, 0.8125, 0.09677419, 12.345, 1234.5, 0.0, None)]
+    assert shown == ["0.9100", "0.8125", "0.09677", "12.35", "1,234", "0", ""]
+    assert [leaderboard.format_value(v) for v in (0.000314, 0.00271, 3.0, 9.6, 1e-5)] == \
+        ["0.000314", "0.00271", "3", "9.6", "1e-05"]
+    assert [leaderboard.format_count(v) for v in (2257984, 94538.0, 999, None)] == ["2,257,984", "94,538", "999", ""]

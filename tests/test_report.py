@@ -207,6 +207,11 @@ def test_report_page_has_the_summary_and_the_whole_leaderboard(sweep):
     assert f"{len(rows)} trials: 4 completed, 8 stopped by ASHA, 1 running, 1 error" in page
     assert page.count(">stopped@3<") == 3 and page.count(">stopped@1<") == 5
     assert html.escape(OOM) in page and "<OOM>" not in page
+    # The objective as in the terminal: 4 significant digits, trailing zeros kept (0.8990, not 0.899).
+    assert all(f'<td class="num">{leaderboard.format_objective(r["val_accuracy"])}</td>' in page
+               for r in rows if r.get("val_accuracy") is not None)
+    assert any(leaderboard.format_objective(r["val_accuracy"]) != leaderboard.format_value(r["val_accuracy"])
+               for r in rows if r.get("val_accuracy") is not None)  # the sweep has such a value
 
 
 def test_pareto_front_keeps_the_points_no_other_point_beats():
