@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -26,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SweeperError
+from .native_stderr import quiet_native_stderr
 
 MANIFEST = "bundle.json"
 PREDICT_BATCH = 256  # images decoded and predicted at a time: a bound on memory, whatever the number of files
@@ -189,27 +187,3 @@ def describe(output, task: str, classes: list[str]) -> dict:
     # Ties go to the first class, as Keras' accuracy (p > 0.5) counts a sigmoid's 0.5.
     best = int(np.argmax(output))
     return {"label": classes[best], "confidence": float(output[best])}
-
-
-@contextmanager
-def quiet_native_stderr():
-    """Hold back what TensorFlow's and TFLite's C++ code writes to stderr (absl banners, converter
-    chatter) while a block runs; if the block fails with something other than a user error, the
-    held-back text is shown, since it may say why."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        except SweeperError:
-            raise
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)

@@ -23,11 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, checkpoint, images, leaderboard, results
-from .bundle import FORMAT, MANIFEST, quiet_native_stderr, to_probabilities
+from .bundle import FORMAT, MANIFEST, to_probabilities
 from .data import DatasetIndex, build_index
 from .errors import CheckpointMissing, ParityError, SweeperError
 from .evaluate import scores
 from .files import fsync_dir, fsync_tree
+from .native_stderr import quiet_native_stderr
 from .units import plural
 
 FORMATS_AGREE = 1e-4  # largest difference allowed between a format's outputs and the Keras model's

@@ -43,7 +43,7 @@ def print_feasibility(spec, *, n_classes: int, cache_dir: Path, console: Console
                       markup=False, highlight=False)
         return
     from .backbones import declared
-    from .bundle import quiet_native_stderr
+    from .native_stderr import quiet_native_stderr
     from .space import encode_units
 
     threads = max(1, int(spec.budget.cpus_per_trial))

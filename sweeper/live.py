@@ -120,8 +120,8 @@ class LiveView(tune.Callback):
             return
         self.starts[trial.trial_id] = self.starts.get(trial.trial_id, 0) + 1
         if not self.interactive:
-            if not self.said_fixed and self.info.fixed_line():  # once, before the first trial's line
-                self._line(self.info.fixed_line())
+            if not self.said_fixed and (fixed := self.info.fixed_line()):  # once, before the first trial's line
+                self._line(fixed)
             self.said_fixed = True
             attempt = self.starts[trial.trial_id]
             retried = self.rows.get(trial.trial_id, {}).get("retried")  # gpus.py: out of memory on a shared GPU
@@ -257,8 +257,8 @@ class LiveView(tune.Callback):
         words = (f"{self.counted()}/{info.trials} trials  elapsed {_clock(time.time() - self.started)}  "
                  + (f"left ~{_clock(eta)}" if eta is not None else "left: after the first epochs"))
         parts = [_bar_line(Text(info.name, style="bold"), self.counted(), info.trials, Text(words), width)]
-        if info.fixed_line():
-            parts.append(Text(info.fixed_line(), style="dim"))
+        if fixed := info.fixed_line():
+            parts.append(Text(fixed, style="dim"))
         parts += [self._best_line(), *self._trial_table(width)]
         for label, (done, total) in self.features.items():
             if done < total:

@@ -67,7 +67,7 @@ def triage(spec, index: DatasetIndex, *, cache_dir: Path, weights_dirs: tuple[st
     None as soon as a pair's features are not there.
     """
     from .backbones import declared
-    from .bundle import quiet_native_stderr
+    from .native_stderr import quiet_native_stderr
 
     pairs = pairs_of(spec.space, _sizes(spec))
     pooling = _pooling(spec.space)

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from . import environment, gpus, leftovers, private_apis
 from .errors import SweeperError
+from .native_stderr import quiet_native_stderr
 from .resumable import ResumableASHA
 from .search_space import DefineByRun, sampler_for
 from .space import trial_count
@@ -125,8 +126,6 @@ def init_ray(address: str | None) -> dict | None:
         return None
     environment.set_defaults(environment.DRIVER)
     attached = address or os.environ.get("RAY_ADDRESS")  # `ray job submit` runs its entrypoint with it set
-    from .bundle import quiet_native_stderr
-
     # Attaching, Ray's C++ client writes a warning a second while the cluster refuses it; a local
     # start is not held back, as the processes it starts would inherit the held stream.
     with quiet_native_stderr() if address else nullcontext():

@@ -15,11 +15,12 @@ import pytest
 from conftest import ASSETS, WEIGHTS, needs_assets, write_spec
 
 from sweeper import leaderboard, load_bundle
-from sweeper.bundle import MANIFEST, quiet_native_stderr, read_manifest
+from sweeper.bundle import MANIFEST, read_manifest
 from sweeper.cli import main
 from sweeper.data import build_index
 from sweeper.errors import SweeperError
 from sweeper.images import decode
+from sweeper.native_stderr import quiet_native_stderr
 from sweeper.spec import load_spec
 
 CATS = ASSETS / "datasets" / "cats_vs_dogs"
